@@ -1,0 +1,87 @@
+"""Typed, frozen settings read once from the environment.
+
+Only ``dataflows/`` and the CLI import this module. Secrets are
+``SecretStr`` so they never print: ``repr(settings)`` shows ``'**********'``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from schemas.topics import BROKERS
+
+
+class Settings(BaseSettings):
+    """Everything a dataflow or the CLI may be configured with.
+
+    Names are the upper-cased field names (``KAFKA_BOOTSTRAP_SERVERS``...).
+    An empty URL means "use the local stack's server".
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None)
+
+    kafka_bootstrap_servers: str = ""
+    redis_url: str = ""
+    postgres_url: SecretStr = SecretStr("")
+    active_brokers: Annotated[tuple[str, ...], NoDecode] = BROKERS
+
+    data_dir: Path = Path(".alpha-panda")
+    service_name: str = "alpha-panda"
+
+    # Topics (created by `alpha-panda up` / the admin helper).
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+
+    # Execution.
+    starting_cash: Decimal = Decimal(1_000_000)
+    slippage_bps: Decimal = Decimal(5)
+    commission_bps: Decimal = Decimal(10)
+    fill_latency_ms: int = Field(default=0, ge=0)
+    fill_seed: int = 0
+    mark_interval_s: float = Field(default=1.0, ge=0)
+
+    # Zerodha Kite Connect. Live orders need all three *and* the switch.
+    zerodha_live_trading: bool = False
+    kite_api_key: SecretStr = SecretStr("")
+    kite_access_token: SecretStr = SecretStr("")
+    kite_api_secret: SecretStr = SecretStr("")
+
+    # Alpaca market data.
+    alpaca_api_key: SecretStr = SecretStr("")
+    alpaca_secret_key: SecretStr = SecretStr("")
+
+    # Strategy configuration reload (live), seconds between polls.
+    strategy_reload_s: float = Field(default=2.0, gt=0)
+    metrics_port: int = Field(default=0, ge=0)
+
+    @field_validator("active_brokers", mode="before")
+    @classmethod
+    def _split_brokers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        unknown = set(value) - set(BROKERS)  # type: ignore[arg-type]
+        if unknown:
+            msg = f"ACTIVE_BROKERS has unknown broker(s) {sorted(unknown)}; known: {list(BROKERS)}"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def zerodha_live(self) -> bool:
+        """Live Zerodha orders only with credentials and the explicit switch."""
+        return bool(
+            self.zerodha_live_trading
+            and self.kite_api_key.get_secret_value()
+            and self.kite_access_token.get_secret_value()
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment once."""
+    return Settings()

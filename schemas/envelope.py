@@ -1,0 +1,186 @@
+"""The envelope every message travels in, and deterministic event ids.
+
+An event's id is a UUIDv5 of its cause, so replaying the same input yields
+the same ids and a redelivered message is recognisable as a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Final, Literal, NamedTuple, TypeAlias
+
+import msgspec
+
+from schemas.events import (
+    DlqRecord,
+    MarketTick,
+    OrderFailed,
+    OrderFilled,
+    OrderSubmitted,
+    PnlSnapshot,
+    RejectedSignal,
+    TradingSignal,
+    ValidatedSignal,
+)
+
+BrokerName = Literal["paper", "zerodha", "shared"]
+SCHEMA_VERSION: Final = 1
+_NAMESPACE: Final = uuid.UUID("6f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")
+
+
+def event_id(kind: str, *parts: object) -> str:
+    """Return the deterministic id of a ``kind`` event caused by ``parts``."""
+    return str(uuid.uuid5(_NAMESPACE, "|".join([kind, *map(str, parts)])))
+
+
+def tick_id(tick: MarketTick) -> str:
+    """Return the id of a tick from its instrument, exchange time and price."""
+    return event_id("market_tick", tick.instrument_token, tick.timestamp.isoformat(), repr(tick.last_price))
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Return ``moment`` in UTC; a naive time is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+class Envelope(msgspec.Struct, frozen=True, tag_field="type"):
+    """Fields common to every message; subclasses add a typed ``data``."""
+
+    id: str
+    ts: datetime
+    broker: BrokerName
+    correlation_id: str
+    causation_id: str | None
+    source: str
+    version: int
+    key: str
+
+
+class TickEnvelope(Envelope, frozen=True, tag="market_tick"):
+    """A ``market_tick`` message."""
+
+    data: MarketTick
+
+
+class SignalEnvelope(Envelope, frozen=True, tag="trading_signal"):
+    """A ``trading_signal`` message."""
+
+    data: TradingSignal
+
+
+class ValidatedEnvelope(Envelope, frozen=True, tag="validated_signal"):
+    """A ``validated_signal`` message."""
+
+    data: ValidatedSignal
+
+
+class RejectedEnvelope(Envelope, frozen=True, tag="rejected_signal"):
+    """A ``rejected_signal`` message."""
+
+    data: RejectedSignal
+
+
+class SubmittedEnvelope(Envelope, frozen=True, tag="order_submitted"):
+    """An ``order_submitted`` message."""
+
+    data: OrderSubmitted
+
+
+class FilledEnvelope(Envelope, frozen=True, tag="order_filled"):
+    """An ``order_filled`` message."""
+
+    data: OrderFilled
+
+
+class FailedEnvelope(Envelope, frozen=True, tag="order_failed"):
+    """An ``order_failed`` message."""
+
+    data: OrderFailed
+
+
+class PnlEnvelope(Envelope, frozen=True, tag="pnl_snapshot"):
+    """A ``pnl_snapshot`` message."""
+
+    data: PnlSnapshot
+
+
+class DlqEnvelope(Envelope, frozen=True, tag="dlq_record"):
+    """A ``dlq_record`` message."""
+
+    data: DlqRecord
+
+
+AnyEnvelope: TypeAlias = (
+    TickEnvelope
+    | SignalEnvelope
+    | ValidatedEnvelope
+    | RejectedEnvelope
+    | SubmittedEnvelope
+    | FilledEnvelope
+    | FailedEnvelope
+    | PnlEnvelope
+    | DlqEnvelope
+)
+AnyEvent: TypeAlias = (
+    MarketTick
+    | TradingSignal
+    | ValidatedSignal
+    | RejectedSignal
+    | OrderSubmitted
+    | OrderFilled
+    | OrderFailed
+    | PnlSnapshot
+    | DlqRecord
+)
+
+ENVELOPE_OF: Final[dict[type, type[Envelope]]] = {
+    MarketTick: TickEnvelope,
+    TradingSignal: SignalEnvelope,
+    ValidatedSignal: ValidatedEnvelope,
+    RejectedSignal: RejectedEnvelope,
+    OrderSubmitted: SubmittedEnvelope,
+    OrderFilled: FilledEnvelope,
+    OrderFailed: FailedEnvelope,
+    PnlSnapshot: PnlEnvelope,
+    DlqRecord: DlqEnvelope,
+}
+
+
+class Outbound(NamedTuple):
+    """A message on its way to a topic: what every sink consumes."""
+
+    topic: str
+    key: str
+    envelope: AnyEnvelope
+
+
+def envelop(
+    data: AnyEvent,
+    *,
+    id: str,  # noqa: A002 - the contract's field name
+    ts: datetime,
+    broker: BrokerName,
+    cause: Envelope | None,
+    source: str,
+    key: str,
+) -> AnyEnvelope:
+    """Wrap ``data`` in the envelope of its type, linked to the ``cause`` event.
+
+    The correlation id is the originating tick's id, carried down the chain;
+    a tick (no cause) correlates with itself.
+    """
+    envelope_type = ENVELOPE_OF[type(data)]
+    return envelope_type(  # type: ignore[return-value, call-arg]
+        id=id,
+        ts=as_utc(ts),
+        broker=broker,
+        correlation_id=cause.correlation_id if cause is not None else id,
+        causation_id=cause.id if cause is not None else None,
+        source=source,
+        version=SCHEMA_VERSION,
+        key=key,
+        data=data,
+    )
