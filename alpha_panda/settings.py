@@ -51,10 +51,17 @@ class Settings(BaseSettings):
     kite_api_key: SecretStr = SecretStr("")
     kite_access_token: SecretStr = SecretStr("")
     kite_api_secret: SecretStr = SecretStr("")
+    kite_ws_url: str = "wss://ws.kite.trade"
+    kite_api_url: str = "https://api.kite.trade"
 
     # Alpaca market data.
     alpaca_api_key: SecretStr = SecretStr("")
     alpaca_secret_key: SecretStr = SecretStr("")
+    alpaca_stream_url: str = "wss://stream.data.alpaca.markets/v2/iex"
+    alpaca_data_url: str = "https://data.alpaca.markets"
+
+    # Yahoo Finance chart API (historical bars).
+    yahoo_url: str = "https://query1.finance.yahoo.com"
 
     # Strategy configuration reload (live), seconds between polls.
     strategy_reload_s: float = Field(default=2.0, gt=0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -17,7 +17,14 @@ from schemas.envelope import (
     AnyEnvelope,
     BrokerName,
     DlqEnvelope,
+    FailedEnvelope,
+    FilledEnvelope,
+    PnlEnvelope,
+    RejectedEnvelope,
+    SignalEnvelope,
+    SubmittedEnvelope,
     TickEnvelope,
+    ValidatedEnvelope,
     as_utc,
     event_id,
     tick_id,
@@ -38,6 +45,20 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024
 """Messages larger than this are poison: no tick or order is near it."""
 
 
+class RawMessage(NamedTuple):
+    """A message as a source read it, before decoding.
+
+    ``offset`` is the Kafka offset, or the line number of a tick file.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    offset: int | None = None
+    timestamp: datetime | None = None
+
+
 class _TickIn(msgspec.Struct, frozen=True, tag_field="type", tag="market_tick"):
     """The producer form of a tick: only ``type`` and ``data`` are required."""
 
@@ -50,7 +71,19 @@ class _TickIn(msgspec.Struct, frozen=True, tag_field="type", tag="market_tick"):
 
 _encoder: Final = msgspec.json.Encoder()
 _any_decoder: Final = msgspec.json.Decoder(AnyEnvelope)
-_tick_decoder: Final = msgspec.json.Decoder(_TickIn)
+# A union (not _TickIn alone) so that a missing "type" is an error and a
+# message of another type on market.ticks is named as such.
+_tick_decoder: Final = msgspec.json.Decoder(
+    _TickIn
+    | SignalEnvelope
+    | ValidatedEnvelope
+    | RejectedEnvelope
+    | SubmittedEnvelope
+    | FilledEnvelope
+    | FailedEnvelope
+    | PnlEnvelope
+    | DlqEnvelope
+)
 
 
 def encode(envelope: AnyEnvelope) -> bytes:
@@ -100,6 +133,10 @@ def decode_tick(raw: bytes, *, source: str = "market_feed") -> TickEnvelope:
         tick_in = _tick_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         raise DecodeError(MARKET_TICKS, _reason(err)) from err
+    if not isinstance(tick_in, _TickIn):
+        got = type(tick_in).__struct_config__.tag
+        msg = f"unexpected event type {got!r} on this topic, expected 'market_tick' - at $.type"
+        raise DecodeError(MARKET_TICKS, msg)
     tick = tick_in.data
     ident = tick_in.id or tick_id(tick)
     return TickEnvelope(

@@ -1,0 +1,407 @@
+"""Kafka I/O: client settings, topic admin, the bytewax source and sink, small helpers.
+
+Works against any Kafka-API broker (Redpanda, Apache Kafka, Tansu). All
+consumers here use manual partition assignment, never consumer groups:
+offsets are bytewax's recovery state, and group joins are slow on Tansu.
+
+Tansu (the local broker) quirks seen with librdkafka 2.x, all handled here:
+
+- its high watermark is the base offset of the *last record batch* + 1, not
+  the last offset + 1, so watermarks understate the log end and cannot be used
+  for lag or for "read until offset N"; end-of-partition events are still
+  correct because a consumer only passes the watermark after the last batch.
+- producing to an unknown topic creates it (with the broker's default
+  partition count), so :func:`create_topics` must run before producers start.
+- topic configs (``retention.ms``) are accepted on create but not reported
+  back by ``describe_configs``.
+- idempotent producers and lz4/zstd/snappy/gzip compression all work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError as ConfluentError
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.errors import (
+    ConsumeTimeoutError,
+    KafkaDeliveryError,
+    SinkInputError,
+    TopicAdminError,
+)
+from schemas.codec import RawMessage, encode
+from schemas.envelope import Outbound
+from schemas.topics import BROKERS, all_topics
+
+log = logging.getLogger(__name__)
+
+DELIVERY_TIMEOUT_MS: Final = 60_000
+"""How long librdkafka retries a message before the sink gives up and crashes
+the flow (bytewax recovery then resumes from the last snapshot)."""
+
+KafkaItem = KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[bytes | None, bytes | None]
+"""What :func:`kafka_source` emits: a message, or a consumer error carrying one."""
+
+
+def kafka_config(bootstrap: str) -> dict[str, Any]:
+    """Return the librdkafka settings every client shares: where and how to connect.
+
+    ``bootstrap`` is a comma-separated ``host:port`` list.
+    """
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": "alpha-panda",
+        # Ticks are small; Nagle's algorithm would only add latency.
+        "socket.nagle.disable": True,
+    }
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    """Return producer settings: idempotent, acks from all replicas, low latency.
+
+    ``linger.ms`` 2 batches messages produced in the same burst without
+    holding a lone tick back noticeably; lz4 is the cheapest compression
+    that every supported broker (Tansu included) accepts.
+    """
+    return {
+        **kafka_config(bootstrap),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "compression.type": "lz4",
+        "delivery.timeout.ms": DELIVERY_TIMEOUT_MS,
+    }
+
+
+def consumer_config(bootstrap: str, *, eof: bool = False) -> dict[str, Any]:
+    """Return consumer settings for manual assignment (no group, no commits).
+
+    ``eof`` asks for an end-of-partition event when a partition is read to
+    its current end. ``group.id`` is required by librdkafka but never joined.
+    """
+    return {
+        **kafka_config(bootstrap),
+        "group.id": "alpha-panda-unjoined",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": eof,
+        # The broker answers an empty fetch after this long; lower means a new
+        # message is seen sooner on brokers that do not wake fetches early.
+        "fetch.wait.max.ms": 20,
+        "fetch.min.bytes": 1,
+    }
+
+
+def _topic_partition_counts(admin: AdminClient, timeout_s: float) -> dict[str, int]:
+    metadata = admin.list_topics(timeout=timeout_s)
+    return {name: len(meta.partitions) for name, meta in metadata.topics.items()}
+
+
+def create_topics(
+    bootstrap: str,
+    topics: list[str],
+    partitions: int,
+    retention_ms: int,
+    *,
+    timeout_s: float = 15.0,
+) -> list[str]:
+    """Create ``topics`` with ``partitions`` partitions and ``retention.ms`` = ``retention_ms``.
+
+    Idempotent: a topic that already exists is left as it is (a warning is
+    logged if its partition count differs). Returns the names created now.
+
+    :raises TopicAdminError: the broker refused a topic or did not answer.
+    """
+    admin = AdminClient(kafka_config(bootstrap))
+    try:
+        existing = _topic_partition_counts(admin, timeout_s)
+    except Exception as err:
+        msg = f"create_topics: cannot list topics on {bootstrap}: {err}"
+        raise TopicAdminError(msg) from err
+    wanted = [name for name in dict.fromkeys(topics) if name not in existing]
+    created: list[str] = []
+    if wanted:
+        new = [
+            NewTopic(name, partitions, 1, config={"retention.ms": str(retention_ms)})
+            for name in wanted
+        ]
+        futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except Exception as err:
+                code = err.args[0].code() if err.args and hasattr(err.args[0], "code") else None
+                if code == ConfluentError.TOPIC_ALREADY_EXISTS:
+                    continue
+                msg = f"create_topics: cannot create topic {name!r} on {bootstrap}: {err}"
+                raise TopicAdminError(msg) from err
+            created.append(name)
+    for name in topics:
+        count = existing.get(name)
+        if count is not None and count != partitions:
+            log.warning("topic %s exists with %d partitions, not %d", name, count, partitions)
+    return created
+
+
+def create_pipeline_topics(
+    bootstrap: str,
+    brokers: Iterable[str] = BROKERS,
+    *,
+    partitions: int,
+    retention_ms: int,
+) -> list[str]:
+    """Create every topic of the pipeline for ``brokers``, dead-letter topics included.
+
+    See :func:`schemas.topics.all_topics` for the list; returns the names created now.
+    """
+    return create_topics(bootstrap, all_topics(tuple(brokers)), partitions, retention_ms)
+
+
+def list_topics(bootstrap: str, *, timeout_s: float = 10.0) -> dict[str, int]:
+    """Return ``{topic: partition count}`` for every topic on the broker.
+
+    :raises TopicAdminError: the broker did not answer.
+    """
+    try:
+        return _topic_partition_counts(AdminClient(kafka_config(bootstrap)), timeout_s)
+    except Exception as err:
+        msg = f"list_topics: cannot list topics on {bootstrap}: {err}"
+        raise TopicAdminError(msg) from err
+
+
+class _DeliveryReport:
+    """Collects librdkafka delivery callbacks of one flush round."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def __call__(self, err: ConfluentError | None, msg: Message) -> None:
+        if err is not None:
+            self.failures.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
+
+    def raise_failures(self, step: str, undelivered: int) -> None:
+        if undelivered:
+            msg = f"{step}: {undelivered} message(s) still unacknowledged after the flush timeout"
+            raise KafkaDeliveryError(msg)
+        if self.failures:
+            shown = "; ".join(self.failures[:3])
+            msg = f"{step}: {len(self.failures)} message(s) not delivered: {shown}"
+            raise KafkaDeliveryError(msg)
+
+
+def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes, report: Any) -> None:
+    """Queue one message, waiting for room if librdkafka's local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=report)
+        except BufferError:
+            producer.poll(0.05)
+        else:
+            return
+
+
+class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
+    """Produces one batch of :class:`Outbound` items, then flushes once."""
+
+    def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
+        self._producer = producer
+        self._flush_timeout_s = flush_timeout_s
+
+    def write_batch(self, items: list[Outbound]) -> None:
+        """Produce every item, wait for all acknowledgements, raise if any failed."""
+        report = _DeliveryReport()
+        for item in items:
+            if not isinstance(item, Outbound):
+                raise SinkInputError("kafka_sink", "Outbound", item)
+            _produce(self._producer, item.topic, item.key.encode(), encode(item.envelope), report)
+        undelivered = self._producer.flush(self._flush_timeout_s)
+        report.raise_failures("kafka_sink", undelivered)
+
+    def close(self) -> None:
+        """Deliver anything still queued before the worker stops."""
+        self._producer.flush(self._flush_timeout_s)
+
+
+class OutboundKafkaSink(DynamicSink[Outbound]):
+    """A bytewax sink writing :class:`Outbound` items to their own topics.
+
+    In: ``Outbound(topic, key, envelope)``. Out: a Kafka message on ``topic``
+    with key ``key`` (UTF-8) and value ``schemas.codec.encode(envelope)``.
+    Each worker owns one idempotent producer; a batch is acknowledged as a
+    whole before the next one starts (at-least-once with bytewax recovery).
+
+    :raises KafkaDeliveryError: from ``write_batch`` when the broker did not
+        acknowledge a message within ``delivery.timeout.ms``.
+    """
+
+    def __init__(self, bootstrap: str, add_config: dict[str, Any] | None = None) -> None:
+        self._config = {**producer_config(bootstrap), **(add_config or {})}
+        self._flush_timeout_s = self._config["delivery.timeout.ms"] / 1000 + 5
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutboundKafkaPartition:
+        """Build this worker's producer."""
+        config = {**self._config, "client.id": f"alpha-panda-{step_id}-{worker_index}"}
+        return _OutboundKafkaPartition(Producer(config), self._flush_timeout_s)
+
+
+def kafka_sink(bootstrap: str, add_config: dict[str, Any] | None = None) -> OutboundKafkaSink:
+    """Return the bytewax sink for :class:`Outbound` items; see :class:`OutboundKafkaSink`."""
+    return OutboundKafkaSink(bootstrap, add_config)
+
+
+def kafka_source(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    tail: bool = True,
+    starting_offset: int = OFFSET_BEGINNING,
+    batch_size: int = 1000,
+    add_config: dict[str, Any] | None = None,
+) -> KafkaSource:
+    """Return a bytewax source reading ``topics``, one input partition per Kafka partition.
+
+    Emits :class:`bytewax.connectors.kafka.KafkaSourceMessage` (``key``,
+    ``value`` bytes, ``topic``, ``partition``, ``offset``, ``timestamp`` as
+    ``(type, epoch ms)``) and, for consumer errors, ``KafkaError`` items
+    carrying one — errors never stop the flow (``raise_on_errors=False``).
+    ``tail=False`` ends the source at the current end of every partition.
+    ``starting_offset`` is ``OFFSET_BEGINNING`` (default) or ``OFFSET_END``;
+    after a recovery resume, bytewax's stored offsets win.
+    """
+    config = consumer_config(bootstrap, eof=not tail)
+    # bytewax sets these itself per partition; keep its values.
+    for key in ("bootstrap.servers", "group.id", "enable.partition.eof", "enable.auto.commit"):
+        config.pop(key)
+    config.update(add_config or {})
+    return KafkaSource(
+        [bootstrap],
+        list(topics),
+        tail=tail,
+        starting_offset=starting_offset,
+        add_config=config,
+        batch_size=batch_size,
+        raise_on_errors=False,
+    )
+
+
+def _timestamp(kind_and_ms: tuple[int, int] | None) -> datetime | None:
+    if kind_and_ms is None:
+        return None
+    kind, epoch_ms = kind_and_ms
+    if kind == 0 or epoch_ms < 0:  # TIMESTAMP_NOT_AVAILABLE
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def raw_message(message: KafkaSourceMessage[bytes | None, bytes | None]) -> RawMessage:
+    """Turn a bytewax Kafka message into the codec's :class:`RawMessage`.
+
+    A missing value becomes ``b""`` (a tombstone is poison to the codec); the
+    Kafka timestamp becomes a UTC datetime, or ``None`` if the broker has none.
+    """
+    return RawMessage(
+        topic=message.topic or "",
+        key=message.key,
+        value=message.value or b"",
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=_timestamp(message.timestamp),
+    )
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """One message read back by :func:`consume_all`; ``timestamp_ms`` is epoch ms or None."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    items: Iterable[tuple[str | bytes | None, bytes | str]],
+    *,
+    timeout_s: float = 30.0,
+) -> int:
+    """Produce ``(key, value)`` pairs to ``topic`` and wait until all are acknowledged.
+
+    Text keys and values are UTF-8 encoded. Returns how many were delivered.
+
+    :raises KafkaDeliveryError: any message was refused or not acknowledged in time.
+    """
+    producer = Producer(producer_config(bootstrap))
+    report = _DeliveryReport()
+    count = 0
+    for key, value in items:
+        raw_key = key.encode() if isinstance(key, str) else key
+        raw_value = value.encode() if isinstance(value, str) else value
+        _produce(producer, topic, raw_key, raw_value, report)
+        producer.poll(0)
+        count += 1
+    undelivered = producer.flush(timeout_s)
+    report.raise_failures(f"produce to {topic!r}", undelivered)
+    return count
+
+
+def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[KafkaRecord]:
+    """Read every message currently in ``topic``, all partitions, from the beginning.
+
+    Uses manual assignment and stops when every partition reported its end.
+    Returns the records ordered by partition, then offset.
+
+    :raises ConsumeTimeoutError: not every partition reached its end within ``timeout`` s.
+    :raises TopicAdminError: the topic does not exist.
+    """
+    partitions = list_topics(bootstrap, timeout_s=timeout).get(topic)
+    if partitions is None:
+        msg = f"consume_all: topic {topic!r} does not exist on {bootstrap}"
+        raise TopicAdminError(msg)
+    consumer = Consumer(consumer_config(bootstrap, eof=True))
+    records: list[KafkaRecord] = []
+    pending = set(range(partitions))
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.1):
+                err = msg.error()
+                if err is None:
+                    records.append(_record(msg))
+                elif err.code() == ConfluentError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                elif not err.retriable():
+                    text = f"consume_all: reading {topic!r}: {err.str()}"
+                    raise ConsumeTimeoutError(text)
+    finally:
+        consumer.close()
+    if pending:
+        msg = f"consume_all: partitions {sorted(pending)} of {topic!r} not read to the end in {timeout}s"
+        raise ConsumeTimeoutError(msg)
+    records.sort(key=lambda r: (r.partition, r.offset))
+    return records
+
+
+def _record(msg: Message) -> KafkaRecord:
+    kind, epoch_ms = msg.timestamp()
+    return KafkaRecord(
+        topic=msg.topic(),
+        partition=msg.partition(),
+        offset=msg.offset(),
+        key=msg.key(),
+        value=msg.value(),
+        timestamp_ms=epoch_ms if kind != 0 else None,
+    )

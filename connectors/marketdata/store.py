@@ -1,0 +1,154 @@
+"""PostgreSQL storage of the instrument master and bar history (psycopg 3).
+
+Tables are created by ``connectors/migrations/0100_market_data.sql``.
+Each write is one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+UPDATE`` statement per batch, so a batch lands whole or not at all, and
+loading the same bars twice leaves one row per (instrument_token, timestamp)
+holding the latest values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import psycopg
+
+from connectors.marketdata.bars import Bar
+from connectors.marketdata.instruments import Instrument
+
+MIGRATION: Final = Path(__file__).resolve().parent.parent / "migrations" / "0100_market_data.sql"
+"""The DDL this module's SQL expects (applied by the migration runner)."""
+
+UPSERT_BARS: Final = """
+INSERT INTO market_data
+    (instrument_token, timestamp, open, high, low, close, volume, symbol, source)
+SELECT * FROM unnest(
+    %s::bigint[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[],
+    %s::float8[], %s::bigint[], %s::text[], %s::text[]
+)
+ON CONFLICT (instrument_token, timestamp) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+    close = EXCLUDED.close, volume = EXCLUDED.volume,
+    symbol = EXCLUDED.symbol, source = EXCLUDED.source
+"""
+
+UPSERT_INSTRUMENTS: Final = """
+INSERT INTO instruments
+    (instrument_token, exchange_token, tradingsymbol, name, last_price, expiry,
+     strike, tick_size, lot_size, instrument_type, segment, exchange)
+SELECT * FROM unnest(
+    %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[], %s::date[],
+    %s::float8[], %s::float8[], %s::int[], %s::text[], %s::text[], %s::text[]
+)
+ON CONFLICT (instrument_token) DO UPDATE SET
+    exchange_token = EXCLUDED.exchange_token, tradingsymbol = EXCLUDED.tradingsymbol,
+    name = EXCLUDED.name, last_price = EXCLUDED.last_price, expiry = EXCLUDED.expiry,
+    strike = EXCLUDED.strike, tick_size = EXCLUDED.tick_size, lot_size = EXCLUDED.lot_size,
+    instrument_type = EXCLUDED.instrument_type, segment = EXCLUDED.segment,
+    exchange = EXCLUDED.exchange, updated_at = now()
+"""
+
+SELECT_BARS: Final = """
+SELECT instrument_token, timestamp, open, high, low, close, volume, symbol, source
+FROM market_data
+WHERE (%(tokens)s::bigint[] IS NULL OR instrument_token = ANY(%(tokens)s::bigint[]))
+  AND (%(start)s::timestamptz IS NULL OR timestamp >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR timestamp < %(end)s::timestamptz)
+ORDER BY timestamp, instrument_token
+"""
+
+
+def _last_per_key(bars: Iterable[Bar]) -> list[Bar]:
+    # ON CONFLICT DO UPDATE may not touch one row twice in a statement, so a
+    # batch keeps only the last bar of each (token, timestamp).
+    latest: dict[tuple[int, datetime], Bar] = {}
+    for bar in bars:
+        latest[(bar.instrument_token, bar.timestamp)] = bar
+    return list(latest.values())
+
+
+def upsert_bars(conn: psycopg.Connection, bars: Iterable[Bar]) -> int:
+    """Insert or update ``bars`` in one statement and commit; return the batch size."""
+    batch = _last_per_key(bars)
+    if not batch:
+        return 0
+    columns: Sequence[list[object]] = [
+        [b.instrument_token for b in batch],
+        [b.timestamp for b in batch],
+        [b.open for b in batch],
+        [b.high for b in batch],
+        [b.low for b in batch],
+        [b.close for b in batch],
+        [b.volume for b in batch],
+        [b.symbol for b in batch],
+        [b.source for b in batch],
+    ]
+    with conn.transaction():
+        conn.execute(UPSERT_BARS, columns)
+    return len(batch)
+
+
+def upsert_instruments(conn: psycopg.Connection, instruments: Iterable[Instrument]) -> int:
+    """Insert or update instrument rows in one statement and commit; return the count."""
+    batch = list({i.instrument_token: i for i in instruments}.values())
+    if not batch:
+        return 0
+    columns: Sequence[list[object]] = [
+        [i.instrument_token for i in batch],
+        [i.exchange_token for i in batch],
+        [i.tradingsymbol for i in batch],
+        [i.name for i in batch],
+        [i.last_price for i in batch],
+        [i.expiry for i in batch],
+        [i.strike for i in batch],
+        [i.tick_size for i in batch],
+        [i.lot_size for i in batch],
+        [i.instrument_type for i in batch],
+        [i.segment for i in batch],
+        [i.exchange for i in batch],
+    ]
+    with conn.transaction():
+        conn.execute(UPSERT_INSTRUMENTS, columns)
+    return len(batch)
+
+
+def read_bars(
+    conn: psycopg.Connection,
+    *,
+    tokens: Sequence[int] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Iterator[Bar]:
+    """Yield stored bars in (timestamp, token) order, optionally filtered.
+
+    :param start: inclusive lower bound on the bar start; ``end`` exclusive.
+    """
+    params = {"tokens": list(tokens) if tokens is not None else None, "start": start, "end": end}
+    # A server-side cursor streams long histories instead of loading them whole.
+    with conn.transaction(), conn.cursor(name="read_market_data") as cur:
+        cur.execute(SELECT_BARS, params)
+        for token, stamp, open_, high, low, close, volume, symbol, source in cur:
+            yield Bar(
+                instrument_token=token,
+                timestamp=stamp,
+                open=open_,
+                high=high,
+                low=low,
+                close=close,
+                volume=volume,
+                symbol=symbol,
+                source=source,
+            )
+
+
+def load_instruments(conn: psycopg.Connection) -> list[Instrument]:
+    """Return every stored instrument, ordered by token."""
+    rows = conn.execute(
+        "SELECT instrument_token, exchange_token, tradingsymbol, name, last_price, expiry,"
+        " strike, tick_size, lot_size, instrument_type, segment, exchange"
+        " FROM instruments ORDER BY instrument_token"
+    ).fetchall()
+    return [Instrument(*row) for row in rows]

@@ -1,0 +1,58 @@
+"""What the streaming clients (Kite, Alpaca) share: items, clocks, quiet logs.
+
+A stream yields :data:`FeedItem` values: good ticks, and ``dlq_record``
+envelopes for messages that could not become ticks (to publish on
+``market.ticks.dlq``). Neither ever stops the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeAlias
+
+from connectors.marketdata.errors import FeedMessageError, KiteProtocolError
+from schemas.codec import dead_letter
+from schemas.envelope import DlqEnvelope
+from schemas.events import MarketTick
+from schemas.topics import MARKET_TICKS, tick_key
+
+FeedItem: TypeAlias = MarketTick | DlqEnvelope
+Clock: TypeAlias = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """Return the current UTC time; the default clock of the live feeds."""
+    return datetime.now(UTC)
+
+
+def quiet_websocket_logger(name: str) -> logging.Logger:
+    """Return a logger for the ``websockets`` library that never emits DEBUG.
+
+    ``websockets`` logs the handshake request line (Kite's credentials are
+    in its query string) and every frame (Alpaca's auth message) at DEBUG,
+    so this logger is pinned at INFO whatever the root level is.
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def poison_record(
+    err: KiteProtocolError | FeedMessageError, *, now: datetime, service_name: str
+) -> DlqEnvelope:
+    """Dead-letter the bytes behind ``err`` for topic ``market.ticks`` as poison."""
+    raw = err.packet if isinstance(err, KiteProtocolError) else err.raw
+    token = err.token if isinstance(err, KiteProtocolError) else None
+    return dead_letter(
+        topic=MARKET_TICKS,
+        key=tick_key(token) if token else None,
+        value=raw,
+        error_type="poison",
+        error_class=type(err).__name__,
+        error_message=str(err),
+        service_name=service_name,
+        dlq_timestamp=now,
+    )
+

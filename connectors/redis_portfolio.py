@@ -1,0 +1,135 @@
+"""Redis portfolio store: the latest ``pnl_snapshot`` of each strategy and broker.
+
+Key ``<broker>:portfolio:<strategy_id>`` holds the snapshot's ``data`` as
+JSON (DESIGN.md, Stores). Brokers never share keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import msgspec
+import orjson
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from connectors.errors import RedisConnectorError, SinkInputError, redact_url
+from schemas.envelope import Outbound, PnlEnvelope
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRIES: Final = 40
+"""Reconnect attempts per command; with the 1 s backoff cap this rides out a
+Redis restart of about half a minute before the sink gives up."""
+
+_json: Final = msgspec.json.Encoder()
+
+
+def portfolio_key(broker: str, strategy_id: str) -> str:
+    """Return the Redis key of one strategy's portfolio at ``broker``."""
+    return f"{broker}:portfolio:{strategy_id}"
+
+
+def redis_client(redis_url: str, *, retries: int = DEFAULT_RETRIES) -> redis.Redis:
+    """Return a client for ``redis_url`` that reconnects with backoff (0.05 s doubling to 1 s).
+
+    Connection and timeout errors are retried ``retries`` times; writes here
+    are plain SETs, so a retried pipeline is harmless.
+    """
+    return redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+    )
+
+
+def latest_snapshots(items: list[Outbound]) -> dict[str, bytes]:
+    """Return ``{redis key: snapshot JSON}`` keeping only the last snapshot per key.
+
+    In: :class:`Outbound` items whose envelope is a :class:`PnlEnvelope`, in
+    stream order. The key comes from the snapshot's own ``broker`` and
+    ``strategy_id``.
+
+    :raises SinkInputError: an item is not a P&L snapshot.
+    """
+    latest: dict[str, bytes] = {}
+    for item in items:
+        if not isinstance(item, Outbound) or not isinstance(item.envelope, PnlEnvelope):
+            raise SinkInputError("redis_portfolio_sink", "Outbound with a PnlEnvelope", item)
+        snapshot = item.envelope.data
+        latest[portfolio_key(snapshot.broker, snapshot.strategy_id)] = _json.encode(snapshot)
+    return latest
+
+
+class _PortfolioPartition(StatelessSinkPartition[Outbound]):
+    def __init__(self, client: redis.Redis, url_for_log: str) -> None:
+        self._client = client
+        self._url_for_log = url_for_log
+
+    def write_batch(self, items: list[Outbound]) -> None:
+        """Write the latest snapshot per key of this batch in one pipeline round trip."""
+        latest = latest_snapshots(items)
+        if not latest:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in latest.items():
+            pipe.set(key, value)
+        try:
+            pipe.execute()
+        except redis.RedisError as err:
+            msg = (
+                f"redis_portfolio_sink: writing {len(latest)} snapshot(s) to "
+                f"{self._url_for_log} failed: {err}"
+            )
+            raise RedisConnectorError(msg) from err
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisPortfolioSink(DynamicSink[Outbound]):
+    """A bytewax sink storing P&L snapshots in Redis.
+
+    In: ``Outbound`` items with a :class:`PnlEnvelope`. Out: per batch, one
+    non-transactional pipeline of ``SET <broker>:portfolio:<strategy_id>
+    <snapshot data JSON>``, only the batch's latest snapshot per key.
+    Re-writing a snapshot is harmless, so at-least-once delivery is enough.
+
+    :raises RedisConnectorError: Redis stayed unreachable through every retry.
+    """
+
+    def __init__(self, redis_url: str, *, retries: int = DEFAULT_RETRIES) -> None:
+        self._url = redis_url
+        self._retries = retries
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PortfolioPartition:
+        """Build this worker's client (connections are opened lazily)."""
+        return _PortfolioPartition(redis_client(self._url, retries=self._retries), redact_url(self._url))
+
+
+def read_portfolios(redis_url: str, broker: str) -> dict[str, dict[str, Any]]:
+    """Return ``{strategy_id: snapshot data}`` of every portfolio stored for ``broker``.
+
+    :raises RedisConnectorError: Redis could not be read.
+    """
+    prefix = portfolio_key(broker, "")
+    client = redis_client(redis_url, retries=3)
+    try:
+        keys = sorted(client.scan_iter(match=f"{prefix}*", count=500))
+        values = client.mget(keys) if keys else []
+    except redis.RedisError as err:
+        msg = f"read_portfolios: reading {broker!r} portfolios from {redact_url(redis_url)} failed: {err}"
+        raise RedisConnectorError(msg) from err
+    finally:
+        client.close()
+    return {
+        key.decode()[len(prefix) :]: orjson.loads(value)
+        for key, value in zip(keys, values, strict=True)
+        if value is not None
+    }

@@ -1,0 +1,176 @@
+"""Mean reversion: Bollinger bands confirmed by RSI.
+
+Bollinger bands are ``SMA ± std_multiplier · s`` over the last
+``lookback_period`` prices (current included), ``s`` being the sample standard
+deviation (n − 1). RSI uses simple averages of the last ``rsi_period`` price
+changes: ``RSI = 100 − 100 / (1 + avg_gain / avg_loss)``, and 100 when there
+are no losses (a flat window included). The strategy wants to BUY when
+``RSI < oversold`` and the price is below the lower band, and to SELL when
+``RSI > overbought`` and the price is above the upper band. Like momentum it
+is edge-triggered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from operators.decision import Decision
+from operators.parameters import build_config, require
+from schemas.events import Side
+
+
+@dataclass(frozen=True)
+class MeanReversionConfig:
+    """Parameters of the mean-reversion strategy.
+
+    ``lookback_period``: prices in the Bollinger window (>= 2).
+    ``std_multiplier``: band half-width in sample standard deviations (> 0).
+    ``rsi_period``: price changes in the RSI (>= 1; needs ``rsi_period + 1`` prices).
+    ``oversold`` < ``overbought``: RSI levels, both in [0, 100].
+    ``position_size``: shares per signal (> 0).
+    """
+
+    lookback_period: int = 20
+    std_multiplier: float = 2.0
+    rsi_period: int = 14
+    oversold: float = 30.0
+    overbought: float = 70.0
+    position_size: int = 100
+
+    def __post_init__(self) -> None:
+        """Reject values the strategy cannot run with."""
+        require(self.lookback_period >= 2, self, "lookback_period", self.lookback_period,
+                "an integer >= 2")
+        require(self.std_multiplier > 0, self, "std_multiplier", self.std_multiplier,
+                "a number > 0")
+        require(self.rsi_period >= 1, self, "rsi_period", self.rsi_period, "an integer >= 1")
+        require(0 <= self.oversold <= 100, self, "oversold", self.oversold,
+                "a number in [0, 100]")
+        require(0 <= self.overbought <= 100, self, "overbought", self.overbought,
+                "a number in [0, 100]")
+        require(self.oversold < self.overbought, self, "oversold", self.oversold,
+                f"below overbought ({self.overbought})")
+        require(self.position_size > 0, self, "position_size", self.position_size,
+                "an integer > 0")
+
+    @property
+    def warm_up(self) -> int:
+        """Prices needed before the first signal: max(lookback, rsi_period + 1)."""
+        return max(self.lookback_period, self.rsi_period + 1)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> MeanReversionConfig:
+        """Build a config from a strategy's ``parameters`` mapping.
+
+        :raises ConfigError: unknown name, wrong type or out-of-range value.
+        """
+        return build_config(cls, parameters)
+
+
+@dataclass
+class MeanReversionState:
+    """One instrument's mean-reversion state for one strategy.
+
+    ``prices``: the most recent prices, oldest first, at most
+    ``max(lookback_period, rsi_period + 1)``. ``active``: the side whose
+    condition held on the previous tick, for edge triggering.
+    """
+
+    prices: deque[float]
+    active: Side | None = None
+
+    def copy(self) -> MeanReversionState:
+        """Return a copy that shares no mutable data with this state."""
+        return MeanReversionState(deque(self.prices, maxlen=self.prices.maxlen), self.active)
+
+
+def rsi(changes: list[float]) -> float:
+    """Return the RSI (0..100) of price ``changes`` using simple averages.
+
+    100 when there are no losses, flat changes included.
+    """
+    gains = 0.0
+    losses = 0.0
+    for change in changes:
+        if change > 0:
+            gains += change
+        else:
+            losses -= change
+    if losses == 0:
+        return 100.0
+    n = len(changes)
+    relative_strength = (gains / n) / (losses / n)
+    return 100.0 - 100.0 / (1.0 + relative_strength)
+
+
+class MeanReversion:
+    """Mean-reversion logic: feed it prices, it returns a :class:`Decision` or ``None``.
+
+    Confidence is the mean of two strengths, each in (0, 1]:
+    the RSI's depth beyond its level (BUY: ``(oversold − RSI) / oversold``,
+    SELL: ``(RSI − overbought) / (100 − overbought)``) and the price's
+    distance beyond the band in band half-widths, capped at 1
+    (``min(1, |price − band| / (k·s))``).
+    """
+
+    def __init__(self, config: MeanReversionConfig) -> None:
+        self.config = config
+        self._lookback = config.lookback_period
+        self._k = config.std_multiplier
+        self._rsi_period = config.rsi_period
+        self._oversold = config.oversold
+        self._overbought = config.overbought
+        self._size = config.position_size
+        self._window = config.warm_up
+
+    def new_state(self) -> MeanReversionState:
+        """Return the state of an instrument that has seen no prices yet."""
+        return MeanReversionState(deque(maxlen=self._window))
+
+    def on_price(self, state: MeanReversionState, price: float) -> Decision | None:
+        """Add ``price`` (> 0) to the window and return a decision when one is due.
+
+        Returns ``None`` during warm-up (fewer than ``max(lookback_period,
+        rsi_period + 1)`` prices), when neither condition holds, or when the
+        condition that holds already held on the previous tick. ``metadata``
+        holds ``rsi``, ``sma``, ``std``, ``upper`` and ``lower`` (prices).
+        """
+        prices = state.prices
+        prices.append(price)
+        if len(prices) < self._window:
+            return None
+        window = list(prices)
+        closes = window[-self._lookback :]
+        n = len(closes)
+        sma = sum(closes) / n
+        std = math.sqrt(sum([(p - sma) * (p - sma) for p in closes]) / (n - 1))
+        upper = sma + self._k * std
+        lower = sma - self._k * std
+        recent = window[-(self._rsi_period + 1) :]
+        strength = rsi([b - a for a, b in zip(recent, recent[1:], strict=False)])
+        side: Side | None
+        if strength < self._oversold and price < lower:
+            side = "BUY"
+            confidence = (
+                (self._oversold - strength) / self._oversold
+                + min(1.0, (lower - price) / (self._k * std))
+            ) / 2
+        elif strength > self._overbought and price > upper:
+            side = "SELL"
+            confidence = (
+                (strength - self._overbought) / (100.0 - self._overbought)
+                + min(1.0, (price - upper) / (self._k * std))
+            ) / 2
+        else:
+            side = None
+        if side == state.active:
+            return None
+        state.active = side
+        if side is None:
+            return None
+        metadata = {"rsi": strength, "sma": sma, "std": std, "upper": upper, "lower": lower}
+        return Decision(side, self._size, min(1.0, confidence), metadata)

@@ -1,0 +1,109 @@
+"""Windowed price momentum: buy a rising instrument, sell a falling one.
+
+Over the last ``lookback_period`` prices of one instrument, the current price
+included, ``m = (p_now - p_oldest) / p_oldest``. The strategy wants to BUY
+when ``m > momentum_threshold`` and to SELL when ``m < -momentum_threshold``,
+with confidence ``min(1, 5 * |m|)``. It is edge-triggered: it speaks when the
+wanted side changes, not on every tick while the condition holds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from operators.decision import Decision
+from operators.parameters import build_config, require
+from schemas.events import Side
+
+
+@dataclass(frozen=True)
+class MomentumConfig:
+    """Parameters of the momentum strategy.
+
+    ``lookback_period``: prices in the window, current included (>= 2).
+    ``momentum_threshold``: fractional change that triggers (>= 0; 0.01 = 1 %).
+    ``position_size``: shares per signal (> 0).
+    """
+
+    lookback_period: int = 20
+    momentum_threshold: float = 0.01
+    position_size: int = 100
+
+    def __post_init__(self) -> None:
+        """Reject values the strategy cannot run with."""
+        require(self.lookback_period >= 2, self, "lookback_period", self.lookback_period,
+                "an integer >= 2")
+        require(self.momentum_threshold >= 0, self, "momentum_threshold",
+                self.momentum_threshold, "a number >= 0")
+        require(self.position_size > 0, self, "position_size", self.position_size,
+                "an integer > 0")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> MomentumConfig:
+        """Build a config from a strategy's ``parameters`` mapping.
+
+        :raises ConfigError: unknown name, wrong type or out-of-range value.
+        """
+        return build_config(cls, parameters)
+
+
+@dataclass
+class MomentumState:
+    """One instrument's momentum state for one strategy.
+
+    ``prices``: the most recent prices, oldest first, at most
+    ``lookback_period`` of them. ``active``: the side whose condition held on
+    the previous tick (``None`` when neither did), for edge triggering.
+    """
+
+    prices: deque[float]
+    active: Side | None = None
+
+    def copy(self) -> MomentumState:
+        """Return a copy that shares no mutable data with this state."""
+        return MomentumState(deque(self.prices, maxlen=self.prices.maxlen), self.active)
+
+
+class Momentum:
+    """Momentum logic: feed it prices, it returns a :class:`Decision` or ``None``."""
+
+    def __init__(self, config: MomentumConfig) -> None:
+        self.config = config
+        self._lookback = config.lookback_period
+        self._threshold = config.momentum_threshold
+        self._size = config.position_size
+
+    def new_state(self) -> MomentumState:
+        """Return the state of an instrument that has seen no prices yet."""
+        return MomentumState(deque(maxlen=self._lookback))
+
+    def on_price(self, state: MomentumState, price: float) -> Decision | None:
+        """Add ``price`` (> 0) to the window and return a decision when one is due.
+
+        Returns ``None`` during warm-up (fewer than ``lookback_period`` prices),
+        when neither condition holds, or when the condition that holds already
+        held on the previous tick. ``metadata`` is ``{"momentum": m}``.
+        """
+        prices = state.prices
+        prices.append(price)
+        if len(prices) < self._lookback:
+            return None
+        oldest = prices[0]
+        momentum = (price - oldest) / oldest
+        side: Side | None
+        if momentum > self._threshold:
+            side = "BUY"
+        elif momentum < -self._threshold:
+            side = "SELL"
+        else:
+            side = None
+        if side == state.active:
+            return None
+        state.active = side
+        if side is None:
+            return None
+        confidence = min(1.0, 5.0 * abs(momentum))
+        return Decision(side, self._size, confidence, {"momentum": momentum})

@@ -1,0 +1,195 @@
+"""Pre-trade risk checks for one account (one strategy at one broker).
+
+Every signal is checked against five rules, all evaluated every time:
+
+- ``max_position_size``: |position after this order| <= limit, the position
+  counting every earlier validated order of this account;
+- ``max_daily_trades``: validated orders on the signal's exchange date
+  (``signal.timestamp.date()`` in the timestamp's own offset) stay <= limit;
+- ``max_price_deviation``: |signal price − latest tick| / latest tick <= limit;
+- ``sufficient_cash``: a BUY's estimated cost (fill notional after slippage
+  plus commission) is covered by the account's cash;
+- ``no_short_selling``: a SELL does not exceed the position held.
+
+A signal failing any rule is rejected with a reason naming each failing rule
+with its value and limit; the state is untouched. A passing signal is
+validated and its estimated effect applied to the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from operators.money import commission, slipped_price, to_decimal
+from operators.parameters import build_config, require
+from schemas.events import RejectedSignal, TradingSignal, ValidatedSignal
+
+RULES = (
+    "max_position_size",
+    "max_daily_trades",
+    "max_price_deviation",
+    "sufficient_cash",
+    "no_short_selling",
+)
+"""Rule names, in the order reasons list them."""
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Limits of one account.
+
+    ``max_position_size``: shares, absolute, per instrument (>= 0).
+    ``max_daily_trades``: validated orders per exchange date (>= 0).
+    ``max_price_deviation``: fraction of the latest tick price (>= 0; 0.10 = 10 %).
+    ``starting_cash``: account currency (>= 0).
+    ``slippage_bps``, ``commission_bps``: basis points used to estimate costs (>= 0).
+    """
+
+    max_position_size: int = 1000
+    max_daily_trades: int = 50
+    max_price_deviation: float = 0.10
+    starting_cash: Decimal = Decimal("1000000")
+    slippage_bps: Decimal = Decimal("5")
+    commission_bps: Decimal = Decimal("10")
+
+    def __post_init__(self) -> None:
+        """Reject negative limits."""
+        for name in (
+            "max_position_size",
+            "max_daily_trades",
+            "max_price_deviation",
+            "starting_cash",
+            "slippage_bps",
+            "commission_bps",
+        ):
+            value = getattr(self, name)
+            require(value >= 0, self, name, value, "a number >= 0")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> RiskConfig:
+        """Build a config from a parameter mapping (money as number or string).
+
+        :raises ConfigError: unknown name, wrong type or negative value.
+        """
+        return build_config(cls, parameters)
+
+
+@dataclass
+class RiskState:
+    """One account's risk view.
+
+    ``cash``: estimated cash after every validated order (account currency).
+    ``positions``: shares per instrument token after every validated order.
+    ``trade_date``/``trades_today``: validated orders on the latest exchange date.
+    ``last_prices``: latest tick price per instrument token.
+    """
+
+    cash: Decimal
+    positions: dict[int, int]
+    trade_date: date | None
+    trades_today: int
+    last_prices: dict[int, float]
+
+    def copy(self) -> RiskState:
+        """Return a copy that shares no mutable data with this state."""
+        return RiskState(
+            self.cash,
+            dict(self.positions),
+            self.trade_date,
+            self.trades_today,
+            dict(self.last_prices),
+        )
+
+
+class RiskFilter:
+    """Risk checks for one account: feed it ticks and signals."""
+
+    def __init__(self, config: RiskConfig) -> None:
+        self.config = config
+
+    def new_state(self) -> RiskState:
+        """Return an account with the starting cash, no positions, no trades."""
+        return RiskState(self.config.starting_cash, {}, None, 0, {})
+
+    def on_mark(self, state: RiskState, token: int, price: float) -> None:
+        """Record ``price`` as the latest tick price of instrument ``token``."""
+        state.last_prices[token] = price
+
+    def on_signal(
+        self, state: RiskState, signal: TradingSignal
+    ) -> ValidatedSignal | RejectedSignal:
+        """Check ``signal`` against every rule.
+
+        Returns a :class:`ValidatedSignal` (quantity and price unchanged,
+        ``risk_checks`` all true) and applies the order to ``state``, or a
+        :class:`RejectedSignal` whose ``rejection_reason`` joins one
+        ``"<rule>: <value> <limit>"`` part per failing rule with ``"; "``,
+        leaving ``state`` unchanged. Both carry the signal's timestamp.
+        """
+        cfg = self.config
+        token = signal.instrument_token
+        quantity = signal.quantity
+        buying = signal.signal_type == "BUY"
+        held = state.positions.get(token, 0)
+        after = held + quantity if buying else held - quantity
+        trade_date = signal.timestamp.date()
+        # A later date starts a new count; a late signal from an earlier date
+        # is conservatively counted against the latest date seen.
+        new_day = state.trade_date is None or trade_date > state.trade_date
+        trades = 0 if new_day else state.trades_today
+        last = state.last_prices.get(token, signal.price)
+        deviation = abs(signal.price - last) / last
+        price = to_decimal(signal.price)
+        fill = slipped_price(signal.signal_type, price, cfg.slippage_bps) * quantity
+        fees = commission(fill, cfg.commission_bps)
+        cost = fill + fees if buying else Decimal(0)
+
+        failures: list[str] = []
+        checks = {rule: True for rule in RULES}
+        if abs(after) > cfg.max_position_size:
+            checks["max_position_size"] = False
+            failures.append(
+                f"max_position_size: position {abs(after)} would exceed {cfg.max_position_size}"
+            )
+        if trades >= cfg.max_daily_trades:
+            checks["max_daily_trades"] = False
+            failures.append(
+                f"max_daily_trades: trade {trades + 1} on {trade_date.isoformat()} "
+                f"would exceed {cfg.max_daily_trades}"
+            )
+        if deviation > cfg.max_price_deviation:
+            checks["max_price_deviation"] = False
+            failures.append(
+                f"max_price_deviation: price {signal.price} is {deviation:.2%} from last "
+                f"{last}, limit {cfg.max_price_deviation:.2%}"
+            )
+        if buying and cost > state.cash:
+            checks["sufficient_cash"] = False
+            failures.append(f"sufficient_cash: cost {cost:.2f} exceeds cash {state.cash:.2f}")
+        if not buying and quantity > held:
+            checks["no_short_selling"] = False
+            failures.append(f"no_short_selling: selling {quantity} exceeds position {held}")
+
+        if failures:
+            return RejectedSignal(
+                original_signal=signal,
+                rejection_reason="; ".join(failures),
+                risk_checks=checks,
+                timestamp=signal.timestamp,
+            )
+        state.positions[token] = after
+        state.cash = state.cash - cost if buying else state.cash + (fill - fees)
+        if new_day:
+            state.trade_date = trade_date
+        state.trades_today = trades + 1
+        return ValidatedSignal(
+            original_signal=signal,
+            validated_quantity=quantity,
+            validated_price=signal.price,
+            risk_checks=checks,
+            timestamp=signal.timestamp,
+        )

@@ -1,0 +1,109 @@
+"""Momentum: prices in, decisions out."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.decision import Decision
+from operators.errors import ConfigError
+from operators.momentum import Momentum, MomentumConfig
+
+
+def run(strategy: Momentum, prices: list[float]) -> list[tuple[int, Decision]]:
+    state = strategy.new_state()
+    out = []
+    for i, price in enumerate(prices):
+        decision = strategy.on_price(state, price)
+        if decision is not None:
+            out.append((i, decision))
+    return out
+
+
+def test_design_example_buys_once_on_the_twentieth_price() -> None:
+    signals = run(Momentum(MomentumConfig()), [100.0] * 19 + [101.5])
+    assert len(signals) == 1
+    index, decision = signals[0]
+    assert index == 19
+    assert decision.side == "BUY"
+    assert decision.quantity == 100
+    assert decision.confidence == pytest.approx(0.075)
+    assert decision.metadata["momentum"] == pytest.approx(0.015)
+
+
+def test_no_signal_during_warm_up() -> None:
+    # A 50 % jump on the 19th price: the window is not full yet.
+    assert run(Momentum(MomentumConfig()), [100.0] * 18 + [150.0]) == []
+
+
+def test_window_includes_current_price_and_drops_the_oldest() -> None:
+    strategy = Momentum(MomentumConfig(lookback_period=3, momentum_threshold=0.01))
+    # windows: [100,100,100] m=0; [100,100,102] m=.02 BUY; [100,102,102] m=.02 hold;
+    # [102,102,102] m=0 reset; [102,102,99] m=-0.0294 SELL
+    signals = run(strategy, [100.0, 100.0, 100.0, 102.0, 102.0, 102.0, 99.0])
+    assert [(i, d.side) for i, d in signals] == [(3, "BUY"), (6, "SELL")]
+    assert signals[1][1].metadata["momentum"] == pytest.approx((99.0 - 102.0) / 102.0)
+    assert signals[1][1].confidence == pytest.approx(5 * 3 / 102)
+
+
+def test_edge_triggered_repeats_only_after_the_condition_lapses() -> None:
+    strategy = Momentum(MomentumConfig(lookback_period=2, momentum_threshold=0.01))
+    # changes: +2%, +2%, 0, +2%  -> BUY, (held), reset, BUY
+    signals = run(strategy, [100.0, 102.0, 104.04, 104.04, 106.1208])
+    assert [(i, d.side) for i, d in signals] == [(1, "BUY"), (4, "BUY")]
+
+
+def test_side_flip_emits_without_passing_through_neutral() -> None:
+    strategy = Momentum(MomentumConfig(lookback_period=2, momentum_threshold=0.01))
+    signals = run(strategy, [100.0, 102.0, 98.0])
+    assert [d.side for _, d in signals] == ["BUY", "SELL"]
+
+
+def test_threshold_is_strict() -> None:
+    strategy = Momentum(MomentumConfig(lookback_period=2, momentum_threshold=0.5))
+    assert run(strategy, [100.0, 150.0]) == []  # m == 0.5 exactly, not > 0.5
+    assert run(strategy, [100.0, 50.0]) == []  # m == -0.5 exactly
+
+
+def test_confidence_is_capped_at_one() -> None:
+    signals = run(Momentum(MomentumConfig(lookback_period=2)), [100.0, 130.0])
+    assert signals[0][1].confidence == 1.0
+
+
+def test_state_copy_does_not_alias() -> None:
+    strategy = Momentum(MomentumConfig(lookback_period=3))
+    state = strategy.new_state()
+    for price in (100.0, 101.0, 103.0):
+        strategy.on_price(state, price)
+    copy = state.copy()
+    strategy.on_price(state, 110.0)
+    assert list(copy.prices) == [100.0, 101.0, 103.0]
+    assert copy.prices.maxlen == 3
+    assert copy.active == "BUY"
+    assert copy.prices is not state.prices
+
+
+def test_from_parameters_fills_defaults_and_converts() -> None:
+    config = MomentumConfig.from_parameters({"lookback_period": 5, "momentum_threshold": 1})
+    assert config == MomentumConfig(lookback_period=5, momentum_threshold=1.0)
+    assert MomentumConfig.from_parameters({}) == MomentumConfig()
+
+
+@pytest.mark.parametrize(
+    ("parameters", "names"),
+    [
+        ({"lookback_period": 1}, ("lookback_period", "1")),
+        ({"lookback_period": "20"}, ("lookback_period", "'20'")),
+        ({"lookback_period": True}, ("lookback_period", "True")),
+        ({"momentum_threshold": -0.1}, ("momentum_threshold", "-0.1")),
+        ({"momentum_threshold": float("nan")}, ("momentum_threshold", "nan")),
+        ({"position_size": 0}, ("position_size", "0")),
+        ({"lookback": 20}, ("lookback", "20")),
+    ],
+)
+def test_from_parameters_names_the_bad_parameter_and_value(
+    parameters: dict[str, object], names: tuple[str, str]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        MomentumConfig.from_parameters(parameters)
+    for name in names:
+        assert name in str(info.value)
