@@ -7,13 +7,23 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from schemas.errors import AlphaPandaError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Alpha Panda: a streaming trading pipeline.")
-console = Console()
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Alpha Panda: a streaming trading pipeline."
+)
+# Tables stay readable when piped or captured (no terminal to measure).
+console = Console(width=None if Console().is_terminal else 120)
 err_console = Console(stderr=True)
 
 
@@ -36,14 +46,21 @@ def print_replay_summary(summary: object, out_dir: Path | None = None) -> None:
     console.print(head)
     table = Table(title="Per broker and strategy")
     for name in ("broker", "strategy", "signals", "validated", "rejected", "fills"):
-        table.add_column(name, justify="left" if name in ("broker", "strategy") else "right")
+        table.add_column(name, justify="left" if name in ("broker", "strategy") else "right", no_wrap=True)
     for name in ("realized P&L", "unrealized P&L", "fees", "total P&L"):
         table.add_column(name, justify="right")
     for (broker, strategy_id), acc in sorted(summary.accounts.items()):
         colour = "green" if acc.total_pnl >= 0 else "red"
         table.add_row(
-            broker, strategy_id, str(acc.signals), str(acc.validated), str(acc.rejected), str(acc.fills),
-            f"{acc.realized_pnl:,.2f}", f"{acc.unrealized_pnl:,.2f}", f"{acc.fees_paid:,.2f}",
+            broker,
+            strategy_id,
+            str(acc.signals),
+            str(acc.validated),
+            str(acc.rejected),
+            str(acc.fills),
+            f"{acc.realized_pnl:,.2f}",
+            f"{acc.unrealized_pnl:,.2f}",
+            f"{acc.fees_paid:,.2f}",
             f"[{colour}]{acc.total_pnl:,.2f}[/]",
         )
     console.print(table)
@@ -51,9 +68,16 @@ def print_replay_summary(summary: object, out_dir: Path | None = None) -> None:
 
 @app.command()
 def replay(
-    ticks: Annotated[Path, typer.Option(help="Tick file: JSONL (producer-form market_tick) or CSV.", exists=True, dir_okay=False)],
+    ticks: Annotated[
+        Path,
+        typer.Option(
+            help="Tick file: JSONL (producer-form market_tick) or CSV.", exists=True, dir_okay=False
+        ),
+    ],
     strategies: Annotated[Path, typer.Option(help="Strategies YAML file.", exists=True, dir_okay=False)],
-    out: Annotated[Path, typer.Option(help="Output directory for <topic>.jsonl and portfolio.json.")] = Path("out"),
+    out: Annotated[Path, typer.Option(help="Output directory for <topic>.jsonl and portfolio.json.")] = Path(
+        "out"
+    ),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the whole pipeline over a tick file in one process, with no servers."""
@@ -65,7 +89,13 @@ def replay(
     try:
         configs = load_strategy_file(strategies)
         params = PipelineParams.from_settings(get_settings())
-        columns = (TextColumn("replaying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("replaying"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=err_console, disable=quiet, transient=True) as progress:
             task = progress.add_task("replay", total=ticks.stat().st_size)
             summary = run_replay(ticks, configs, out, params, on_progress=lambda n: progress.advance(task, n))
@@ -80,14 +110,21 @@ def simulate(
     instruments: Annotated[int, typer.Option(min=1, help="Number of instruments.")] = 10,
     ticks: Annotated[int, typer.Option(min=1, help="Ticks per instrument.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same file.")] = 7,
-    interval_ms: Annotated[int, typer.Option(min=1, help="Event time between ticks of one instrument.")] = 250,
+    interval_ms: Annotated[
+        int, typer.Option(min=1, help="Event time between ticks of one instrument.")
+    ] = 250,
 ) -> None:
     """Write a deterministic synthetic tick file (trending and mean-reverting regimes)."""
     from datetime import timedelta
 
     from connectors.simulator import MarketSpec, simulate_lines
 
-    spec = MarketSpec(instruments=instruments, ticks_per_instrument=ticks, seed=seed, interval=timedelta(milliseconds=interval_ms))
+    spec = MarketSpec(
+        instruments=instruments,
+        ticks_per_instrument=ticks,
+        seed=seed,
+        interval=timedelta(milliseconds=interval_ms),
+    )
     total = instruments * ticks
     with out.open("wb") as handle, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("simulating", total=total)
@@ -95,7 +132,9 @@ def simulate(
             handle.write(line)
             if n % 10_000 == 0:
                 progress.update(task, completed=n)
-    console.print(f"wrote {total:,} ticks for {instruments} instruments to {out} (tokens {spec.tokens()[0]}..)")
+    console.print(
+        f"wrote {total:,} ticks for {instruments} instruments to {out} (tokens {spec.tokens()[0]}..)"
+    )
 
 
 def main() -> None:

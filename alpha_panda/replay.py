@@ -89,7 +89,9 @@ def run_replay(
     lines = _count_lines(ticks)
     dead = len(_read_jsonl(out_dir / f"{dlq_topic(MARKET_TICKS)}.jsonl"))
     summary = ReplaySummary(lines=lines, ticks=lines - dead, dead_letters=dead)
-    summary.topic_counts = {p.name[: -len(".jsonl")]: _count_lines(p) for p in sorted(out_dir.glob("*.jsonl"))}
+    summary.topic_counts = {
+        p.name[: -len(".jsonl")]: _count_lines(p) for p in sorted(out_dir.glob("*.jsonl"))
+    }
 
     portfolio = Portfolio(params.portfolio)
     portfolios: dict[str, dict[str, Any]] = {broker: {} for broker in params.brokers}
@@ -98,7 +100,12 @@ def run_replay(
             if not config.is_active or broker not in config.brokers(params.brokers):
                 continue
             account = summary.accounts.setdefault((broker, config.id), AccountSummary())
-            fresh = portfolio.snapshot(portfolio.new_state(), strategy_id=config.id, broker=broker, timestamp=datetime(1970, 1, 1, tzinfo=UTC))
+            fresh = portfolio.snapshot(
+                portfolio.new_state(),
+                strategy_id=config.id,
+                broker=broker,
+                timestamp=datetime(1970, 1, 1, tzinfo=UTC),
+            )
             portfolios[broker][config.id] = to_builtins(fresh)  # type: ignore[arg-type]
         counters = {
             "signals": (SIGNALS_RAW, "strategy_id"),

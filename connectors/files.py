@@ -119,9 +119,11 @@ class TickFileSource(FixedPartitionedSource[RawMessage, int]):
         self._on_progress = on_progress
 
     def list_parts(self) -> list[str]:
+        """One partition: the file."""
         return [self._path.name]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TickFilePartition:
+        """Open the file, resuming after line ``resume_state`` if given."""
         return _TickFilePartition(self._path, resume_state, self._batch_size, self._on_progress)
 
 
@@ -159,4 +161,5 @@ class JsonlTopicSink(DynamicSink[Outbound]):
         self._out_dir.mkdir(parents=True, exist_ok=True)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonlTopicPartition:
+        """One writer per worker."""
         return _JsonlTopicPartition(self._out_dir, worker_index, worker_count)

@@ -53,7 +53,7 @@ def _tick_size_round(price: float) -> float:
 
 def simulate(spec: MarketSpec) -> Iterator[dict[str, object]]:
     """Yield producer-form ``market_tick`` messages, instruments round-robin."""
-    rng = random.Random(spec.seed)
+    rng = random.Random(spec.seed)  # noqa: S311 - a simulation, not cryptography
     tokens = spec.tokens()
     walks = {t: _Walk(price := rng.uniform(80, 3000), price, 0.0, False) for t in tokens}
     volume = dict.fromkeys(tokens, 0)

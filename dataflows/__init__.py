@@ -1,0 +1,1 @@
+"""Bytewax wiring: each module exposes ``flow`` for ``python -m bytewax.run dataflows.<name>``."""

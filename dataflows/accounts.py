@@ -275,7 +275,9 @@ class _AccountLogic(StatefulLogic[Any, AnyEnvelope, AccountState]):
 
     def __init__(self, steps: AccountSteps, resume: AccountState | None) -> None:
         self._risk = RiskStep(steps.risk, steps.clock, steps.service, resume.risk if resume else None)
-        self._books = PortfolioStep(steps.portfolio, steps.clock, steps.service, resume.portfolio if resume else None)
+        self._books = PortfolioStep(
+            steps.portfolio, steps.clock, steps.service, resume.portfolio if resume else None
+        )
         self._executor = steps.executor
 
     def on_item(self, value: Any) -> tuple[Iterable[AnyEnvelope], bool]:

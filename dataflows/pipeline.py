@@ -106,7 +106,9 @@ def build_pipeline(
         shards=params.shards,
     )
     routed = strategy_stage("strategies", ticks, context)
-    signals = op.filter_map("signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None)
+    signals = op.filter_map(
+        "signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None
+    )
     decided = account_stage("accounts", routed, params.account_steps(clock))
     events = op.merge("broker_events", signals, decided)
     return op.merge("published", op.map("publish", events, to_outbound), dead_ticks)
@@ -130,6 +132,8 @@ def replay_flow(
     """The no-server flow: a tick file in, ``out_dir/<topic>.jsonl`` out."""
     flow = Dataflow("alpha_panda_replay")
     raw = op.input("ticks", flow, TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress))
-    out = build_pipeline(raw, configs, params or PipelineParams(), clock=event_time_clock, dlq_clock=_replay_dlq_clock)
+    out = build_pipeline(
+        raw, configs, params or PipelineParams(), clock=event_time_clock, dlq_clock=_replay_dlq_clock
+    )
     op.output("topics", out, JsonlTopicSink(out_dir))
     return flow

@@ -29,7 +29,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.accounts import Mark, account_id
 from dataflows.clock import Clock
 from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
-from schemas.envelope import SignalEnvelope, TickEnvelope, envelop, event_id
+from schemas.envelope import TickEnvelope, envelop, event_id
 from schemas.events import TradingSignal
 from schemas.topics import signal_key
 
@@ -92,7 +92,9 @@ class InstrumentSnapshot:
 
     def copy(self) -> InstrumentSnapshot:
         """Deep copy: the tick is immutable, the windows are copied."""
-        return InstrumentSnapshot(self.strategies.copy(), self.last_mark_at, self.last_tick, self.last_tick_marked)
+        return InstrumentSnapshot(
+            self.strategies.copy(), self.last_mark_at, self.last_tick, self.last_tick_marked
+        )
 
 
 class ShardTick(NamedTuple):
@@ -128,7 +130,17 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
     def _marks(self, tick: TickEnvelope) -> list[tuple[str, Any]]:
         data = tick.data
         return [
-            (account, Mark(account, data.instrument_token, data.last_price, data.timestamp, tick.id, tick.correlation_id))
+            (
+                account,
+                Mark(
+                    account,
+                    data.instrument_token,
+                    data.last_price,
+                    data.timestamp,
+                    tick.id,
+                    tick.correlation_id,
+                ),
+            )
             for account in self._ctx.accounts_for(self._shard, data.instrument_token)
         ]
 
@@ -230,7 +242,9 @@ def strategy_stage(
     if context.shards == 1:
         keyed = op.key_on(f"{step_id}_to_shard", ticks, lambda _t: "0")
     else:
-        keyed = op.flat_map(f"{step_id}_to_shards", ticks, lambda t: [(str(i), ShardTick(i, t)) for i in shards])
+        keyed = op.flat_map(
+            f"{step_id}_to_shards", ticks, lambda t: [(str(i), ShardTick(i, t)) for i in shards]
+        )
     if updates is not None:
         fanned = op.flat_map(
             f"{step_id}_updates_to_shards", updates, lambda c: [(str(i), ContextUpdate(i, c)) for i in shards]

@@ -44,8 +44,7 @@ class FillConfig:
     def __post_init__(self) -> None:
         """Reject negative costs and latency."""
         require(self.slippage_bps >= 0, self, "slippage_bps", self.slippage_bps, "a number >= 0")
-        require(self.commission_bps >= 0, self, "commission_bps", self.commission_bps,
-                "a number >= 0")
+        require(self.commission_bps >= 0, self, "commission_bps", self.commission_bps, "a number >= 0")
         require(self.latency >= timedelta(0), self, "latency", self.latency, "a duration >= 0")
 
     @classmethod

@@ -43,19 +43,19 @@ class MeanReversionConfig:
 
     def __post_init__(self) -> None:
         """Reject values the strategy cannot run with."""
-        require(self.lookback_period >= 2, self, "lookback_period", self.lookback_period,
-                "an integer >= 2")
-        require(self.std_multiplier > 0, self, "std_multiplier", self.std_multiplier,
-                "a number > 0")
+        require(self.lookback_period >= 2, self, "lookback_period", self.lookback_period, "an integer >= 2")
+        require(self.std_multiplier > 0, self, "std_multiplier", self.std_multiplier, "a number > 0")
         require(self.rsi_period >= 1, self, "rsi_period", self.rsi_period, "an integer >= 1")
-        require(0 <= self.oversold <= 100, self, "oversold", self.oversold,
-                "a number in [0, 100]")
-        require(0 <= self.overbought <= 100, self, "overbought", self.overbought,
-                "a number in [0, 100]")
-        require(self.oversold < self.overbought, self, "oversold", self.oversold,
-                f"below overbought ({self.overbought})")
-        require(self.position_size > 0, self, "position_size", self.position_size,
-                "an integer > 0")
+        require(0 <= self.oversold <= 100, self, "oversold", self.oversold, "a number in [0, 100]")
+        require(0 <= self.overbought <= 100, self, "overbought", self.overbought, "a number in [0, 100]")
+        require(
+            self.oversold < self.overbought,
+            self,
+            "oversold",
+            self.oversold,
+            f"below overbought ({self.overbought})",
+        )
+        require(self.position_size > 0, self, "position_size", self.position_size, "an integer > 0")
 
     @property
     def warm_up(self) -> int:
@@ -156,8 +156,7 @@ class MeanReversion:
         if strength < self._oversold and price < lower:
             side = "BUY"
             confidence = (
-                (self._oversold - strength) / self._oversold
-                + min(1.0, (lower - price) / (self._k * std))
+                (self._oversold - strength) / self._oversold + min(1.0, (lower - price) / (self._k * std))
             ) / 2
         elif strength > self._overbought and price > upper:
             side = "SELL"

@@ -34,12 +34,11 @@ class MomentumConfig:
 
     def __post_init__(self) -> None:
         """Reject values the strategy cannot run with."""
-        require(self.lookback_period >= 2, self, "lookback_period", self.lookback_period,
-                "an integer >= 2")
-        require(self.momentum_threshold >= 0, self, "momentum_threshold",
-                self.momentum_threshold, "a number >= 0")
-        require(self.position_size > 0, self, "position_size", self.position_size,
-                "an integer > 0")
+        require(self.lookback_period >= 2, self, "lookback_period", self.lookback_period, "an integer >= 2")
+        require(
+            self.momentum_threshold >= 0, self, "momentum_threshold", self.momentum_threshold, "a number >= 0"
+        )
+        require(self.position_size > 0, self, "position_size", self.position_size, "an integer > 0")
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any]) -> MomentumConfig:

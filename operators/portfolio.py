@@ -40,8 +40,7 @@ class PortfolioConfig:
 
     def __post_init__(self) -> None:
         """Reject negative starting cash."""
-        require(self.starting_cash >= 0, self, "starting_cash", self.starting_cash,
-                "a number >= 0")
+        require(self.starting_cash >= 0, self, "starting_cash", self.starting_cash, "a number >= 0")
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any]) -> PortfolioConfig:

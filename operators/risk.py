@@ -119,9 +119,7 @@ class RiskFilter:
         """Record ``price`` as the latest tick price of instrument ``token``."""
         state.last_prices[token] = price
 
-    def on_signal(
-        self, state: RiskState, signal: TradingSignal
-    ) -> ValidatedSignal | RejectedSignal:
+    def on_signal(self, state: RiskState, signal: TradingSignal) -> ValidatedSignal | RejectedSignal:
         """Check ``signal`` against every rule.
 
         Returns a :class:`ValidatedSignal` (quantity and price unchanged,
@@ -152,9 +150,7 @@ class RiskFilter:
         checks = {rule: True for rule in RULES}
         if abs(after) > cfg.max_position_size:
             checks["max_position_size"] = False
-            failures.append(
-                f"max_position_size: position {abs(after)} would exceed {cfg.max_position_size}"
-            )
+            failures.append(f"max_position_size: position {abs(after)} would exceed {cfg.max_position_size}")
         if trades >= cfg.max_daily_trades:
             checks["max_daily_trades"] = False
             failures.append(

@@ -53,10 +53,7 @@ def _instruments(strategy_id: str, value: object) -> tuple[int, ...]:
             tokens[token] = None
         else:
             return tuple(tokens)
-    msg = (
-        f"strategy {strategy_id!r}: instruments must be a list of positive integers, "
-        f"got {value!r}"
-    )
+    msg = f"strategy {strategy_id!r}: instruments must be a list of positive integers, got {value!r}"
     raise ConfigError(msg)
 
 
@@ -113,9 +110,7 @@ class StrategyConfig:
             instruments=_instruments(strategy_id, row.get("instruments")),
             parameters=tuple(sorted(parameters.items())),
             is_active=_flag(strategy_id, row, "is_active", default=True),
-            zerodha_trading_enabled=_flag(
-                strategy_id, row, "zerodha_trading_enabled", default=False
-            ),
+            zerodha_trading_enabled=_flag(strategy_id, row, "zerodha_trading_enabled", default=False),
         )
 
     @property
@@ -224,9 +219,7 @@ class InstrumentStrategies:
             for token in runner.config.instruments:
                 by_token.setdefault(token, []).append(runner)
         self._by_token = {token: tuple(rs) for token, rs in by_token.items()}
-        self._configs_by_token = {
-            token: tuple(r.config for r in rs) for token, rs in self._by_token.items()
-        }
+        self._configs_by_token = {token: tuple(r.config for r in rs) for token, rs in self._by_token.items()}
 
     @property
     def configs(self) -> tuple[StrategyConfig, ...]:

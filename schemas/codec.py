@@ -114,9 +114,10 @@ def decode(raw: bytes, topic: str) -> AnyEnvelope:
     """
     _check_size(topic, raw)
     try:
-        return _any_decoder.decode(raw)
+        envelope: AnyEnvelope = _any_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as err:
         raise DecodeError(topic, _reason(err)) from err
+    return envelope
 
 
 def decode_tick(raw: bytes, *, source: str = "market_feed") -> TickEnvelope:
@@ -166,7 +167,9 @@ def decode_as(raw: bytes, topic: str, expected: type[AnyEnvelope]) -> AnyEnvelop
     return envelope
 
 
-def original_message(key: bytes | str | None, value: bytes, headers: dict[str, str] | None = None) -> OriginalMessage:
+def original_message(
+    key: bytes | str | None, value: bytes, headers: dict[str, str] | None = None
+) -> OriginalMessage:
     """Keep a message as it arrived: its value as text, or base64 if not UTF-8."""
     text_key = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     try:

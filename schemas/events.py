@@ -18,9 +18,7 @@ PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Side = Literal["BUY", "SELL"]
 ExecutionMode = Literal["paper", "live", "dry_run"]
-ErrorType = Literal[
-    "poison", "transient", "infrastructure", "rate_limit", "business", "authentication"
-]
+ErrorType = Literal["poison", "transient", "infrastructure", "rate_limit", "business", "authentication"]
 
 MAX_PRICE = 1e9
 """Sanity bound on prices; no listed instrument trades near it."""

@@ -17,7 +17,9 @@ START = datetime(2024, 1, 2, 9, 15, tzinfo=IST)
 
 def tick_line(token: int, price: float, second: int) -> bytes:
     when = (START + timedelta(seconds=second)).isoformat()
-    return orjson.dumps({"type": "market_tick", "data": {"instrument_token": token, "last_price": price, "timestamp": when}})
+    return orjson.dumps(
+        {"type": "market_tick", "data": {"instrument_token": token, "last_price": price, "timestamp": when}}
+    )
 
 
 def write_lines(path: Path, lines: list[bytes]) -> Path:

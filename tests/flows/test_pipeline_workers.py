@@ -92,7 +92,13 @@ def test_sharded_strategies_give_the_same_messages(reference: list[Outbound], wo
 def test_reference_run_exercises_every_stage(reference: list[Outbound]) -> None:
     topics = Counter(o.topic for o in reference)
     for broker in ("paper", "zerodha"):
-        for stage in ("signals.raw", "signals.validated", "orders.submitted", "orders.filled", "pnl.snapshots"):
+        for stage in (
+            "signals.raw",
+            "signals.validated",
+            "orders.submitted",
+            "orders.filled",
+            "pnl.snapshots",
+        ):
             assert topics[f"{broker}.{stage}"] > 0, f"{broker}.{stage}"
     assert topics["market.ticks.dlq"] == 1
     assert "zerodha.orders.failed" not in topics
@@ -102,7 +108,9 @@ def test_brokers_never_share_topics_or_keys(reference: list[Outbound]) -> None:
     for o in reference:
         if o.topic.startswith(("paper.", "zerodha.")):
             assert o.topic.split(".")[0] == o.envelope.broker
-    zerodha_strategies = {o.envelope.data.strategy_id for o in reference if o.topic == "zerodha.orders.filled"}
+    zerodha_strategies = {
+        o.envelope.data.strategy_id for o in reference if o.topic == "zerodha.orders.filled"
+    }
     assert zerodha_strategies <= {"momentum_fast", "mean_reversion"}
     modes = {o.envelope.data.execution_mode for o in reference if o.topic == "zerodha.orders.filled"}
     assert modes == {"dry_run"}

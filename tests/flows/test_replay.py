@@ -37,7 +37,8 @@ def test_design_example_through_the_cli(tmp_path: Path, momentum_file: Path) -> 
     ticks = write_lines(tmp_path / "ticks.jsonl", design_example_lines())
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["replay", "--ticks", str(ticks), "--strategies", str(momentum_file), "--out", str(out), "--quiet"]
+        app,
+        ["replay", "--ticks", str(ticks), "--strategies", str(momentum_file), "--out", str(out), "--quiet"],
     )
     assert result.exit_code == 0, result.output
     assert "mom" in result.output
@@ -67,9 +68,28 @@ def test_design_example_through_the_cli(tmp_path: Path, momentum_file: Path) -> 
 
 BAD_LINES = [
     b"this is not json",
-    orjson.dumps({"type": "market_tick", "data": {"instrument_token": 256265, "timestamp": "2024-01-02T09:15:00+05:30"}}),
-    orjson.dumps({"type": "market_tick", "data": {"instrument_token": 256265, "last_price": 0, "timestamp": "2024-01-02T09:15:00+05:30"}}),
-    orjson.dumps({"type": "market_tick", "data": {"instrument_token": 256265, "last_price": -5.0, "timestamp": "2024-01-02T09:15:00+05:30"}}),
+    orjson.dumps(
+        {
+            "type": "market_tick",
+            "data": {"instrument_token": 256265, "timestamp": "2024-01-02T09:15:00+05:30"},
+        }
+    ),
+    orjson.dumps(
+        {
+            "type": "market_tick",
+            "data": {"instrument_token": 256265, "last_price": 0, "timestamp": "2024-01-02T09:15:00+05:30"},
+        }
+    ),
+    orjson.dumps(
+        {
+            "type": "market_tick",
+            "data": {
+                "instrument_token": 256265,
+                "last_price": -5.0,
+                "timestamp": "2024-01-02T09:15:00+05:30",
+            },
+        }
+    ),
     b'{"type":"market_tick","data":{"instrument_token":256265,"last_price":NaN,"timestamp":"2024-01-02T09:15:00+05:30"}}',
     b"\xff\xfe not utf-8",
 ]
@@ -98,8 +118,12 @@ def test_bad_lines_go_to_the_dlq_and_change_nothing_else(tmp_path: Path, momentu
     assert letters[5]["data"]["original_message"]["value_encoding"] == "base64"
     assert [letter["data"]["dlq_metadata"]["original_offset"] for letter in letters] == [2, 5, 8, 11, 14, 17]
     for name in ("paper.signals.raw", "paper.orders.filled", "paper.pnl.snapshots"):
-        assert (tmp_path / "clean_out" / f"{name}.jsonl").read_bytes() == (tmp_path / "mixed_out" / f"{name}.jsonl").read_bytes()
-    assert (tmp_path / "clean_out" / "portfolio.json").read_bytes() == (tmp_path / "mixed_out" / "portfolio.json").read_bytes()
+        assert (tmp_path / "clean_out" / f"{name}.jsonl").read_bytes() == (
+            tmp_path / "mixed_out" / f"{name}.jsonl"
+        ).read_bytes()
+    assert (tmp_path / "clean_out" / "portfolio.json").read_bytes() == (
+        tmp_path / "mixed_out" / "portfolio.json"
+    ).read_bytes()
 
 
 def test_two_replays_are_byte_identical(tmp_path: Path) -> None:

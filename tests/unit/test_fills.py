@@ -34,9 +34,7 @@ def validated(side: str = "BUY", quantity: int = 100, price: float = 101.5) -> V
 
 
 def test_design_example_buy() -> None:
-    fill = FillSimulator(FillConfig()).fill(
-        "o-1", validated(), broker="paper", execution_mode="paper"
-    )
+    fill = FillSimulator(FillConfig()).fill("o-1", validated(), broker="paper", execution_mode="paper")
     assert fill.fill_price == 101.55075
     assert fill.fees == 10.155075
     assert fill.order_id == "o-1"

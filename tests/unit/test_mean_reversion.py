@@ -75,9 +75,7 @@ def test_bands_use_lookback_and_rsi_uses_its_own_period() -> None:
     assert [(i, d.side) for i, d in signals] == [(5, "BUY")]
     metadata = signals[0][1].metadata
     assert metadata["sma"] == pytest.approx(statistics.mean(prices[-3:]))
-    assert metadata["lower"] == pytest.approx(
-        statistics.mean(prices[-3:]) - statistics.stdev(prices[-3:])
-    )
+    assert metadata["lower"] == pytest.approx(statistics.mean(prices[-3:]) - statistics.stdev(prices[-3:]))
     assert metadata["rsi"] == pytest.approx(0.0)  # five losses or flats, no gains
 
 
@@ -145,6 +143,4 @@ def test_from_parameters_rejects_bad_values(parameters: dict[str, object], name:
 
 
 def test_from_parameters_defaults() -> None:
-    assert MeanReversionConfig.from_parameters({"oversold": 25}) == MeanReversionConfig(
-        oversold=25.0
-    )
+    assert MeanReversionConfig.from_parameters({"oversold": 25}) == MeanReversionConfig(oversold=25.0)

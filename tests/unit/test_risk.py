@@ -15,9 +15,7 @@ T0 = datetime(2024, 1, 2, 9, 15, tzinfo=UTC)
 TOKEN = 256265
 
 
-def signal(
-    side: str = "BUY", quantity: int = 100, price: float = 101.5, at: datetime = T0
-) -> TradingSignal:
+def signal(side: str = "BUY", quantity: int = 100, price: float = 101.5, at: datetime = T0) -> TradingSignal:
     return TradingSignal(
         strategy_id="mom1",
         instrument_token=TOKEN,
@@ -86,9 +84,7 @@ def test_daily_trade_count_resets_on_a_new_exchange_date() -> None:
     assert isinstance(risk.on_signal(state, signal(quantity=1)), ValidatedSignal)
     result = risk.on_signal(state, signal(quantity=1))
     assert isinstance(result, RejectedSignal)
-    assert result.rejection_reason == (
-        "max_daily_trades: trade 3 on 2024-01-02 would exceed 2"
-    )
+    assert result.rejection_reason == ("max_daily_trades: trade 3 on 2024-01-02 would exceed 2")
     next_day = risk.on_signal(state, signal(quantity=1, at=T0 + timedelta(days=1)))
     assert isinstance(next_day, ValidatedSignal)
     assert state.trades_today == 1

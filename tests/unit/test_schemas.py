@@ -19,7 +19,9 @@ from schemas.topics import all_topics, dlq_topic, original_topic
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 tokens = st.integers(min_value=1, max_value=2**31)
 moments = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])
+    min_value=datetime(2000, 1, 1),
+    max_value=datetime(2100, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
 )
 
 
@@ -41,7 +43,9 @@ def test_tick_round_trip(token: int, price: float, when: datetime, volume: int |
 
 @given(token=tokens, price=prices, when=moments, qty=st.integers(1, 10**6), conf=st.floats(0, 1))
 def test_signal_and_fill_round_trip(token: int, price: float, when: datetime, qty: int, conf: float) -> None:
-    tick = decode_tick(tick_bytes({"instrument_token": token, "last_price": price, "timestamp": when.isoformat()}))
+    tick = decode_tick(
+        tick_bytes({"instrument_token": token, "last_price": price, "timestamp": when.isoformat()})
+    )
     signal = TradingSignal("s1", token, "BUY", qty, price, when, conf, {"m": 0.5})
     env = envelop(signal, id="sig", ts=when, broker="paper", cause=tick, source="t", key=f"s1:{token}")
     assert isinstance(env, SignalEnvelope)
@@ -66,8 +70,14 @@ GOOD = {"instrument_token": 5, "last_price": 100.0, "timestamp": "2024-01-02T09:
         (tick_bytes({**GOOD, "last_price": 0}), "last_price must be"),
         (tick_bytes({**GOOD, "last_price": -3.5}), "last_price must be"),
         (tick_bytes({**GOOD, "last_price": 1e15}), "last_price must be"),
-        (b'{"type":"market_tick","data":{"instrument_token":5,"last_price":NaN,"timestamp":"2024-01-02T09:15:00"}}', "malformed"),
-        (b'{"type":"market_tick","data":{"instrument_token":5,"last_price":1e999,"timestamp":"2024-01-02T09:15:00"}}', "out of range"),
+        (
+            b'{"type":"market_tick","data":{"instrument_token":5,"last_price":NaN,"timestamp":"2024-01-02T09:15:00"}}',
+            "malformed",
+        ),
+        (
+            b'{"type":"market_tick","data":{"instrument_token":5,"last_price":1e999,"timestamp":"2024-01-02T09:15:00"}}',
+            "out of range",
+        ),
         (tick_bytes({**GOOD, "instrument_token": 0}), "$.data.instrument_token"),
         (tick_bytes({**GOOD, "instrument_token": True}), "$.data.instrument_token"),
         (tick_bytes({**GOOD, "timestamp": "yesterday"}), "$.data.timestamp"),
@@ -119,8 +129,15 @@ def test_producer_supplied_id_is_kept() -> None:
 def test_dead_letter_keeps_non_utf8_as_base64() -> None:
     raw = b"\xff\x00bad"
     letter = dead_letter(
-        topic="market.ticks", key=b"5", value=raw, error_type="poison", error_class="DecodeError",
-        error_message="malformed", service_name="t", dlq_timestamp=datetime(2024, 1, 1, tzinfo=UTC), offset=3,
+        topic="market.ticks",
+        key=b"5",
+        value=raw,
+        error_type="poison",
+        error_class="DecodeError",
+        error_message="malformed",
+        service_name="t",
+        dlq_timestamp=datetime(2024, 1, 1, tzinfo=UTC),
+        offset=3,
     )
     assert letter.data.original_message.value_encoding == "base64"
     assert original_value(letter.data.original_message) == raw
@@ -130,8 +147,14 @@ def test_dead_letter_keeps_non_utf8_as_base64() -> None:
 
 def test_transient_dead_letters_are_replayable() -> None:
     letter = dead_letter(
-        topic="paper.orders.filled", key="s1", value=b"{}", error_type="transient", error_class="ConnectionError",
-        error_message="redis down", service_name="t", dlq_timestamp=datetime(2024, 1, 1, tzinfo=UTC),
+        topic="paper.orders.filled",
+        key="s1",
+        value=b"{}",
+        error_type="transient",
+        error_class="ConnectionError",
+        error_message="redis down",
+        service_name="t",
+        dlq_timestamp=datetime(2024, 1, 1, tzinfo=UTC),
     )
     assert letter.data.replay_metadata.can_replay is True
     assert letter.data.replay_metadata.requires_manual_review is False

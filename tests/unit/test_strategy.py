@@ -71,9 +71,7 @@ def test_from_mapping_defaults() -> None:
         ({"id": ""}, ["id"]),
     ],
 )
-def test_from_mapping_errors_name_strategy_and_field(
-    overrides: dict[str, Any], needles: list[str]
-) -> None:
+def test_from_mapping_errors_name_strategy_and_field(overrides: dict[str, Any], needles: list[str]) -> None:
     with pytest.raises(ConfigError) as info:
         StrategyConfig.from_mapping(row(**overrides))
     for needle in needles:
