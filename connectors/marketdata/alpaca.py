@@ -147,10 +147,7 @@ class AlpacaStreamFeed:
         for control in parsed.controls:
             self._control(control)
         now = self._clock()
-        dead = [
-            poison_record(err, now=now, service_name=self._config.service_name)
-            for err in parsed.errors
-        ]
+        dead = [poison_record(err, now=now, service_name=self._config.service_name) for err in parsed.errors]
         for err in parsed.errors:
             _LOG.warning("alpaca feed: dead-lettered a malformed message: %s", err)
         return [*parsed.ticks, *dead]
@@ -302,4 +299,3 @@ def fetch_alpaca_bars(  # noqa: PLR0913 - one argument per query parameter
         bars.extend(page)
         if page_token is None:
             return bars
-

@@ -93,9 +93,7 @@ def http_get(
             )
     except urllib.error.HTTPError as err:
         with err:
-            return HttpResponse(
-                err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
-            )
+            return HttpResponse(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         msg = f"http get {url}: no answer ({reason})"

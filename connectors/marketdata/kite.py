@@ -157,12 +157,9 @@ class KiteTickerFeed:
                 return [poison_record(err, now=now, service_name=self._config.service_name)]
             return []
         decoded = decode_binary(message, received_at=now, symbols=self._config.symbols)
-        dead = [
-            poison_record(err, now=now, service_name=self._config.service_name)
-            for err in decoded.errors
-        ]
-        for err in decoded.errors:
-            _LOG.warning("kite feed: dead-lettered a malformed packet: %s", err)
+        dead = [poison_record(err, now=now, service_name=self._config.service_name) for err in decoded.errors]
+        for bad in decoded.errors:
+            _LOG.warning("kite feed: dead-lettered a malformed packet: %s", bad)
         return [*decoded.ticks, *dead]
 
     async def stream(self) -> AsyncIterator[FeedItem]:
@@ -209,8 +206,8 @@ class KiteTickerFeed:
             open_timeout=self._config.read_timeout_s,
         ) as ws:
             self._ws = ws
-            for message in subscribe_messages(self._modes):
-                await ws.send(message)
+            for request in subscribe_messages(self._modes):
+                await ws.send(request)
             self.connections += 1
             self._backoff.reset()
             _LOG.info(

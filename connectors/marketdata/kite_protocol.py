@@ -165,9 +165,7 @@ def _parse_index(packet: bytes, received_at: datetime, symbol: str | None) -> Ma
         last_price=_last_price(packet, token, last, divisor),
         timestamp=timestamp,
         symbol=symbol,
-        ohlc=Ohlc(
-            open=open_ / divisor, high=high / divisor, low=low / divisor, close=close / divisor
-        ),
+        ohlc=Ohlc(open=open_ / divisor, high=high / divisor, low=low / divisor, close=close / divisor),
     )
 
 
@@ -187,9 +185,7 @@ def _parse_quote(packet: bytes, received_at: datetime, symbol: str | None) -> Ma
         timestamp=timestamp,
         volume=volume,
         symbol=symbol,
-        ohlc=Ohlc(
-            open=open_ / divisor, high=high / divisor, low=low / divisor, close=close / divisor
-        ),
+        ohlc=Ohlc(open=open_ / divisor, high=high / divisor, low=low / divisor, close=close / divisor),
         depth=depth,
     )
 
@@ -208,10 +204,7 @@ def parse_packet(
     length = len(packet)
     if length not in (LTP_LENGTH, INDEX_QUOTE_LENGTH, INDEX_FULL_LENGTH, QUOTE_LENGTH, FULL_LENGTH):
         token = int.from_bytes(packet[:4], "big") if length >= 4 else None
-        msg = (
-            f"packet length {length} is none of the documented "
-            f"8/28/32/44/184 bytes (token {token})"
-        )
+        msg = f"packet length {length} is none of the documented 8/28/32/44/184 bytes (token {token})"
         raise KitePacketError(_PARSE, msg, packet, token)
     (token,) = struct.unpack_from(">I", packet, 0)
     if token == 0:
@@ -222,9 +215,7 @@ def parse_packet(
         _, last = _LTP.unpack(packet)
         divisor = price_divisor(token)
         price = _last_price(packet, token, last, divisor)
-        return MarketTick(
-            instrument_token=token, last_price=price, timestamp=received_at, symbol=symbol
-        )
+        return MarketTick(instrument_token=token, last_price=price, timestamp=received_at, symbol=symbol)
     if length in (INDEX_QUOTE_LENGTH, INDEX_FULL_LENGTH):
         return _parse_index(packet, received_at, symbol)
     return _parse_quote(packet, received_at, symbol)

@@ -55,4 +55,3 @@ def poison_record(
         service_name=service_name,
         dlq_timestamp=now,
     )
-

@@ -22,9 +22,7 @@ def index_quote(token: int, last: int, high: int, low: int, open_: int, close: i
     return struct.pack(">Iiiiiii", token, last, high, low, open_, close, last - close)
 
 
-def index_full(
-    token: int, last: int, high: int, low: int, open_: int, close: int, ts: int
-) -> bytes:
+def index_full(token: int, last: int, high: int, low: int, open_: int, close: int, ts: int) -> bytes:
     return index_quote(token, last, high, low, open_, close) + struct.pack(">I", ts)
 
 
@@ -39,9 +37,7 @@ def quote(
     buy_qty: int = 100,
     sell_qty: int = 200,
 ) -> bytes:
-    return struct.pack(
-        ">IiIiIIIiiii", token, last, last_qty, avg, volume, buy_qty, sell_qty, *ohlc
-    )
+    return struct.pack(">IiIiIIIiiii", token, last, last_qty, avg, volume, buy_qty, sell_qty, *ohlc)
 
 
 def full(

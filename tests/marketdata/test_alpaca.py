@@ -31,12 +31,42 @@ from tests.marketdata.wsserver import Recorder, scripted_server
 KEY = "AKTESTKEY"
 SECRET = "alpaca-SECRET-456"
 TOKENS = {"AAPL": 1001, "SPY": 1002, "AMD": 1003}
-TRADE = {"T": "t", "S": "AAPL", "i": 96921, "x": "D", "p": 126.55, "s": 1,
-         "t": "2021-02-22T15:51:44.208Z", "c": ["@", "I"], "z": "C"}
-BAR = {"T": "b", "S": "SPY", "o": 388.985, "h": 389.13, "l": 388.975, "c": 389.12,
-       "v": 49378, "t": "2021-02-22T19:15:00Z", "n": 461, "vw": 389.062639}
-QUOTE = {"T": "q", "S": "AMD", "bx": "U", "bp": 87.66, "bs": 1, "ax": "Q", "ap": 87.68,
-         "as": 4, "t": "2021-02-22T15:51:45.335689322Z", "c": ["R"], "z": "C"}
+TRADE = {
+    "T": "t",
+    "S": "AAPL",
+    "i": 96921,
+    "x": "D",
+    "p": 126.55,
+    "s": 1,
+    "t": "2021-02-22T15:51:44.208Z",
+    "c": ["@", "I"],
+    "z": "C",
+}
+BAR = {
+    "T": "b",
+    "S": "SPY",
+    "o": 388.985,
+    "h": 389.13,
+    "l": 388.975,
+    "c": 389.12,
+    "v": 49378,
+    "t": "2021-02-22T19:15:00Z",
+    "n": 461,
+    "vw": 389.062639,
+}
+QUOTE = {
+    "T": "q",
+    "S": "AMD",
+    "bx": "U",
+    "bp": 87.66,
+    "bs": 1,
+    "ax": "Q",
+    "ap": 87.68,
+    "as": 4,
+    "t": "2021-02-22T15:51:45.335689322Z",
+    "c": ["R"],
+    "z": "C",
+}
 
 
 def test_stable_token_is_deterministic_and_outside_kite_range() -> None:
@@ -133,9 +163,7 @@ def test_stream_auth_subscribe_parse_and_reconnect(caplog: pytest.LogCaptureFixt
 
     items, rec, feed = asyncio.run(main())
     ticks = [i for i in items if isinstance(i, MarketTick)]
-    assert [(t.symbol, t.last_price) for t in ticks] == [
-        ("AAPL", 126.55), ("SPY", 389.12), ("AAPL", 127.0)
-    ]
+    assert [(t.symbol, t.last_price) for t in ticks] == [("AAPL", 126.55), ("SPY", 389.12), ("AAPL", 127.0)]
     (dead,) = [i for i in items if isinstance(i, DlqEnvelope)]
     assert original_value(dead.data.original_message) == b"not json at all"
     assert dead.data.failure_info.error_type == "poison"
@@ -166,8 +194,16 @@ END = datetime(2024, 1, 5, tzinfo=UTC)
 
 
 def _bar(day: int, close: float) -> dict[str, object]:
-    return {"t": f"2024-01-0{day}T05:00:00Z", "o": close - 1, "h": close + 1,
-            "l": close - 2, "c": close, "v": 1000 * day, "n": 10, "vw": close}
+    return {
+        "t": f"2024-01-0{day}T05:00:00Z",
+        "o": close - 1,
+        "h": close + 1,
+        "l": close - 2,
+        "c": close,
+        "v": 1000 * day,
+        "n": 10,
+        "vw": close,
+    }
 
 
 def test_bars_follow_pages_and_wait_out_429(http_server: ScriptedHttp) -> None:
@@ -175,17 +211,25 @@ def test_bars_follow_pages_and_wait_out_429(http_server: ScriptedHttp) -> None:
         "/v2/stocks/bars",
         Answer(200, {"bars": {"AAPL": [_bar(2, 185.0), _bar(3, 184.0)]}, "next_page_token": "p2"}),
         Answer(429, {"message": "too many requests"}, {"Retry-After": "2"}),
-        Answer(200, {"bars": {"AAPL": [_bar(4, 181.5)], "MSFT": [_bar(2, 370.0)]},
-                     "next_page_token": None}),
+        Answer(200, {"bars": {"AAPL": [_bar(4, 181.5)], "MSFT": [_bar(2, 370.0)]}, "next_page_token": None}),
     )
     waits: list[float] = []
     bars = fetch_alpaca_bars(
-        ["msft", "AAPL"], START, END, "1Day", "split",
-        api_key=SecretStr(KEY), secret_key=SecretStr(SECRET),
-        base_url=http_server.base_url, sleep=waits.append,
+        ["msft", "AAPL"],
+        START,
+        END,
+        "1Day",
+        "split",
+        api_key=SecretStr(KEY),
+        secret_key=SecretStr(SECRET),
+        base_url=http_server.base_url,
+        sleep=waits.append,
     )
     assert [(b.symbol, b.timestamp.day, b.close) for b in bars] == [
-        ("AAPL", 2, 185.0), ("AAPL", 3, 184.0), ("AAPL", 4, 181.5), ("MSFT", 2, 370.0)
+        ("AAPL", 2, 185.0),
+        ("AAPL", 3, 184.0),
+        ("AAPL", 4, 181.5),
+        ("MSFT", 2, 370.0),
     ]
     assert bars[0].instrument_token == stable_token("AAPL")
     assert (bars[0].open, bars[0].high, bars[0].low, bars[0].volume) == (184.0, 186.0, 183.0, 2000)
@@ -203,8 +247,14 @@ def test_bars_follow_pages_and_wait_out_429(http_server: ScriptedHttp) -> None:
 def test_bars_errors(http_server: ScriptedHttp) -> None:
     def fetch(**kwargs: object) -> object:
         return fetch_alpaca_bars(
-            ["AAPL"], START, END, api_key=SecretStr(KEY), secret_key=SecretStr(SECRET),
-            base_url=http_server.base_url, sleep=lambda _: None, **kwargs,  # type: ignore[arg-type]
+            ["AAPL"],
+            START,
+            END,
+            api_key=SecretStr(KEY),
+            secret_key=SecretStr(SECRET),
+            base_url=http_server.base_url,
+            sleep=lambda _: None,
+            **kwargs,  # type: ignore[arg-type]
         )
 
     http_server.on("/v2/stocks/bars", Answer(429, "slow down", {"Retry-After": "1"}))

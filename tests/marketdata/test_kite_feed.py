@@ -79,9 +79,7 @@ def test_stream_parses_dead_letters_and_reconnects_with_resubscribe(
 
     async def main() -> tuple[list[FeedItem], Recorder, KiteTickerFeed]:
         async with scripted_server([_first_connection, _second_connection]) as (url, rec):
-            feed = KiteTickerFeed(
-                _config(url), clock=lambda: NOW, sleep=fake_sleep, on_text=texts.append
-            )
+            feed = KiteTickerFeed(_config(url), clock=lambda: NOW, sleep=fake_sleep, on_text=texts.append)
             return await _collect(feed, ticks_wanted=3), rec, feed
 
     items, rec, feed = asyncio.run(main())

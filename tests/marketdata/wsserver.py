@@ -55,8 +55,6 @@ async def scripted_server(
             return connection.respond(reject_status, "rejected\n")
         return None
 
-    async with serve(
-        handler, "127.0.0.1", 0, process_request=process_request, logger=_SERVER_LOG
-    ) as server:
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request, logger=_SERVER_LOG) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}", recorder
