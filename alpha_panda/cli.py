@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -135,6 +135,201 @@ def simulate(
     console.print(
         f"wrote {total:,} ticks for {instruments} instruments to {out} (tokens {spec.tokens()[0]}..)"
     )
+
+
+# --- the live pipeline on the local stack -------------------------------------------
+
+DataDir = Annotated[Path | None, typer.Option(help="State directory (default: DATA_DIR, .alpha-panda).")]
+Mode = Annotated[str, typer.Option(help="all-in-one (one `pipeline` flow) or per-stage (four flows).")]
+
+
+def _stack(data_dir: Path | None) -> Any:
+    from alpha_panda.settings import get_settings
+    from alpha_panda.stack import LocalStack
+
+    return LocalStack(data_dir or get_settings().data_dir)
+
+
+def _external_urls() -> dict[str, str | None]:
+    from alpha_panda.settings import get_settings
+
+    settings = get_settings()
+    return {
+        "kafka_url": settings.kafka_bootstrap_servers or None,
+        "redis_url": settings.redis_url or None,
+        "postgres_url": settings.postgres_url.get_secret_value() or None,
+    }
+
+
+def _check_mode(mode: str) -> tuple[str, ...]:
+    from alpha_panda.orchestration import DATAFLOW_SETS
+
+    if mode not in DATAFLOW_SETS:
+        raise _fail(ValueError(f"--mode must be one of {sorted(DATAFLOW_SETS)}, got {mode!r}"))
+    return DATAFLOW_SETS[mode]
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    mode: Mode = "all-in-one",
+    strategies: Annotated[
+        Path | None, typer.Option(help="Seed these strategies (YAML).", exists=True)
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Bytewax workers per dataflow.")] = 1,
+) -> None:
+    """Start servers (unless given by URL), create topics, migrate, seed, start dataflows."""
+    from alpha_panda import orchestration
+    from alpha_panda.settings import get_settings
+    from alpha_panda.strategy_file import read_strategy_rows
+
+    flows = _check_mode(mode)
+    stack = _stack(data_dir)
+    try:
+        with err_console.status("starting servers"):
+            urls = stack.up(**_external_urls())
+        rows = read_strategy_rows(strategies) if strategies else []
+        applied = orchestration.bootstrap(urls, get_settings(), rows)
+        for name in flows:
+            if stack.process(name) is None:
+                orchestration.start_dataflow(stack, name, urls, workers=workers)
+    except AlphaPandaError as err:
+        raise _fail(err) from err
+    console.print(f"servers: kafka {urls.kafka}, redis {urls.redis}, postgres (see `alpha-panda status`)")
+    console.print(f"migrations applied: {applied or 'none new'}; strategies seeded: {len(rows)}")
+    console.print(f"dataflows: {', '.join(flows)}; logs under {stack.logs_dir}")
+
+
+@app.command()
+def down(data_dir: DataDir = None) -> None:
+    """Stop the dataflows and the servers that `up` started (external servers are left alone)."""
+    from alpha_panda import orchestration
+
+    stack = _stack(data_dir)
+    stopped = orchestration.stop_dataflows(stack) + stack.down()
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Show servers and dataflow processes, topic sizes and each dataflow's lag."""
+    from alpha_panda import orchestration
+    from alpha_panda.settings import get_settings
+
+    stack = _stack(data_dir)
+    table = Table(title="Processes")
+    for name in ("name", "pid", "alive", "url / log"):
+        table.add_column(name)
+    for row in stack.status():
+        table.add_row(
+            row.name,
+            str(row.pid or "-"),
+            "yes" if row.alive else "[red]no[/]",
+            row.url or str(row.log_path or ""),
+        )
+    console.print(table)
+    urls = stack.urls
+    if urls is None:
+        console.print("no stack recorded under", stack.data_dir)
+        return
+    try:
+        sizes = orchestration.end_offsets(urls.kafka, orchestration.topics_for(get_settings().active_brokers))
+    except Exception as err:  # noqa: BLE001 - status reports, never fails
+        console.print(f"[red]Kafka not reachable at {urls.kafka}: {err}[/]")
+        return
+    topics = Table(title="Topics (messages)")
+    topics.add_column("topic")
+    topics.add_column("messages", justify="right")
+    for topic, size in sorted(sizes.items()):
+        if size:
+            topics.add_row(topic, f"{size:,}")
+    console.print(topics)
+    lags = Table(title="Dataflow lag (end offset - last snapshot position)")
+    lags.add_column("dataflow")
+    lags.add_column("topic")
+    lags.add_column("lag", justify="right")
+    for name in orchestration.ALL_DATAFLOWS:
+        if orchestration.recovery_dir(stack, name).exists():
+            for topic, lag in sorted(orchestration.consumer_lag(stack, urls, name).items()):
+                lags.add_row(name, topic, f"{lag:,}")
+    console.print(lags)
+
+
+@app.command(name="bootstrap")
+def bootstrap_command(data_dir: DataDir = None) -> None:
+    """Create every topic and apply the Postgres migrations (servers must be up)."""
+    from alpha_panda import orchestration
+    from alpha_panda.settings import get_settings
+
+    urls = _urls_or_fail(data_dir)
+    applied = orchestration.bootstrap(urls, get_settings())
+    console.print(f"topics ready; migrations applied: {applied or 'none new'}")
+
+
+@app.command()
+def seed(
+    strategies: Annotated[Path, typer.Option(help="Strategies YAML file.", exists=True, dir_okay=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Upsert strategy configurations into Postgres (running flows pick them up)."""
+    from alpha_panda.strategy_file import load_strategy_file, read_strategy_rows
+    from connectors.postgres import seed_strategies
+
+    try:
+        load_strategy_file(strategies)  # validate every row before writing any
+        count = seed_strategies(_urls_or_fail(data_dir).postgres, read_strategy_rows(strategies))
+    except AlphaPandaError as err:
+        raise _fail(err) from err
+    console.print(f"seeded {count} strategies")
+
+
+def _urls_or_fail(data_dir: Path | None) -> Any:
+    from alpha_panda.stack import StackUrls
+
+    given = _external_urls()
+    recorded = _stack(data_dir).urls
+    kafka = given["kafka_url"] or (recorded.kafka if recorded else None)
+    redis = given["redis_url"] or (recorded.redis if recorded else None)
+    postgres = given["postgres_url"] or (recorded.postgres if recorded else None)
+    if not (kafka and redis and postgres):
+        raise _fail(
+            ValueError(
+                "no servers: set KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, POSTGRES_URL or run `alpha-panda up`"
+            )
+        )
+    return StackUrls(kafka, redis, postgres)
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of simulated market.")] = 60,
+    rate: Annotated[float, typer.Option(min=1, help="Ticks per second offered.")] = 2000,
+    instruments: Annotated[int, typer.Option(min=1, help="Simulated instruments.")] = 20,
+    mode: Mode = "all-in-one",
+    data_dir: Annotated[Path, typer.Option(help="State directory of the demo (wiped first).")] = Path(
+        ".alpha-panda/demo"
+    ),
+    keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+) -> None:
+    """Start the local stack, trade a simulated market live, and print the result."""
+    from alpha_panda.demo import run_demo
+
+    flows = _check_mode(mode)
+    try:
+        result = run_demo(
+            data_dir=data_dir,
+            duration=duration,
+            rate=rate,
+            instruments=instruments,
+            flows=flows,
+            keep=keep,
+            console=console,
+            external=_external_urls(),
+        )
+    except AlphaPandaError as err:
+        raise _fail(err) from err
+    if not result:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1)
     topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
 
+    # Risk limits (per broker and strategy).
+    max_position_size: int = Field(default=1000, ge=1)
+    max_daily_trades: int = Field(default=50, ge=1)
+    max_price_deviation: float = Field(default=0.10, gt=0)
+
     # Execution.
     starting_cash: Decimal = Decimal(1_000_000)
     slippage_bps: Decimal = Decimal(5)
@@ -62,6 +67,13 @@ class Settings(BaseSettings):
 
     # Yahoo Finance chart API (historical bars).
     yahoo_url: str = "https://query1.finance.yahoo.com"
+
+    # dataflows.market_feed: a simulated market, or a tick file when FEED_FILE is set.
+    feed_file: Path | None = None
+    feed_rate: float = Field(default=2000.0, gt=0)
+    feed_instruments: int = Field(default=20, ge=1)
+    feed_limit: int | None = Field(default=None, ge=1)
+    feed_seed: int = 7
 
     # Strategy configuration reload (live), seconds between polls.
     strategy_reload_s: float = Field(default=2.0, gt=0)

@@ -34,6 +34,7 @@ from operators.strategy import StrategyConfig
 from schemas.codec import RawMessage
 from schemas.envelope import Outbound, SignalEnvelope
 from schemas.events import ExecutionMode
+from schemas.topics import MARKET_TICKS
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class PipelineParams:
         return cls(
             brokers=tuple(settings.active_brokers),
             risk=RiskConfig(
+                max_position_size=settings.max_position_size,
+                max_daily_trades=settings.max_daily_trades,
+                max_price_deviation=settings.max_price_deviation,
                 starting_cash=cash,
                 slippage_bps=Decimal(settings.slippage_bps),
                 commission_bps=Decimal(settings.commission_bps),
@@ -89,12 +93,14 @@ def build_pipeline(
     *,
     clock: Clock,
     dlq_clock: Callable[[RawMessage], datetime],
+    config_updates: Stream[Sequence[StrategyConfig]] | None = None,
 ) -> Stream[Outbound]:
     """Wire every stage; return every published message as one stream.
 
-    In: raw ``market.ticks`` messages. Out: signals, validated and rejected
-    signals, submitted/filled/failed orders and P&L snapshots on each
-    broker's topics, and dead letters on ``market.ticks.dlq``.
+    In: raw ``market.ticks`` messages, and optionally new strategy sets (hot
+    reload). Out: signals, validated and rejected signals,
+    submitted/filled/failed orders and P&L snapshots on each broker's
+    topics, and dead letters on ``market.ticks.dlq``.
     """
     ticks, dead_ticks = decode_ticks("ingest", raw_ticks, service=params.service, dlq_clock=dlq_clock)
     context = context_for(
@@ -105,7 +111,10 @@ def build_pipeline(
         service=params.service,
         shards=params.shards,
     )
-    routed = strategy_stage("strategies", ticks, context)
+    updates = None
+    if config_updates is not None:
+        updates = op.map("strategy_contexts", config_updates, lambda configs: context.with_configs(configs))
+    routed = strategy_stage("strategies", ticks, context, updates=updates)
     signals = op.filter_map(
         "signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None
     )
@@ -137,3 +146,37 @@ def replay_flow(
     )
     op.output("topics", out, JsonlTopicSink(out_dir))
     return flow
+
+
+def live_flow(settings: Any) -> Dataflow:
+    """All stages in one flow: ``market.ticks`` in; every topic, Redis and the ledger out.
+
+    Strategies load from Postgres and reload when ``strategy_configurations``
+    changes. Envelopes are stamped with wall-clock creation time.
+    """
+    from dataflows import live  # noqa: PLC0415 - live imports settings-dependent connectors
+    from dataflows.clock import wall_clock  # noqa: PLC0415
+
+    servers = live.start(settings)
+    live.await_servers(servers, kafka=True, redis=True, postgres=True)
+    params = PipelineParams.from_settings(settings)
+    flow = Dataflow("alpha_panda_pipeline")
+    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS])
+    published = build_pipeline(
+        raw,
+        live.initial_configs(servers),
+        params,
+        clock=wall_clock,
+        dlq_clock=live.live_dlq_clock,
+        config_updates=live.config_updates(flow, servers, settings),
+    )
+    live.attach_sinks(published, servers, redis=True, ledger=True)
+    return flow
+
+
+def __getattr__(name: str) -> Any:
+    # `python -m bytewax.run dataflows.pipeline` looks up `flow`; build it
+    # only then, so the replay path never imports the live connectors.
+    from dataflows.live import lazy_flow  # noqa: PLC0415
+
+    return lazy_flow(__name__, live_flow)(name)

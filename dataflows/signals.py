@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -51,6 +51,10 @@ class SignalContext:
     shards: int = 1
     emit_signals: bool = True
     _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def with_configs(self, configs: Sequence[StrategyConfig]) -> SignalContext:
+        """Return this context with a new strategy set (hot reload)."""
+        return replace(self, configs=tuple(c for c in configs if c.is_active), _cache={})
 
     def strategies(self, shard: int) -> InstrumentStrategies:
         """The active strategies of ``shard``."""

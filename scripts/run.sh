@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job: install into .venv if needed, then replay the sample market
-# through the whole pipeline (no servers needed) and print the summary.
+# The main job: install into .venv if needed, then run `alpha-panda demo`:
+# real Kafka-API (Tansu), Redis and PostgreSQL servers on loopback, the live
+# pipeline on a simulated market for about a minute with live progress, and a
+# summary read back from Redis and the Postgres ledger. Extra arguments go to
+# `alpha-panda demo` (e.g. --duration 20 --mode per-stage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh local
-exec .venv/bin/alpha-panda replay --ticks examples/ticks.jsonl --strategies examples/strategies.yaml --out out/replay "$@"
+exec .venv/bin/alpha-panda demo "$@"

@@ -1,0 +1,225 @@
+"""Wiring shared by the live dataflows: servers, Kafka inputs, sinks, configs.
+
+Reads :class:`alpha_panda.settings.Settings` (only ``dataflows/`` and the
+CLI do). A server URL left empty falls back to the local stack started by
+``alpha-panda up`` under ``DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
+
+from alpha_panda.settings import Settings
+from connectors.kafka import kafka_sink, kafka_source, raw_message
+from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
+from connectors.redis_portfolio import RedisPortfolioSink
+from dataflows.metrics import serve_metrics
+from operators.errors import ConfigError
+from operators.strategy import StrategyConfig
+from schemas.codec import RawMessage
+from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, PnlEnvelope, SubmittedEnvelope
+from schemas.errors import AlphaPandaError
+
+log = logging.getLogger("alpha_panda.dataflows")
+
+
+class ServersNotConfiguredError(AlphaPandaError):
+    """No URL for a server and no local stack to fall back to."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the live flows find Kafka, Redis and Postgres."""
+
+    kafka: str
+    redis: str
+    postgres: str
+
+
+def resolve_servers(settings: Settings) -> Servers:
+    """Return the configured servers, filling gaps from the local stack's ``stack.json``."""
+    kafka = settings.kafka_bootstrap_servers
+    redis = settings.redis_url
+    postgres = settings.postgres_url.get_secret_value()
+    if not (kafka and redis and postgres):
+        from alpha_panda.stack import LocalStack  # noqa: PLC0415 - only when falling back
+
+        local = LocalStack(settings.data_dir).urls
+        if local is None:
+            missing = [
+                name
+                for name, value in (
+                    ("KAFKA_BOOTSTRAP_SERVERS", kafka),
+                    ("REDIS_URL", redis),
+                    ("POSTGRES_URL", postgres),
+                )
+                if not value
+            ]
+            msg = (
+                f"{', '.join(missing)} not set and no local stack under {settings.data_dir}; "
+                "set them or run `alpha-panda up` first"
+            )
+            raise ServersNotConfiguredError(msg)
+        kafka, redis, postgres = kafka or local.kafka, redis or local.redis, postgres or local.postgres
+    return Servers(kafka, redis, postgres)
+
+
+def wait_for(
+    name: str, where: str, probe: Callable[[], None], *, timeout_s: float = 120.0, first_delay_s: float = 0.5
+) -> None:
+    """Call ``probe`` until it succeeds, backing off exponentially; say which server and where.
+
+    :raises TimeoutError: still unreachable after ``timeout_s``.
+    """
+    delay, deadline, attempt = first_delay_s, time.monotonic() + timeout_s, 1
+    while True:
+        try:
+            probe()
+        except Exception as err:
+            if time.monotonic() + delay > deadline:
+                msg = f"{name} at {where} still unreachable after {timeout_s:.0f} s: {err}"
+                raise TimeoutError(msg) from err
+            log.warning(
+                "%s at %s unreachable (attempt %d), retrying in %.1f s: %s", name, where, attempt, delay, err
+            )
+            time.sleep(delay)
+            delay, attempt = min(delay * 2, 10.0), attempt + 1
+        else:
+            if attempt > 1:
+                log.warning("%s at %s is reachable; starting", name, where)
+            return
+
+
+def await_servers(
+    servers: Servers, *, kafka: bool = True, redis: bool = False, postgres: bool = False
+) -> None:
+    """Block until the servers a flow needs answer (clear log lines while waiting)."""
+    from alpha_panda.stack import probe_kafka, probe_postgres, probe_redis  # noqa: PLC0415
+    from connectors.errors import redact_url  # noqa: PLC0415
+
+    if kafka:
+        wait_for("Kafka", servers.kafka, lambda: probe_kafka(servers.kafka))
+    if redis:
+        wait_for("Redis", redact_url(servers.redis), lambda: probe_redis(servers.redis))
+    if postgres:
+        wait_for("PostgreSQL", redact_url(servers.postgres), lambda: probe_postgres(servers.postgres))
+
+
+def kafka_input(flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str]) -> Stream[RawMessage]:
+    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged, never raised."""
+    messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics)))
+
+    def keep(message: Any) -> RawMessage | None:
+        if isinstance(message, KafkaSourceMessage):
+            return raw_message(message)
+        log.warning("Kafka consumer error in %s: %s", step_id, message)
+        return None
+
+    return op.filter_map(f"{step_id}_raw", messages, keep)
+
+
+def parse_configs(rows: Sequence[dict[str, Any]]) -> list[StrategyConfig]:
+    """Validate configuration rows; a bad row is logged and skipped, not fatal."""
+    configs = []
+    for row in rows:
+        try:
+            configs.append(StrategyConfig.from_mapping(row))
+        except ConfigError as err:
+            log.error("skipping strategy configuration %r: %s", row.get("id"), err)
+    return configs
+
+
+def initial_configs(servers: Servers) -> list[StrategyConfig]:
+    """The strategy set at start, read from Postgres."""
+    return parse_configs(load_strategies(servers.postgres))
+
+
+def config_updates(flow: Dataflow, servers: Servers, settings: Settings) -> Stream[list[StrategyConfig]]:
+    """New strategy sets whenever ``strategy_configurations`` changes (polled)."""
+    rows = op.input(
+        "strategy_configurations", flow, StrategyConfigSource(servers.postgres, settings.strategy_reload_s)
+    )
+    return op.map("parse_configurations", rows, parse_configs)
+
+
+def attach_sinks(
+    published: Stream[Outbound], servers: Servers, *, redis: bool = False, ledger: bool = False
+) -> None:
+    """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger."""
+    op.output("kafka", published, kafka_sink(servers.kafka))
+    if redis:
+        snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
+        op.output("redis_portfolios", snapshots, RedisPortfolioSink(servers.redis))
+    if ledger:
+        orders = op.filter(
+            "orders_for_ledger",
+            published,
+            lambda o: isinstance(o.envelope, SubmittedEnvelope | FilledEnvelope | FailedEnvelope),
+        )
+        op.output("postgres_ledger", orders, LedgerSink(servers.postgres))
+
+
+def live_dlq_clock(_message: RawMessage) -> datetime:
+    """Dead letters of live flows are stamped with wall-clock time."""
+    return datetime.now(UTC)
+
+
+def start(settings: Settings) -> Servers:
+    """Common start-up of a live flow: logging, metrics endpoint, servers."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve_metrics(settings.metrics_port)
+    return resolve_servers(settings)
+
+
+def marks_from_ticks(
+    flow: Dataflow, servers: Servers, settings: Settings, params: Any
+) -> Stream[tuple[str, Any]]:
+    """``market.ticks`` as ``(account_id, Mark)`` for the per-stage risk and portfolio flows.
+
+    Marks follow the live strategy set (hot reload). Bad ticks are dropped
+    here: the strategy runner, which reads the same topic, dead-letters them.
+    """
+    from dataflows.clock import wall_clock  # noqa: PLC0415
+    from dataflows.ingest import decode_ticks  # noqa: PLC0415
+    from dataflows.signals import context_for, strategy_stage  # noqa: PLC0415
+    from schemas.topics import MARKET_TICKS  # noqa: PLC0415
+
+    raw = kafka_input(flow, "market_ticks", servers, [MARKET_TICKS])
+    ticks, _dropped = decode_ticks("ticks_in", raw, service=params.service, dlq_clock=live_dlq_clock)
+    context = context_for(
+        initial_configs(servers),
+        brokers=params.brokers,
+        mark_interval=params.mark_interval,
+        clock=wall_clock,
+        service=params.service,
+        emit_signals=False,
+    )
+    updates = op.map("contexts", config_updates(flow, servers, settings), context.with_configs)
+    return strategy_stage("marks", ticks, context, updates=updates)
+
+
+def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[str], Any]:
+    """Return a module ``__getattr__`` that builds ``flow`` on first access.
+
+    ``python -m bytewax.run dataflows.<name>`` looks up ``flow``; building it
+    lazily means importing a flow module reads no settings and opens nothing.
+    """
+
+    def module_getattr(name: str) -> Any:
+        if name == "flow":
+            from alpha_panda.settings import get_settings  # noqa: PLC0415
+
+            return build(get_settings())
+        msg = f"module {module!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+
+    return module_getattr

@@ -1,0 +1,43 @@
+"""Per-stage flow: ``<broker>.signals.raw`` (+ ``market.ticks`` marks) -> risk.
+
+``python -m bytewax.run dataflows.risk_manager``. Out: ``<broker>.signals.validated``
+and ``<broker>.signals.rejected``; undecodable signals go to
+``<broker>.signals.raw.dlq``. Latest prices come from ``market.ticks``,
+routed to the accounts that trade each instrument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from dataflows import live
+from dataflows.accounts import account_of, risk_stage, to_outbound
+from dataflows.clock import wall_clock
+from dataflows.ingest import decode_events
+from dataflows.pipeline import PipelineParams
+from schemas.envelope import SignalEnvelope
+from schemas.topics import SIGNALS_RAW, broker_topic
+
+
+def build(settings: Any) -> Dataflow:
+    """Build the risk manager for ``settings``."""
+    servers = live.start(settings)
+    live.await_servers(servers, kafka=True, postgres=True)
+    params = PipelineParams.from_settings(settings)
+    flow = Dataflow("alpha_panda_risk_manager")
+    signal_topics = [broker_topic(b, SIGNALS_RAW) for b in params.brokers]
+    raw_signals = live.kafka_input(flow, "raw_signals", servers, signal_topics)
+    signals, dead_signals = decode_events("signals_in", raw_signals, SignalEnvelope, service=params.service)
+    marks = live.marks_from_ticks(flow, servers, settings, params)
+    keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(s), s))
+    decisions = risk_stage(
+        "risk", op.merge("risk_inputs", marks, keyed_signals), params.account_steps(wall_clock)
+    )
+    live.attach_sinks(op.merge("published", op.map("publish", decisions, to_outbound), dead_signals), servers)
+    return flow
+
+
+__getattr__ = live.lazy_flow(__name__, build)

@@ -1,0 +1,49 @@
+"""Per-stage flow: ``market.ticks`` -> strategies -> ``<broker>.signals.raw``.
+
+``python -m bytewax.run dataflows.strategy_runner``. Strategies load from
+Postgres and reload on change; bad ticks go to ``market.ticks.dlq``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from dataflows import live
+from dataflows.accounts import to_outbound
+from dataflows.clock import wall_clock
+from dataflows.ingest import decode_ticks
+from dataflows.pipeline import PipelineParams
+from dataflows.signals import context_for, strategy_stage
+from schemas.envelope import SignalEnvelope
+from schemas.topics import MARKET_TICKS
+
+
+def build(settings: Any) -> Dataflow:
+    """Build the strategy runner for ``settings``."""
+    servers = live.start(settings)
+    live.await_servers(servers, kafka=True, postgres=True)
+    params = PipelineParams.from_settings(settings)
+    flow = Dataflow("alpha_panda_strategy_runner")
+    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS])
+    ticks, dead = decode_ticks("ingest", raw, service=params.service, dlq_clock=live.live_dlq_clock)
+    context = context_for(
+        live.initial_configs(servers),
+        brokers=params.brokers,
+        mark_interval=params.mark_interval,
+        clock=wall_clock,
+        service=params.service,
+        shards=params.shards,
+    )
+    updates = op.map("contexts", live.config_updates(flow, servers, settings), context.with_configs)
+    routed = strategy_stage("strategies", ticks, context, updates=updates)
+    signals = op.filter_map(
+        "signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None
+    )
+    live.attach_sinks(op.merge("published", op.map("publish", signals, to_outbound), dead), servers)
+    return flow
+
+
+__getattr__ = live.lazy_flow(__name__, build)

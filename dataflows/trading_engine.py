@@ -1,0 +1,42 @@
+"""Per-stage flow: ``<broker>.signals.validated`` -> orders, fills and the ledger.
+
+``python -m bytewax.run dataflows.trading_engine``. Out:
+``<broker>.orders.submitted|filled|failed`` and the Postgres ledger. Stateless:
+order ids derive from the validated signal, so redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from dataflows import live
+from dataflows.accounts import to_outbound
+from dataflows.clock import wall_clock
+from dataflows.ingest import decode_events
+from dataflows.pipeline import PipelineParams
+from schemas.envelope import ValidatedEnvelope
+from schemas.topics import SIGNALS_VALIDATED, broker_topic
+
+
+def build(settings: Any) -> Dataflow:
+    """Build the trading engine for ``settings``."""
+    servers = live.start(settings)
+    live.await_servers(servers, kafka=True, postgres=True)
+    params = PipelineParams.from_settings(settings)
+    flow = Dataflow("alpha_panda_trading_engine")
+    raw = live.kafka_input(
+        flow, "validated_signals", servers, [broker_topic(b, SIGNALS_VALIDATED) for b in params.brokers]
+    )
+    validated, dead = decode_events("validated_in", raw, ValidatedEnvelope, service=params.service)
+    executor = params.account_steps(wall_clock).executor
+    orders = op.flat_map("execute", validated, executor.execute)
+    live.attach_sinks(
+        op.merge("published", op.map("publish", orders, to_outbound), dead), servers, ledger=True
+    )
+    return flow
+
+
+__getattr__ = live.lazy_flow(__name__, build)
