@@ -15,8 +15,10 @@ Processes start detached (own session), so they outlive the command that
 started them; ``down`` stops only what this data directory's pid files name.
 
 Local Postgres trusts connections from 127.0.0.1 (no password), runs with
-``fsync=off`` (a killed process loses nothing, a power cut might) and, when
-the stack runs as root, as the unprivileged user ``nobody``.
+``fsync=off`` and, when the stack runs as root, as the unprivileged user
+``nobody``. Redis writes every change to its append-only file before it
+replies (``appendfsync no``: written, never fsynced). So a killed server
+loses no acknowledged write; a power cut might.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import psycopg
 import redis
@@ -147,6 +150,29 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
 def _alive(pid: int, start_ticks: int) -> bool:
     state = _proc_stat(pid)
     return state is not None and state[0] not in ("Z", "X") and state[1] == start_ticks
+
+
+def _process_tree(root: int) -> list[tuple[int, int]]:
+    """Return ``(pid, start ticks)`` of every live descendant of ``root``, from /proc."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = int(fields[19])
+    found: list[tuple[int, int]] = []
+    frontier = [root]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            found.append((child, ticks[child]))
+            frontier.append(child)
+    return found
 
 
 def _run_as_kwargs(user: str | None) -> dict[str, Any]:
@@ -352,15 +378,11 @@ class LocalStack:
             time.sleep(0.02)
         return False
 
-    def _signal_group(self, record: ManagedProcess, sig: int) -> None:
-        # The process leads its own session, so its pid is the group id; this
-        # also reaches children it left behind (e.g. Postgres backends).
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(record.pid, sig)
-
     def stop_process(self, name: str, *, timeout_s: float | None = None) -> bool:
-        """Stop process ``name``: its stop signal, then SIGKILL to its group after ``timeout_s``.
+        """Stop process ``name``: its stop signal, then SIGKILL after ``timeout_s``.
 
+        Whatever the process started (e.g. Postgres backends, which lead
+        their own process groups) is killed too if still there afterwards.
         Idempotent. Returns ``True`` if it was running.
         """
         record = self._read_pid_file(name)
@@ -368,25 +390,33 @@ class LocalStack:
             return False
         running = self.process(name) is not None
         if running:
+            tree = _process_tree(record.pid)
             with suppress(ProcessLookupError):
                 os.kill(record.pid, record.stop_signal)
             if not self._wait_gone(record, timeout_s or self.stop_timeout_s):
                 log.warning("%s (pid %d) ignored its stop signal; killing it", name, record.pid)
-                self._signal_group(record, signal.SIGKILL)
-                self._wait_gone(record, 5.0)
-            self._signal_group(record, signal.SIGKILL)
+            self._kill_tree(record, tree)
         self._forget(record)
         return running
 
     def kill_process(self, name: str) -> bool:
-        """SIGKILL process ``name`` and its group at once, as a crash would; True if it ran."""
+        """SIGKILL process ``name`` and all it started at once, as a crash would; True if it ran."""
         record = self._read_pid_file(name)
         if record is None or self.process(name) is None:
             return False
-        self._signal_group(record, signal.SIGKILL)
-        self._wait_gone(record, 5.0)
+        self._kill_tree(record, _process_tree(record.pid))
         self._forget(record)
         return True
+
+    def _kill_tree(self, record: ManagedProcess, tree: list[tuple[int, int]]) -> None:
+        for pid, ticks in [(record.pid, record.start_ticks), *tree]:
+            if _alive(pid, ticks):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._wait_gone(record, 5.0)
+        deadline = time.monotonic() + 5.0
+        while any(_alive(pid, ticks) for pid, ticks in tree) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _forget(self, record: ManagedProcess) -> None:
         self._children.pop(record.pid, None)
@@ -395,6 +425,7 @@ class LocalStack:
     # -- servers --
 
     def _server_spec(self, name: str, port: int) -> ServerSpec:
+        argv: tuple[str, ...]
         if name == KAFKA:
             listener = f"tcp://127.0.0.1:{port}"
             bootstrap = f"127.0.0.1:{port}"
@@ -406,7 +437,7 @@ class LocalStack:
             redis_dir = self.data_dir / "redis"
             redis_dir.mkdir(parents=True, exist_ok=True)
             argv = (str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1",
-                    "--dir", str(redis_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+                    "--dir", str(redis_dir), "--appendonly", "yes", "--appendfsync", "no",
                     "--save", "", "--daemonize", "no", "--logfile", "")  # fmt: skip
             return ServerSpec(REDIS, port, url, argv, lambda: probe_redis(url))
         if name == POSTGRES:
@@ -432,14 +463,18 @@ class LocalStack:
         if (self._pgdata / "PG_VERSION").exists():
             return
         root = self._pgdata.parent
-        root.mkdir(parents=True, exist_ok=True)
-        if spec.run_as is not None:
-            _make_traversable(root)
-            entry = pwd.getpwnam(spec.run_as)
-            os.chown(root, entry.pw_uid, entry.pw_gid)
-        root.chmod(0o700)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_path("postgres-initdb")
+        try:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
+            if spec.run_as is not None:
+                _make_traversable(root)
+                entry = pwd.getpwnam(spec.run_as)
+                os.chown(root, entry.pw_uid, entry.pw_gid)
+            root.chmod(0o700)
+        except (OSError, KeyError) as err:
+            reason = f"cannot prepare the data directory {root}: {err}"
+            raise ServerStartError(POSTGRES, reason, log_path) from err
         argv = [str(postgres_bin_dir() / "initdb"), "-D", str(self._pgdata), "--auth=trust",
                 "--username=postgres", "--encoding=UTF8", "--no-sync", "--no-instructions"]  # fmt: skip
         with log_path.open("ab") as out:
@@ -611,12 +646,12 @@ class LocalStack:
 
     def _reachable(self, name: str, redacted_url: str) -> bool:
         if name == KAFKA:
-            host, _, port = redacted_url.split(",")[0].rpartition(":")
+            host, _, port_text = redacted_url.split(",")[0].rpartition(":")
         else:
-            parts = redacted_url.split("@")[-1].split("/")[0]
-            host, _, port = parts.rpartition(":")
+            parts = urlsplit(redacted_url)
+            host, port_text = parts.hostname or "", str(parts.port or "")
         try:
-            with socket.create_connection((host or "127.0.0.1", int(port or 0)), timeout=1):
+            with socket.create_connection((host or "127.0.0.1", int(port_text)), timeout=1):
                 return True
         except (OSError, ValueError):
             return False

@@ -30,7 +30,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentError
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from connectors.errors import (
     ConsumeTimeoutError,
@@ -43,6 +43,8 @@ from schemas.envelope import Outbound
 from schemas.topics import BROKERS, all_topics
 
 log = logging.getLogger(__name__)
+
+_SINK_STEP: Final = "kafka_sink"
 
 DELIVERY_TIMEOUT_MS: Final = 60_000
 """How long librdkafka retries a message before the sink gives up and crashes
@@ -130,10 +132,7 @@ def create_topics(
     wanted = [name for name in dict.fromkeys(topics) if name not in existing]
     created: list[str] = []
     if wanted:
-        new = [
-            NewTopic(name, partitions, 1, config={"retention.ms": str(retention_ms)})
-            for name in wanted
-        ]
+        new = [NewTopic(name, partitions, 1, config={"retention.ms": str(retention_ms)}) for name in wanted]
         futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
         for name, future in futures.items():
             try:
@@ -221,7 +220,7 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
         report = _DeliveryReport()
         for item in items:
             if not isinstance(item, Outbound):
-                raise SinkInputError("kafka_sink", "Outbound", item)
+                raise SinkInputError(_SINK_STEP, "Outbound", item)
             _produce(self._producer, item.topic, item.key.encode(), encode(item.envelope), report)
         undelivered = self._producer.flush(self._flush_timeout_s)
         report.raise_failures("kafka_sink", undelivered)
@@ -258,6 +257,31 @@ def kafka_sink(bootstrap: str, add_config: dict[str, Any] | None = None) -> Outb
     return OutboundKafkaSink(bootstrap, add_config)
 
 
+class _KafkaSource(KafkaSource):
+    """bytewax's KafkaSource, listing partitions with client-only settings.
+
+    bytewax passes the consumer settings to its AdminClient too, which makes
+    librdkafka warn about every consumer-only property.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], **kwargs: Any) -> None:
+        super().__init__([bootstrap], topics, **kwargs)
+        self._bootstrap = bootstrap
+        self._topic_names = topics
+
+    def list_parts(self) -> list[str]:
+        """One input partition per Kafka partition, named ``<index>-<topic>`` as bytewax does."""
+        admin = AdminClient(kafka_config(self._bootstrap))
+        parts = []
+        for topic in self._topic_names:
+            metadata = admin.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                msg = f"kafka_source: cannot list partitions of {topic!r}: {metadata.error.str()}"
+                raise TopicAdminError(msg)
+            parts += [f"{index}-{topic}" for index in sorted(metadata.partitions)]
+        return parts
+
+
 def kafka_source(
     bootstrap: str,
     topics: Iterable[str],
@@ -282,8 +306,8 @@ def kafka_source(
     for key in ("bootstrap.servers", "group.id", "enable.partition.eof", "enable.auto.commit"):
         config.pop(key)
     config.update(add_config or {})
-    return KafkaSource(
-        [bootstrap],
+    return _KafkaSource(
+        bootstrap,
         list(topics),
         tail=tail,
         starting_offset=starting_offset,
@@ -377,12 +401,12 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Kafka
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.1):
-                err = msg.error()
+            for message in consumer.consume(1000, 0.1):
+                err = message.error()
                 if err is None:
-                    records.append(_record(msg))
+                    records.append(_record(message))
                 elif err.code() == ConfluentError._PARTITION_EOF:
-                    pending.discard(msg.partition())
+                    pending.discard(message.partition())
                 elif not err.retriable():
                     text = f"consume_all: reading {topic!r}: {err.str()}"
                     raise ConsumeTimeoutError(text)
@@ -398,9 +422,9 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Kafka
 def _record(msg: Message) -> KafkaRecord:
     kind, epoch_ms = msg.timestamp()
     return KafkaRecord(
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
         key=msg.key(),
         value=msg.value(),
         timestamp_ms=epoch_ms if kind != 0 else None,

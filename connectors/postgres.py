@@ -39,6 +39,8 @@ from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, Submitted
 
 log = logging.getLogger(__name__)
 
+_SINK_STEP: Final = "ledger_sink"
+
 T = TypeVar("T")
 
 _MIGRATIONS_LOCK: Final = 0x616C7068  # pg_advisory_xact_lock key: one migrator at a time
@@ -189,8 +191,8 @@ def seed_strategies(url: str, rows: list[dict[str, Any]]) -> int:
         return max(cur.rowcount, 0)
 
 
-def _load_strategies(conn: psycopg.Connection[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = conn.execute(
+def _load_strategies(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(
         f"SELECT {_STRATEGY_COLUMNS} FROM strategy_configurations ORDER BY id"  # noqa: S608 - constant
     ).fetchall()
     for row in rows:
@@ -302,7 +304,7 @@ def ledger_batch(items: list[Outbound]) -> LedgerBatch:
     for item in items:
         envelope = item.envelope if isinstance(item, Outbound) else None
         if not isinstance(envelope, SubmittedEnvelope | FilledEnvelope | FailedEnvelope):
-            raise SinkInputError("ledger_sink", "Outbound with an order envelope", item)
+            raise SinkInputError(_SINK_STEP, "Outbound with an order envelope", item)
         row = _order_row(envelope)
         key = (row[0], row[1])
         held = orders.get(key)
@@ -500,8 +502,6 @@ class StrategyConfigSource(FixedPartitionedSource[list[dict[str, Any]], None]):
         """The single partition."""
         return ["strategy_configurations"]
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: None
-    ) -> _StrategyConfigPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StrategyConfigPartition:
         """Build the polling partition."""
         return _StrategyConfigPartition(self._url, self._poll_s)

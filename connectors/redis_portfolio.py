@@ -21,6 +21,8 @@ from schemas.envelope import Outbound, PnlEnvelope
 
 log = logging.getLogger(__name__)
 
+_SINK_STEP: Final = "redis_portfolio_sink"
+
 DEFAULT_RETRIES: Final = 40
 """Reconnect attempts per command; with the 1 s backoff cap this rides out a
 Redis restart of about half a minute before the sink gives up."""
@@ -61,7 +63,7 @@ def latest_snapshots(items: list[Outbound]) -> dict[str, bytes]:
     latest: dict[str, bytes] = {}
     for item in items:
         if not isinstance(item, Outbound) or not isinstance(item.envelope, PnlEnvelope):
-            raise SinkInputError("redis_portfolio_sink", "Outbound with a PnlEnvelope", item)
+            raise SinkInputError(_SINK_STEP, "Outbound with a PnlEnvelope", item)
         snapshot = item.envelope.data
         latest[portfolio_key(snapshot.broker, snapshot.strategy_id)] = _json.encode(snapshot)
     return latest
