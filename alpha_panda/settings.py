@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     feed_limit: int | None = Field(default=None, ge=1)
     feed_seed: int = 7
 
+    # Live Kafka inputs follow their topics forever; false stops each flow at
+    # the current end of its input (tests, batch re-runs) and turns reload off.
+    kafka_tail: bool = True
+
     # Strategy configuration reload (live), seconds between polls.
     strategy_reload_s: float = Field(default=2.0, gt=0)
     metrics_port: int = Field(default=0, ge=0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -197,11 +198,16 @@ class _DeliveryReport:
             raise KafkaDeliveryError(msg)
 
 
-def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes, report: Any) -> None:
-    """Queue one message, waiting for room if librdkafka's local queue is full."""
+def _produce(
+    producer: Producer, topic: str, key: bytes | None, value: bytes, report: Any, partition: int = -1
+) -> None:
+    """Queue one message, waiting for room if librdkafka's local queue is full.
+
+    ``partition`` -1 lets the producer's partitioner choose from the key.
+    """
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=report)
+            producer.produce(topic, value=value, key=key, partition=partition, on_delivery=report)
         except BufferError:
             producer.poll(0.05)
         else:
@@ -214,6 +220,17 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
     def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
         self._producer = producer
         self._flush_timeout_s = flush_timeout_s
+        self._partitions: dict[str, int] = {}
+
+    def _partition(self, topic: str, partition_key: str | None) -> int:
+        """The partition of ``partition_key`` (crc32 mod partition count), or -1."""
+        if partition_key is None:
+            return -1
+        count = self._partitions.get(topic)
+        if count is None:
+            metadata = self._producer.list_topics(topic, timeout=10)
+            count = self._partitions[topic] = len(metadata.topics[topic].partitions) or 1
+        return zlib.crc32(partition_key.encode("utf-8")) % count
 
     def write_batch(self, items: list[Outbound]) -> None:
         """Produce every item, wait for all acknowledgements, raise if any failed."""
@@ -221,7 +238,8 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
         for item in items:
             if not isinstance(item, Outbound):
                 raise SinkInputError(_SINK_STEP, "Outbound", item)
-            _produce(self._producer, item.topic, item.key.encode(), encode(item.envelope), report)
+            partition = self._partition(item.topic, item.partition_key)
+            _produce(self._producer, item.topic, item.key.encode(), encode(item.envelope), report, partition)
         undelivered = self._producer.flush(self._flush_timeout_s)
         report.raise_failures("kafka_sink", undelivered)
 

@@ -89,8 +89,13 @@ STAGE_OF: dict[type, str] = {
 
 
 def to_outbound(envelope: AnyEnvelope) -> Outbound:
-    """Address a broker event to its broker-namespaced topic, keyed per DESIGN.md."""
-    return Outbound(broker_topic(envelope.broker, STAGE_OF[type(envelope)]), envelope.key, envelope)
+    """Address a broker event to its broker-namespaced topic, keyed per DESIGN.md.
+
+    Every broker event is partitioned by its strategy, so each account's
+    events keep their order across the per-stage flows.
+    """
+    topic = broker_topic(envelope.broker, STAGE_OF[type(envelope)])
+    return Outbound(topic, envelope.key, envelope, envelope.key.split(":", 1)[0])
 
 
 # --- the steps, engine-free ---------------------------------------------------
@@ -107,7 +112,7 @@ class RiskStep:
 
     def on_mark(self, mark: Mark) -> None:
         """Remember the latest price of the mark's instrument."""
-        self._risk.on_mark(self.state, mark.instrument_token, mark.price)
+        self._risk.on_mark(self.state, mark.instrument_token, mark.price, mark.timestamp)
 
     def on_signal(self, signal: SignalEnvelope) -> ValidatedEnvelope | RejectedEnvelope:
         """Return the validated or rejected envelope of ``signal``."""

@@ -114,9 +114,14 @@ def await_servers(
         wait_for("PostgreSQL", redact_url(servers.postgres), lambda: probe_postgres(servers.postgres))
 
 
-def kafka_input(flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str]) -> Stream[RawMessage]:
-    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged, never raised."""
-    messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics)))
+def kafka_input(
+    flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
+) -> Stream[RawMessage]:
+    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged, never raised.
+
+    ``tail=False`` ends the input at the current end of every partition.
+    """
+    messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
 
     def keep(message: Any) -> RawMessage | None:
         if isinstance(message, KafkaSourceMessage):
@@ -143,8 +148,15 @@ def initial_configs(servers: Servers) -> list[StrategyConfig]:
     return parse_configs(load_strategies(servers.postgres))
 
 
-def config_updates(flow: Dataflow, servers: Servers, settings: Settings) -> Stream[list[StrategyConfig]]:
-    """New strategy sets whenever ``strategy_configurations`` changes (polled)."""
+def config_updates(
+    flow: Dataflow, servers: Servers, settings: Settings
+) -> Stream[list[StrategyConfig]] | None:
+    """New strategy sets whenever ``strategy_configurations`` changes (polled).
+
+    ``None`` when the flow does not tail Kafka: a finite run keeps its start set.
+    """
+    if not settings.kafka_tail:
+        return None
     rows = op.input(
         "strategy_configurations", flow, StrategyConfigSource(servers.postgres, settings.strategy_reload_s)
     )
@@ -193,7 +205,7 @@ def marks_from_ticks(
     from dataflows.signals import context_for, strategy_stage  # noqa: PLC0415
     from schemas.topics import MARKET_TICKS  # noqa: PLC0415
 
-    raw = kafka_input(flow, "market_ticks", servers, [MARKET_TICKS])
+    raw = kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     ticks, _dropped = decode_ticks("ticks_in", raw, service=params.service, dlq_clock=live_dlq_clock)
     context = context_for(
         initial_configs(servers),
@@ -202,8 +214,10 @@ def marks_from_ticks(
         clock=wall_clock,
         service=params.service,
         emit_signals=False,
+        idle_mark_after=params.idle_mark_after,
     )
-    updates = op.map("contexts", config_updates(flow, servers, settings), context.with_configs)
+    reloads = config_updates(flow, servers, settings)
+    updates = op.map("contexts", reloads, context.with_configs) if reloads is not None else None
     return strategy_stage("marks", ticks, context, updates=updates)
 
 

@@ -49,10 +49,15 @@ class PipelineParams:
     zerodha_mode: ExecutionMode = "dry_run"
     service: str = "alpha-panda"
     shards: int = 1
+    idle_mark_after: timedelta | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> PipelineParams:
-        """Build params from :class:`alpha_panda.settings.Settings`."""
+    def from_settings(cls, settings: Any, *, live: bool = False) -> PipelineParams:
+        """Build params from :class:`alpha_panda.settings.Settings`.
+
+        ``live`` flows also mark ticks left unmarked for a mark interval of
+        wall-clock time; replays mark only by event time and at end of input.
+        """
         cash = Decimal(settings.starting_cash)
         return cls(
             brokers=tuple(settings.active_brokers),
@@ -74,6 +79,7 @@ class PipelineParams:
             mark_interval=timedelta(seconds=settings.mark_interval_s),
             zerodha_mode="live" if settings.zerodha_live else "dry_run",
             service=settings.service_name,
+            idle_mark_after=timedelta(seconds=settings.mark_interval_s) if live else None,
         )
 
     def routes(self) -> dict[str, ExecutionRoute]:
@@ -110,6 +116,7 @@ def build_pipeline(
         clock=clock,
         service=params.service,
         shards=params.shards,
+        idle_mark_after=params.idle_mark_after,
     )
     updates = None
     if config_updates is not None:
@@ -159,9 +166,9 @@ def live_flow(settings: Any) -> Dataflow:
 
     servers = live.start(settings)
     live.await_servers(servers, kafka=True, redis=True, postgres=True)
-    params = PipelineParams.from_settings(settings)
+    params = PipelineParams.from_settings(settings, live=True)
     flow = Dataflow("alpha_panda_pipeline")
-    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS])
+    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     published = build_pipeline(
         raw,
         live.initial_configs(servers),

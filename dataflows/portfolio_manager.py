@@ -26,10 +26,14 @@ def build(settings: Any) -> Dataflow:
     """Build the portfolio manager for ``settings``."""
     servers = live.start(settings)
     live.await_servers(servers, kafka=True, redis=True, postgres=True)
-    params = PipelineParams.from_settings(settings)
+    params = PipelineParams.from_settings(settings, live=True)
     flow = Dataflow("alpha_panda_portfolio_manager")
     raw_fills = live.kafka_input(
-        flow, "fills", servers, [broker_topic(b, ORDERS_FILLED) for b in params.brokers]
+        flow,
+        "fills",
+        servers,
+        [broker_topic(b, ORDERS_FILLED) for b in params.brokers],
+        tail=settings.kafka_tail,
     )
     fills, dead_fills = decode_events("fills_in", raw_fills, FilledEnvelope, service=params.service)
     marks = live.marks_from_ticks(flow, servers, settings, params)

@@ -26,10 +26,10 @@ def build(settings: Any) -> Dataflow:
     """Build the risk manager for ``settings``."""
     servers = live.start(settings)
     live.await_servers(servers, kafka=True, postgres=True)
-    params = PipelineParams.from_settings(settings)
+    params = PipelineParams.from_settings(settings, live=True)
     flow = Dataflow("alpha_panda_risk_manager")
     signal_topics = [broker_topic(b, SIGNALS_RAW) for b in params.brokers]
-    raw_signals = live.kafka_input(flow, "raw_signals", servers, signal_topics)
+    raw_signals = live.kafka_input(flow, "raw_signals", servers, signal_topics, tail=settings.kafka_tail)
     signals, dead_signals = decode_events("signals_in", raw_signals, SignalEnvelope, service=params.service)
     marks = live.marks_from_ticks(flow, servers, settings, params)
     keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(s), s))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import bytewax.operators as op
@@ -50,6 +50,8 @@ class SignalContext:
     service: str
     shards: int = 1
     emit_signals: bool = True
+    idle_mark_after: timedelta | None = None
+    """Live flows: mark a tick left unmarked this long (wall clock); None in replays."""
     _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def with_configs(self, configs: Sequence[StrategyConfig]) -> SignalContext:
@@ -124,6 +126,7 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         self._ctx = context
         self._strategies = context.strategies(self._shard)
         self._instruments: dict[int, InstrumentSnapshot] = resume.instruments if resume else {}
+        self._idle_mark_at: datetime | None = None
 
     def _join_shard(self, shard: int) -> None:
         # A new logic learns its shard from its first item (builders see no key).
@@ -166,6 +169,8 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
             state.last_tick_marked = True
         else:
             state.last_tick_marked = False
+            if ctx.idle_mark_after is not None and self._idle_mark_at is None:
+                self._idle_mark_at = datetime.now(UTC) + ctx.idle_mark_after
         if not ctx.emit_signals:
             return out
         for config, decision in self._strategies.on_price(state.strategies, token, data.last_price):
@@ -210,14 +215,26 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
             return (), StatefulLogic.RETAIN
         return self._on_tick(value), StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[tuple[str, Any]], bool]:
+    def _mark_unmarked(self) -> list[tuple[str, Any]]:
+        self._idle_mark_at = None
         out: list[tuple[str, Any]] = []
         for token in sorted(self._instruments):
             state = self._instruments[token]
             if state.last_tick is not None and not state.last_tick_marked:
                 state.last_tick_marked = True
                 out += self._marks(state.last_tick)
-        return out, StatefulLogic.RETAIN
+        return out
+
+    def on_eof(self) -> tuple[Iterable[tuple[str, Any]], bool]:
+        return self._mark_unmarked(), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._idle_mark_at
+
+    def on_notify(self) -> tuple[Iterable[tuple[str, Any]], bool]:
+        # A quiet market: bring the books to the latest tick without waiting
+        # for the next one (live flows only; replays mark at end of input).
+        return self._mark_unmarked(), StatefulLogic.RETAIN
 
     def snapshot(self) -> ShardSnapshot:
         return ShardSnapshot(self._shard, {token: state.copy() for token, state in self._instruments.items()})

@@ -25,9 +25,9 @@ def build(settings: Any) -> Dataflow:
     """Build the strategy runner for ``settings``."""
     servers = live.start(settings)
     live.await_servers(servers, kafka=True, postgres=True)
-    params = PipelineParams.from_settings(settings)
+    params = PipelineParams.from_settings(settings, live=True)
     flow = Dataflow("alpha_panda_strategy_runner")
-    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS])
+    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     ticks, dead = decode_ticks("ingest", raw, service=params.service, dlq_clock=live.live_dlq_clock)
     context = context_for(
         live.initial_configs(servers),
@@ -37,7 +37,8 @@ def build(settings: Any) -> Dataflow:
         service=params.service,
         shards=params.shards,
     )
-    updates = op.map("contexts", live.config_updates(flow, servers, settings), context.with_configs)
+    reloads = live.config_updates(flow, servers, settings)
+    updates = op.map("contexts", reloads, context.with_configs) if reloads is not None else None
     routed = strategy_stage("strategies", ticks, context, updates=updates)
     signals = op.filter_map(
         "signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None

@@ -25,10 +25,14 @@ def build(settings: Any) -> Dataflow:
     """Build the trading engine for ``settings``."""
     servers = live.start(settings)
     live.await_servers(servers, kafka=True, postgres=True)
-    params = PipelineParams.from_settings(settings)
+    params = PipelineParams.from_settings(settings, live=True)
     flow = Dataflow("alpha_panda_trading_engine")
     raw = live.kafka_input(
-        flow, "validated_signals", servers, [broker_topic(b, SIGNALS_VALIDATED) for b in params.brokers]
+        flow,
+        "validated_signals",
+        servers,
+        [broker_topic(b, SIGNALS_VALIDATED) for b in params.brokers],
+        tail=settings.kafka_tail,
     )
     validated, dead = decode_events("validated_in", raw, ValidatedEnvelope, service=params.service)
     executor = params.account_steps(wall_clock).executor

@@ -151,7 +151,9 @@ class Portfolio:
         if holding is None:
             holding = state.holdings[fill.instrument_token] = Holding(0, _ZERO, _ZERO, price)
         _apply(holding, signed, price)
-        holding.last_price = state.marks.get(fill.instrument_token, price)
+        # An open position is marked to the market; a closed one keeps its
+        # exit price, which (unlike a mark) does not depend on arrival order.
+        holding.last_price = state.marks.get(fill.instrument_token, price) if holding.quantity else price
         state.cash -= price * signed + fees
         state.fees_paid += fees
         state.applied_orders.add(fill.order_id)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +45,9 @@ class RiskConfig:
     ``max_position_size``: shares, absolute, per instrument (>= 0).
     ``max_daily_trades``: validated orders per exchange date (>= 0).
     ``max_price_deviation``: fraction of the latest tick price (>= 0; 0.10 = 10 %).
+    ``max_mark_age``: how much older than a signal (event time) a tick may be
+    and still count as its latest price; a staler or a later tick is not
+    compared, and the signal's own price stands in.
     ``starting_cash``: account currency (>= 0).
     ``slippage_bps``, ``commission_bps``: basis points used to estimate costs (>= 0).
     """
@@ -52,6 +55,7 @@ class RiskConfig:
     max_position_size: int = 1000
     max_daily_trades: int = 50
     max_price_deviation: float = 0.10
+    max_mark_age: timedelta = timedelta(seconds=5)
     starting_cash: Decimal = Decimal("1000000")
     slippage_bps: Decimal = Decimal("5")
     commission_bps: Decimal = Decimal("10")
@@ -68,6 +72,7 @@ class RiskConfig:
         ):
             value = getattr(self, name)
             require(value >= 0, self, name, value, "a number >= 0")
+        require(self.max_mark_age >= timedelta(0), self, "max_mark_age", self.max_mark_age, "a duration >= 0")
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any]) -> RiskConfig:
@@ -85,14 +90,14 @@ class RiskState:
     ``cash``: estimated cash after every validated order (account currency).
     ``positions``: shares per instrument token after every validated order.
     ``trade_date``/``trades_today``: validated orders on the latest exchange date.
-    ``last_prices``: latest tick price per instrument token.
+    ``last_prices``: latest tick price per instrument token, with its event time.
     """
 
     cash: Decimal
     positions: dict[int, int]
     trade_date: date | None
     trades_today: int
-    last_prices: dict[int, float]
+    last_prices: dict[int, tuple[float, datetime | None]]
 
     def copy(self) -> RiskState:
         """Return a copy that shares no mutable data with this state."""
@@ -115,9 +120,25 @@ class RiskFilter:
         """Return an account with the starting cash, no positions, no trades."""
         return RiskState(self.config.starting_cash, {}, None, 0, {})
 
-    def on_mark(self, state: RiskState, token: int, price: float) -> None:
-        """Record ``price`` as the latest tick price of instrument ``token``."""
-        state.last_prices[token] = price
+    def on_mark(self, state: RiskState, token: int, price: float, at: datetime | None = None) -> None:
+        """Record ``price`` (tick time ``at``) as the latest price of instrument ``token``."""
+        state.last_prices[token] = (price, at)
+
+    def _reference_price(self, state: RiskState, signal: TradingSignal) -> float:
+        """The latest tick price known at the signal's event time, or the signal's own.
+
+        Event time, not arrival order, decides: when ticks and signals come
+        from separate topics (per-stage flows), a tick from the signal's
+        future or a stale one must not judge it.
+        """
+        mark = state.last_prices.get(signal.instrument_token)
+        if mark is None:
+            return signal.price
+        price, at = mark
+        if at is None:
+            return price
+        age = signal.timestamp - at
+        return price if timedelta(0) <= age <= self.config.max_mark_age else signal.price
 
     def on_signal(self, state: RiskState, signal: TradingSignal) -> ValidatedSignal | RejectedSignal:
         """Check ``signal`` against every rule.
@@ -139,7 +160,7 @@ class RiskFilter:
         # is conservatively counted against the latest date seen.
         new_day = state.trade_date is None or trade_date > state.trade_date
         trades = 0 if new_day else state.trades_today
-        last = state.last_prices.get(token, signal.price)
+        last = self._reference_price(state, signal)
         deviation = abs(signal.price - last) / last
         price = to_decimal(signal.price)
         fill = slipped_price(signal.signal_type, price, cfg.slippage_bps) * quantity

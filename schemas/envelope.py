@@ -150,11 +150,17 @@ ENVELOPE_OF: Final[dict[type, type[Envelope]]] = {
 
 
 class Outbound(NamedTuple):
-    """A message on its way to a topic: what every sink consumes."""
+    """A message on its way to a topic: what every sink consumes.
+
+    ``partition_key`` picks the Kafka partition when set (else ``key`` does):
+    signals are keyed ``<strategy_id>:<token>`` by contract but partitioned
+    by strategy, so one account's signals stay in order on Kafka.
+    """
 
     topic: str
     key: str
     envelope: AnyEnvelope
+    partition_key: str | None = None
 
 
 def envelop(

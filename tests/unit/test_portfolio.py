@@ -215,3 +215,18 @@ def test_without_a_mark_a_position_is_marked_at_its_fill() -> None:
     snap = portfolio.snapshot(state, strategy_id="s", broker="paper", timestamp=T0)
     assert snap.positions[str(TOKEN)].last_price == 101.55075
     assert snap.unrealized_pnl == 0.0
+
+
+def test_a_closed_position_keeps_its_exit_price_whatever_marks_arrived() -> None:
+    portfolio = Portfolio(PortfolioConfig())
+    early, late = portfolio.new_state(), portfolio.new_state()
+    portfolio.on_fill(early, filled("o1", "BUY", 10, 100.0, 0.0))
+    portfolio.on_fill(late, filled("o1", "BUY", 10, 100.0, 0.0))
+    portfolio.on_mark(late, TOKEN, 130.0)  # a later tick arrived before the closing fill
+    portfolio.on_fill(early, filled("o2", "SELL", 10, 110.0, 0.0))
+    portfolio.on_fill(late, filled("o2", "SELL", 10, 110.0, 0.0))
+    portfolio.on_mark(early, TOKEN, 130.0)
+    one = portfolio.snapshot(early, strategy_id="s", broker="paper", timestamp=T0)
+    two = portfolio.snapshot(late, strategy_id="s", broker="paper", timestamp=T0)
+    assert one == two
+    assert one.positions[str(TOKEN)].last_price == 110.0

@@ -111,7 +111,7 @@ def test_price_deviation_against_the_latest_mark() -> None:
     assert result.rejection_reason == (
         "max_price_deviation: price 111.0 is 11.00% from last 100.0, limit 10.00%"
     )
-    assert state.last_prices == {TOKEN: 100.0}  # signals do not move the mark
+    assert state.last_prices == {TOKEN: (100.0, None)}  # signals do not move the mark
 
 
 def test_without_a_mark_the_signal_price_is_the_latest() -> None:
@@ -171,7 +171,7 @@ def test_state_copy_does_not_alias() -> None:
     risk.on_mark(state, TOKEN, 102.0)
     risk.on_signal(state, signal())
     assert copy.positions == {TOKEN: 100}
-    assert copy.last_prices == {TOKEN: 101.5}
+    assert copy.last_prices == {TOKEN: (101.5, None)}
     assert copy.trades_today == 1
     assert isinstance(copy, RiskState)
 
@@ -184,3 +184,19 @@ def test_from_parameters() -> None:
         RiskConfig.from_parameters({"max_daily_trades": -1})
     with pytest.raises(ConfigError, match="starting_cash.*'lots'"):
         RiskConfig.from_parameters({"starting_cash": "lots"})
+
+
+def test_price_deviation_ignores_ticks_from_the_signals_future_or_stale_ones() -> None:
+    from datetime import timedelta
+
+    risk = RiskFilter(RiskConfig())
+    state = risk.new_state()
+    when = T0 + timedelta(seconds=10)
+    risk.on_mark(state, TOKEN, 150.0, when + timedelta(seconds=1))  # from the future
+    assert isinstance(risk.on_signal(state, signal("BUY", 10, 100.0, at=when)), ValidatedSignal)
+    risk.on_mark(state, TOKEN, 150.0, when - timedelta(seconds=6))  # stale (> 5 s)
+    assert isinstance(risk.on_signal(state, signal("BUY", 10, 100.0, at=when)), ValidatedSignal)
+    risk.on_mark(state, TOKEN, 150.0, when - timedelta(seconds=2))  # current: judged
+    rejected = risk.on_signal(state, signal("BUY", 10, 100.0, at=when))
+    assert isinstance(rejected, RejectedSignal)
+    assert rejected.rejection_reason.startswith("max_price_deviation: price 100.0 is 33.33% from last 150.0")
