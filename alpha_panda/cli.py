@@ -332,6 +332,11 @@ def demo(
         raise typer.Exit(code=1)
 
 
+from alpha_panda.bench import bench_command  # noqa: E402 - registered after the commands above
+
+app.command(name="bench")(bench_command)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
