@@ -12,9 +12,11 @@ the same step objects one at a time, with Kafka in between.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import bytewax.operators as op
@@ -22,11 +24,15 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
 from dataflows.clock import Clock
+from dataflows.metrics import DLQ_MESSAGES, RETRIES
+from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
 from operators.fills import FillSimulator
 from operators.portfolio import Portfolio, PortfolioState
 from operators.risk import RiskFilter, RiskState
+from schemas.codec import REPLAYABLE, dead_letter, encode
 from schemas.envelope import (
     AnyEnvelope,
+    DlqEnvelope,
     FailedEnvelope,
     FilledEnvelope,
     Outbound,
@@ -49,6 +55,7 @@ from schemas.topics import (
     SIGNALS_VALIDATED,
     account_key,
     broker_topic,
+    dlq_topic,
 )
 
 
@@ -94,7 +101,10 @@ def to_outbound(envelope: AnyEnvelope) -> Outbound:
     Every broker event is partitioned by its strategy, so each account's
     events keep their order across the per-stage flows.
     """
-    topic = broker_topic(envelope.broker, STAGE_OF[type(envelope)])
+    if isinstance(envelope, DlqEnvelope):
+        topic = dlq_topic(envelope.data.dlq_metadata.original_topic)
+    else:
+        topic = broker_topic(envelope.broker, STAGE_OF[type(envelope)])
     return Outbound(topic, envelope.key, envelope, envelope.key.split(":", 1)[0])
 
 
@@ -138,6 +148,11 @@ class ExecutionRoute:
 
     mode: ExecutionMode
     live_placer: LiveOrderPlacer | None = None
+    retry: RetryLogic | None = None
+    """Retries of the placer's failures (``None``: one try); see :mod:`operators.failures`."""
+    rules: Rules = ()
+    """How the broker client's exceptions classify."""
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass(frozen=True)
@@ -187,9 +202,12 @@ class Executor:
         status = None
         if route.live_placer is not None:
             try:
-                status = route.live_placer(order_id, data)
-            except Exception as err:  # noqa: BLE001 - any broker refusal becomes an order_failed
-                error = f"{type(err).__name__}: {err}"
+                status = self._call_placer(route, order_id, data)
+            except RetryExhaustedError as err:
+                failure = err.failure
+                if failure.error_class in REPLAYABLE or failure.error_class == "authentication":
+                    return self._dead_letter(common["cause"], failure)
+                error = f"{failure.error_name}: {failure.error}"
         if status is not None:
             submitted = self.simulator.submitted(
                 order_id, data, broker=common["broker"], execution_mode="live", status=status
@@ -209,25 +227,86 @@ class Executor:
         )
         return envelop(failed, id=event_id("order_failed", order_id), **common)
 
+    def _call_placer(self, route: ExecutionRoute, order_id: str, data: ValidatedSignal) -> str:
+        """The placer's status, retried per ``route.retry``; any failure ends as a typed error."""
+        placer = route.live_placer
+        assert placer is not None  # noqa: S101 - checked by the caller
+        logic = route.retry or RetryLogic(RetryConfig(), random.Random(0))  # noqa: S311 - no retries
+        return retry_call(
+            "live_order",
+            lambda: placer(order_id, data),
+            logic,
+            rules=route.rules,
+            sleep=route.sleep,
+            on_retry=lambda failure, _delay: RETRIES.labels(failure.error_class).inc(),
+        )
+
+    def _dead_letter(self, validated: ValidatedEnvelope, failure: Failure) -> DlqEnvelope:
+        """Park a validated signal whose order could not be placed on ``<broker>.signals.validated.dlq``.
+
+        Replaying it into the trading engine places the same order id again.
+        """
+        topic = broker_topic(validated.broker, SIGNALS_VALIDATED)
+        letter = dead_letter(
+            topic=topic,
+            key=validated.key,
+            value=encode(validated),
+            error_type=failure.error_class,
+            error_class=failure.error_name,
+            error_message=f"live_order: {failure.error}",
+            service_name=f"{self.service}.execution",
+            dlq_timestamp=datetime.now(UTC),
+            retry_count=failure.retry_count,
+            broker=validated.broker,
+        )
+        DLQ_MESSAGES.labels(topic, validated.broker, failure.error_class).inc()
+        return letter
+
+
+@dataclass
+class BooksState:
+    """Recoverable state of one account's books: the portfolio and its last snapshot."""
+
+    portfolio: PortfolioState
+    last_snapshot_at: datetime | None = None
+    pending: Mark | None = None
+
+    def copy(self) -> BooksState:
+        """Deep copy (marks are immutable)."""
+        return BooksState(self.portfolio.copy(), self.last_snapshot_at, self.pending)
+
 
 class PortfolioStep:
     """One account's books: fills move cash and positions, marks move P&L.
 
-    Returns a snapshot after every newly applied fill and every mark of a
-    held instrument (marks are throttled upstream); ``None`` otherwise.
+    Every newly applied fill yields a snapshot. Marks of held instruments
+    yield at most one snapshot per ``snapshot_interval`` of event time; a
+    mark inside the interval is kept pending and :meth:`flush` emits it (at
+    end of input, or after a quiet spell in live flows), so the last
+    snapshot always shows the latest marks.
     """
 
     def __init__(
-        self, portfolio: Portfolio, clock: Clock, service: str, state: PortfolioState | None = None
+        self,
+        portfolio: Portfolio,
+        clock: Clock,
+        service: str,
+        state: BooksState | None = None,
+        snapshot_interval: timedelta = timedelta(seconds=1),
     ) -> None:
         self._portfolio = portfolio
         self._clock = clock
         self._source = f"{service}.portfolio"
-        self.state = state if state is not None else portfolio.new_state()
+        self._interval = snapshot_interval
+        self.state = state if state is not None else BooksState(portfolio.new_state())
 
     def _snapshot(self, account: str, when: datetime, cause_id: str, correlation: str) -> PnlEnvelope:
         broker, strategy_id = account.split(":", 1)
-        data = self._portfolio.snapshot(self.state, strategy_id=strategy_id, broker=broker, timestamp=when)
+        self.state.last_snapshot_at = when
+        self.state.pending = None
+        data = self._portfolio.snapshot(
+            self.state.portfolio, strategy_id=strategy_id, broker=broker, timestamp=when
+        )
         return PnlEnvelope(
             id=event_id("pnl_snapshot", account, cause_id),
             ts=self._clock(when),
@@ -241,16 +320,32 @@ class PortfolioStep:
         )
 
     def on_mark(self, mark: Mark) -> PnlEnvelope | None:
-        """Re-mark the instrument; a snapshot if the account holds it."""
-        if self._portfolio.on_mark(self.state, mark.instrument_token, mark.price):
+        """Re-mark the instrument; a snapshot if held and the interval has passed."""
+        if not self._portfolio.on_mark(self.state.portfolio, mark.instrument_token, mark.price):
+            return None
+        last = self.state.last_snapshot_at
+        if last is None or mark.timestamp - last >= self._interval:
             return self._snapshot(mark.account, mark.timestamp, mark.tick_id, mark.correlation_id)
+        self.state.pending = mark
         return None
 
     def on_fill(self, fill: FilledEnvelope) -> PnlEnvelope | None:
         """Apply a fill once; a snapshot unless its order was applied before."""
-        if self._portfolio.on_fill(self.state, fill.data):
+        if self._portfolio.on_fill(self.state.portfolio, fill.data):
             return self._snapshot(account_of(fill), fill.data.timestamp, fill.id, fill.correlation_id)
         return None
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether marks arrived since the last snapshot."""
+        return self.state.pending is not None
+
+    def flush(self) -> PnlEnvelope | None:
+        """The snapshot held back by the interval, if any."""
+        mark = self.state.pending
+        if mark is None:
+            return None
+        return self._snapshot(mark.account, mark.timestamp, mark.tick_id, mark.correlation_id)
 
 
 # --- Bytewax glue -------------------------------------------------------------
@@ -265,6 +360,39 @@ class AccountSteps:
     portfolio: Portfolio
     clock: Clock
     service: str
+    snapshot_interval: timedelta = timedelta(seconds=1)
+    idle_flush_after: timedelta | None = None
+    """Live flows: emit a held-back snapshot after this much quiet (wall clock)."""
+
+    def books(self, state: BooksState | None) -> PortfolioStep:
+        """A :class:`PortfolioStep` over ``state`` (fresh when None)."""
+        return PortfolioStep(self.portfolio, self.clock, self.service, state, self.snapshot_interval)
+
+
+class _FlushesBooks:
+    """Emits the books' held-back snapshot at end of input or after a quiet spell."""
+
+    _books: PortfolioStep
+    _idle_after: timedelta | None
+    _flush_at: datetime | None = None
+
+    def _after_item(self) -> None:
+        if self._idle_after is not None and self._books.has_pending and self._flush_at is None:
+            self._flush_at = datetime.now(UTC) + self._idle_after
+
+    def _flush(self) -> tuple[Iterable[PnlEnvelope], bool]:
+        self._flush_at = None
+        snapshot = self._books.flush()
+        return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[PnlEnvelope], bool]:
+        return self._flush()
+
+    def notify_at(self) -> datetime | None:
+        return self._flush_at
+
+    def on_notify(self) -> tuple[Iterable[PnlEnvelope], bool]:
+        return self._flush()
 
 
 @dataclass
@@ -272,23 +400,23 @@ class AccountState:
     """Recoverable state of one account: its risk view and its books."""
 
     risk: RiskState
-    portfolio: PortfolioState
+    books: BooksState
 
 
-class _AccountLogic(StatefulLogic[Any, AnyEnvelope, AccountState]):
+class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]):
     """Risk -> execution -> portfolio for one account, in arrival order."""
 
     def __init__(self, steps: AccountSteps, resume: AccountState | None) -> None:
         self._risk = RiskStep(steps.risk, steps.clock, steps.service, resume.risk if resume else None)
-        self._books = PortfolioStep(
-            steps.portfolio, steps.clock, steps.service, resume.portfolio if resume else None
-        )
+        self._books = steps.books(resume.books if resume else None)
         self._executor = steps.executor
+        self._idle_after = steps.idle_flush_after
 
     def on_item(self, value: Any) -> tuple[Iterable[AnyEnvelope], bool]:
         if isinstance(value, Mark):
             self._risk.on_mark(value)
             snapshot = self._books.on_mark(value)
+            self._after_item()
             return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
         decision = self._risk.on_signal(value)
         if not isinstance(decision, ValidatedEnvelope):
@@ -333,15 +461,17 @@ def risk_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps
     return op.key_rm(f"{step_id}_unkey", out)  # type: ignore[return-value]
 
 
-class _PortfolioLogic(StatefulLogic[Any, PnlEnvelope, PortfolioState]):
-    def __init__(self, steps: AccountSteps, resume: PortfolioState | None) -> None:
-        self._books = PortfolioStep(steps.portfolio, steps.clock, steps.service, resume)
+class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]):
+    def __init__(self, steps: AccountSteps, resume: BooksState | None) -> None:
+        self._books = steps.books(resume)
+        self._idle_after = steps.idle_flush_after
 
     def on_item(self, value: Any) -> tuple[Iterable[PnlEnvelope], bool]:
         snapshot = self._books.on_mark(value) if isinstance(value, Mark) else self._books.on_fill(value)
+        self._after_item()
         return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
 
-    def snapshot(self) -> PortfolioState:
+    def snapshot(self) -> BooksState:
         return self._books.state.copy()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -20,13 +20,6 @@ from schemas.codec import RawMessage, dead_letter, decode_as, decode_tick
 from schemas.envelope import AnyEnvelope, Outbound, TickEnvelope
 from schemas.errors import DecodeError
 from schemas.topics import dlq_topic
-
-
-class Decoded(NamedTuple):
-    """Either a decoded envelope or the dead letter of a failed message."""
-
-    envelope: AnyEnvelope | None
-    dead: Outbound | None
 
 
 def _dead(raw: RawMessage, err: DecodeError, service: str, now: datetime) -> Outbound:
@@ -49,11 +42,10 @@ def _dead(raw: RawMessage, err: DecodeError, service: str, now: datetime) -> Out
     return Outbound(dlq_topic(raw.topic), letter.key, letter)
 
 
-def _split(step_id: str, decoded: Stream[Decoded]) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
-    branches = op.branch(f"{step_id}_ok", decoded, lambda d: d.envelope is not None)
-    oks = op.map(f"{step_id}_envelopes", branches.trues, lambda d: d.envelope)
-    errs = op.map(f"{step_id}_dead_letters", branches.falses, lambda d: d.dead)
-    return oks, errs  # type: ignore[return-value]
+def _split(step_id: str, decoded: Stream[Any]) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
+    # Each item is an envelope or a dead letter (an Outbound); no wrapper per message.
+    branches = op.branch(f"{step_id}_ok", decoded, lambda d: not isinstance(d, Outbound))
+    return branches.trues, branches.falses
 
 
 def decode_ticks(
@@ -62,18 +54,21 @@ def decode_ticks(
     *,
     service: str,
     dlq_clock: Callable[[RawMessage], datetime],
+    derive_ids: bool = True,
 ) -> tuple[Stream[TickEnvelope], Stream[Outbound]]:
     """Decode producer-form ticks; return (ticks, dead letters for market.ticks.dlq).
 
-    ``dlq_clock`` stamps dead letters (the file position's fixed time in
+    ``derive_ids=False`` leaves missing tick ids for the strategy stage to
+    derive when a tick causes an event (in-process only: such ticks are never
+    published). ``dlq_clock`` stamps dead letters (the file position's fixed time in
     replays, wall-clock time live).
     """
 
-    def decode_one(msg: RawMessage) -> Decoded:
+    def decode_one(msg: RawMessage) -> TickEnvelope | Outbound:
         try:
-            return Decoded(decode_tick(msg.value, source=service), None)
+            return decode_tick(msg.value, source=service, derive_id=derive_ids)
         except DecodeError as err:
-            return Decoded(None, _dead(msg, err, service, dlq_clock(msg)))
+            return _dead(msg, err, service, dlq_clock(msg))
 
     return _split(step_id, op.map(f"{step_id}_decode", raw, decode_one))  # type: ignore[return-value]
 
@@ -87,10 +82,10 @@ def decode_events(
 ) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
     """Decode full envelopes of type ``expected``; return (events, dead letters)."""
 
-    def decode_one(msg: RawMessage) -> Decoded:
+    def decode_one(msg: RawMessage) -> AnyEnvelope | Outbound:
         try:
-            return Decoded(decode_as(msg.value, msg.topic, expected), None)
+            return decode_as(msg.value, msg.topic, expected)
         except DecodeError as err:
-            return Decoded(None, _dead(msg, err, service, datetime.now(UTC)))
+            return _dead(msg, err, service, datetime.now(UTC))
 
     return _split(step_id, op.map(f"{step_id}_decode", raw, decode_one))

@@ -89,7 +89,15 @@ class PipelineParams:
     def account_steps(self, clock: Clock) -> AccountSteps:
         """The risk, execution and portfolio steps every account is built from."""
         executor = Executor(FillSimulator(self.fills), self.routes(), clock, self.service)
-        return AccountSteps(RiskFilter(self.risk), executor, Portfolio(self.portfolio), clock, self.service)
+        return AccountSteps(
+            RiskFilter(self.risk),
+            executor,
+            Portfolio(self.portfolio),
+            clock,
+            self.service,
+            snapshot_interval=self.mark_interval,
+            idle_flush_after=self.idle_mark_after,
+        )
 
 
 def build_pipeline(
@@ -108,7 +116,9 @@ def build_pipeline(
     submitted/filled/failed orders and P&L snapshots on each broker's
     topics, and dead letters on ``market.ticks.dlq``.
     """
-    ticks, dead_ticks = decode_ticks("ingest", raw_ticks, service=params.service, dlq_clock=dlq_clock)
+    ticks, dead_ticks = decode_ticks(
+        "ingest", raw_ticks, service=params.service, dlq_clock=dlq_clock, derive_ids=False
+    )
     context = context_for(
         configs,
         brokers=params.brokers,

@@ -29,7 +29,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.accounts import Mark, account_id
 from dataflows.clock import Clock
 from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
-from schemas.envelope import TickEnvelope, envelop, event_id
+from schemas.envelope import TickEnvelope, envelop, event_id, with_tick_id
 from schemas.events import TradingSignal
 from schemas.topics import signal_key
 
@@ -125,17 +125,29 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         self._shard = resume.shard if resume else 0
         self._ctx = context
         self._strategies = context.strategies(self._shard)
-        self._instruments: dict[int, InstrumentSnapshot] = resume.instruments if resume else {}
+        restored = resume.instruments if resume else {}
+        self._instruments = {token: state.copy() for token, state in restored.items()}
         self._idle_mark_at: datetime | None = None
+        self._accounts: dict[int, tuple[str, ...]] = {}
+        # Snapshots copy only instruments touched since the last one: a shard
+        # may hold thousands, and Bytewax snapshots it every epoch.
+        self._frozen: dict[int, InstrumentSnapshot] = dict(restored)
+        self._dirty: set[int] = set()
 
     def _join_shard(self, shard: int) -> None:
         # A new logic learns its shard from its first item (builders see no key).
         if shard != self._shard and not self._instruments:
             self._shard = shard
             self._strategies = self._ctx.strategies(shard)
+            self._accounts.clear()
 
     def _marks(self, tick: TickEnvelope) -> list[tuple[str, Any]]:
+        tick = with_tick_id(tick)
         data = tick.data
+        token = data.instrument_token
+        accounts = self._accounts.get(token)
+        if accounts is None:
+            accounts = self._accounts[token] = self._ctx.accounts_for(self._shard, token)
         return [
             (
                 account,
@@ -148,7 +160,7 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
                     tick.correlation_id,
                 ),
             )
-            for account in self._ctx.accounts_for(self._shard, data.instrument_token)
+            for account in accounts
         ]
 
     def _on_tick(self, tick: TickEnvelope) -> list[tuple[str, Any]]:
@@ -160,6 +172,7 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         state = self._instruments.get(token)
         if state is None:
             state = self._instruments[token] = InstrumentSnapshot(self._strategies.new_state())
+        self._dirty.add(token)
         out: list[tuple[str, Any]] = []
         last = state.last_mark_at
         state.last_tick = tick
@@ -174,6 +187,7 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         if not ctx.emit_signals:
             return out
         for config, decision in self._strategies.on_price(state.strategies, token, data.last_price):
+            tick = with_tick_id(tick)  # ids are derived only for ticks that cause events
             signal = TradingSignal(
                 strategy_id=config.id,
                 instrument_token=token,
@@ -200,10 +214,14 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
     def _reload(self, context: SignalContext) -> None:
         self._ctx = context
         self._strategies = context.strategies(self._shard)
+        self._accounts.clear()
         for token, state in list(self._instruments.items()):
             self._strategies.reconcile(state.strategies, token)
+            self._dirty.add(token)
             if not self._strategies.strategies_for(token):
                 del self._instruments[token]
+                self._frozen.pop(token, None)
+                self._dirty.discard(token)
 
     def on_item(self, value: Any) -> tuple[Iterable[tuple[str, Any]], bool]:
         if isinstance(value, ShardTick):
@@ -222,6 +240,7 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
             state = self._instruments[token]
             if state.last_tick is not None and not state.last_tick_marked:
                 state.last_tick_marked = True
+                self._dirty.add(token)
                 out += self._marks(state.last_tick)
         return out
 
@@ -237,7 +256,10 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         return self._mark_unmarked(), StatefulLogic.RETAIN
 
     def snapshot(self) -> ShardSnapshot:
-        return ShardSnapshot(self._shard, {token: state.copy() for token, state in self._instruments.items()})
+        for token in self._dirty:
+            self._frozen[token] = self._instruments[token].copy()
+        self._dirty.clear()
+        return ShardSnapshot(self._shard, dict(self._frozen))
 
 
 def context_for(configs: Sequence[StrategyConfig], **kwargs: Any) -> SignalContext:

@@ -28,7 +28,9 @@ def build(settings: Any) -> Dataflow:
     params = PipelineParams.from_settings(settings, live=True)
     flow = Dataflow("alpha_panda_strategy_runner")
     raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
-    ticks, dead = decode_ticks("ingest", raw, service=params.service, dlq_clock=live.live_dlq_clock)
+    ticks, dead = decode_ticks(
+        "ingest", raw, service=params.service, dlq_clock=live.live_dlq_clock, derive_ids=False
+    )
     context = context_for(
         live.initial_configs(servers),
         brokers=params.brokers,

@@ -76,16 +76,37 @@ class MeanReversionState:
     """One instrument's mean-reversion state for one strategy.
 
     ``prices``: the most recent prices, oldest first, at most
-    ``max(lookback_period, rsi_period + 1)``. ``active``: the side whose
-    condition held on the previous tick, for edge triggering.
+    ``max(lookback_period, rsi_period + 1)``. ``changes``: the last
+    ``rsi_period`` price changes (kept so a tick costs one subtraction).
+    ``active``: the side whose condition held on the previous tick, for edge
+    triggering.
     """
 
     prices: deque[float]
+    changes: deque[float]
     active: Side | None = None
 
     def copy(self) -> MeanReversionState:
         """Return a copy that shares no mutable data with this state."""
-        return MeanReversionState(deque(self.prices, maxlen=self.prices.maxlen), self.active)
+        return MeanReversionState(
+            deque(self.prices, maxlen=self.prices.maxlen),
+            deque(self.changes, maxlen=self.changes.maxlen),
+            self.active,
+        )
+
+
+def _rsi_of(changes: deque[float]) -> float:
+    # rsi() with C-level sums in the same order (identical results, fewer bytecodes).
+    gains = sum(filter(_POSITIVE, changes))
+    losses = -sum(filter(_NOT_POSITIVE, changes))
+    if losses == 0:
+        return 100.0
+    n = len(changes)
+    return 100.0 - 100.0 / (1.0 + (gains / n) / (losses / n))
+
+
+_POSITIVE = (0.0).__lt__
+_NOT_POSITIVE = (0.0).__ge__
 
 
 def rsi(changes: list[float]) -> float:
@@ -129,7 +150,7 @@ class MeanReversion:
 
     def new_state(self) -> MeanReversionState:
         """Return the state of an instrument that has seen no prices yet."""
-        return MeanReversionState(deque(maxlen=self._window))
+        return MeanReversionState(deque(maxlen=self._window), deque(maxlen=self._rsi_period))
 
     def on_price(self, state: MeanReversionState, price: float) -> Decision | None:
         """Add ``price`` (> 0) to the window and return a decision when one is due.
@@ -140,25 +161,38 @@ class MeanReversion:
         holds ``rsi``, ``sma``, ``std``, ``upper`` and ``lower`` (prices).
         """
         prices = state.prices
+        if prices:
+            state.changes.append(price - prices[-1])
         prices.append(price)
         if len(prices) < self._window:
             return None
-        window = list(prices)
-        closes = window[-self._lookback :]
-        n = len(closes)
+        # Cheap necessary conditions first; the exact band only when they hold.
+        # Sums run in the same order as a plain loop, so results are identical.
+        closes = prices if len(prices) == self._lookback else list(prices)[-self._lookback :]
+        n = self._lookback
         sma = sum(closes) / n
+        if price == sma:
+            self._settle(state, None)
+            return None
+        strength = _rsi_of(state.changes)
+        wants: Side | None = None
+        if price < sma and strength < self._oversold:
+            wants = "BUY"
+        elif price > sma and strength > self._overbought:
+            wants = "SELL"
+        if wants is None:
+            self._settle(state, None)
+            return None
         std = math.sqrt(sum([(p - sma) * (p - sma) for p in closes]) / (n - 1))
         upper = sma + self._k * std
         lower = sma - self._k * std
-        recent = window[-(self._rsi_period + 1) :]
-        strength = rsi([b - a for a, b in zip(recent, recent[1:], strict=False)])
         side: Side | None
-        if strength < self._oversold and price < lower:
+        if wants == "BUY" and price < lower:
             side = "BUY"
             confidence = (
                 (self._oversold - strength) / self._oversold + min(1.0, (lower - price) / (self._k * std))
             ) / 2
-        elif strength > self._overbought and price > upper:
+        elif wants == "SELL" and price > upper:
             side = "SELL"
             confidence = (
                 (strength - self._overbought) / (100.0 - self._overbought)
@@ -166,10 +200,15 @@ class MeanReversion:
             ) / 2
         else:
             side = None
-        if side == state.active:
-            return None
-        state.active = side
-        if side is None:
+        if not self._settle(state, side) or side is None:
             return None
         metadata = {"rsi": strength, "sma": sma, "std": std, "upper": upper, "lower": lower}
         return Decision(side, self._size, min(1.0, confidence), metadata)
+
+    @staticmethod
+    def _settle(state: MeanReversionState, side: Side | None) -> bool:
+        """Record this tick's condition; ``True`` when it differs from the last one."""
+        if side == state.active:
+            return False
+        state.active = side
+        return True

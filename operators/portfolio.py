@@ -84,7 +84,7 @@ class PortfolioState:
     fees_paid: Decimal
     holdings: dict[int, Holding]
     applied_orders: set[str]
-    marks: dict[int, Decimal] = field(default_factory=dict)
+    marks: dict[int, float] = field(default_factory=dict)
 
     def copy(self) -> PortfolioState:
         """Return a copy that shares no mutable data with this state."""
@@ -153,7 +153,8 @@ class Portfolio:
         _apply(holding, signed, price)
         # An open position is marked to the market; a closed one keeps its
         # exit price, which (unlike a mark) does not depend on arrival order.
-        holding.last_price = state.marks.get(fill.instrument_token, price) if holding.quantity else price
+        mark = state.marks.get(fill.instrument_token)
+        holding.last_price = to_decimal(mark) if holding.quantity and mark is not None else price
         state.cash -= price * signed + fees
         state.fees_paid += fees
         state.applied_orders.add(fill.order_id)
@@ -165,11 +166,11 @@ class Portfolio:
         Returns ``True`` when a non-zero position was re-marked (the snapshot
         may change), ``False`` when the account does not hold ``token``.
         """
-        mark = state.marks[token] = to_decimal(price)
+        state.marks[token] = price  # converted to Decimal only when a position uses it
         holding = state.holdings.get(token)
         if holding is None or holding.quantity == 0:
             return False
-        holding.last_price = mark
+        holding.last_price = to_decimal(price)
         return True
 
     def valuation(self, state: PortfolioState) -> Valuation:

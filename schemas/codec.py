@@ -109,40 +109,49 @@ def _check_size(topic: str, raw: bytes) -> None:
 def decode(raw: bytes, topic: str) -> AnyEnvelope:
     """Decode a full envelope of any event type read from ``topic``.
 
-    :raises DecodeError: not UTF-8 JSON, unknown ``type``, or a missing,
-        wrong-typed or out-of-range field (the reason names it).
+    :raises DecodeError: not UTF-8 JSON (invalid UTF-8 inside a string
+        included), unknown ``type``, or a missing, wrong-typed or
+        out-of-range field (the reason names it).
     """
     _check_size(topic, raw)
     try:
         envelope: AnyEnvelope = _any_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         raise DecodeError(topic, _reason(err)) from err
     return envelope
 
 
-def decode_tick(raw: bytes, *, source: str = "market_feed") -> TickEnvelope:
+def decode_tick(raw: bytes, *, source: str = "market_feed", derive_id: bool = True) -> TickEnvelope:
     """Decode a tick in producer form and complete its envelope.
 
     Producers may send only ``{"type": "market_tick", "data": {...}}``; a
     missing id is derived from the tick itself, the key is the instrument
     token and the creation time defaults to the tick's exchange time.
 
+    ``derive_id=False`` leaves a missing id (and correlation id) empty, for
+    flows that derive it only for the few ticks that cause an event (see
+    :func:`schemas.envelope.with_tick_id`); such a tick must not be published.
+
     :raises DecodeError: as :func:`decode`, for topic ``market.ticks``.
     """
     _check_size(MARKET_TICKS, raw)
     try:
         tick_in = _tick_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
         raise DecodeError(MARKET_TICKS, _reason(err)) from err
     if not isinstance(tick_in, _TickIn):
         got = type(tick_in).__struct_config__.tag
         msg = f"unexpected event type {got!r} on this topic, expected 'market_tick' - at $.type"
         raise DecodeError(MARKET_TICKS, msg)
     tick = tick_in.data
-    ident = tick_in.id or tick_id(tick)
+    if tick_in.id or derive_id:
+        ident = tick_in.id or tick_id(tick)
+        created = as_utc(tick_in.ts or tick.timestamp)
+    else:
+        ident, created = "", tick_in.ts or tick.timestamp
     return TickEnvelope(
         id=ident,
-        ts=as_utc(tick_in.ts or tick.timestamp),
+        ts=created,
         broker="shared",
         correlation_id=tick_in.correlation_id or ident,
         causation_id=None,

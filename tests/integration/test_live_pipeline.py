@@ -95,9 +95,10 @@ def test_pipeline_end_to_end(world: World, tmp_path: Path) -> None:
             assert messages, f"{broker}.{stage} is empty"
             assert {m["broker"] for m in messages} == {broker}, "brokers never share a topic"
     letters = world.topic("market.ticks.dlq")
-    assert len(letters) == 2
-    assert "malformed" in letters[0]["data"]["failure_info"]["error_message"]
-    assert "last_price must be" in letters[1]["data"]["failure_info"]["error_message"]
+    reasons = sorted(letter["data"]["failure_info"]["error_message"] for letter in letters)
+    assert len(reasons) == 2  # partitions do not keep the order between the two
+    assert reasons[0].startswith("JSON is malformed")
+    assert reasons[1].startswith("last_price must be")
 
     counts = {b: ledger_counts(world.urls.postgres, b) for b in ("paper", "zerodha")}
     for broker in ("paper", "zerodha"):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from operators.decision import Decision
 from operators.errors import ConfigError
@@ -144,3 +147,58 @@ def test_from_parameters_rejects_bad_values(parameters: dict[str, object], name:
 
 def test_from_parameters_defaults() -> None:
     assert MeanReversionConfig.from_parameters({"oversold": 25}) == MeanReversionConfig(oversold=25.0)
+
+
+def _reference_decisions(config: MeanReversionConfig, prices: list[float]) -> list[tuple[str, float, dict]]:
+    """DESIGN.md's definition computed naively every tick (the optimised path must agree)."""
+    window = max(config.lookback_period, config.rsi_period + 1)
+    active, out = None, []
+    for i in range(len(prices)):
+        seen = prices[max(0, i + 1 - window) : i + 1]
+        if len(seen) < window:
+            continue
+        closes = seen[-config.lookback_period :]
+        sma = sum(closes) / len(closes)
+        std = math.sqrt(sum([(p - sma) * (p - sma) for p in closes]) / (len(closes) - 1))
+        upper, lower = sma + config.std_multiplier * std, sma - config.std_multiplier * std
+        recent = seen[-(config.rsi_period + 1) :]
+        strength = rsi([b - a for a, b in zip(recent, recent[1:], strict=False)])
+        price = seen[-1]
+        side = None
+        if strength < config.oversold and price < lower:
+            side = "BUY"
+        elif strength > config.overbought and price > upper:
+            side = "SELL"
+        if side != active and side is not None:
+            out.append((side, strength, {"sma": sma, "std": std}))
+        active = side
+    return out
+
+
+@given(
+    steps=st.lists(st.floats(min_value=-0.03, max_value=0.03, allow_nan=False), min_size=30, max_size=300),
+    lookback=st.integers(2, 25),
+    rsi_period=st.integers(1, 25),
+)
+def test_optimised_path_decides_exactly_like_the_definition(
+    steps: list[float], lookback: int, rsi_period: int
+) -> None:
+    config = MeanReversionConfig(lookback_period=lookback, rsi_period=rsi_period)
+    prices, price = [], 100.0
+    for step in steps:
+        price = round(price * (1 + step), 2) or 0.01
+        prices.append(price)
+    strategy = MeanReversion(config)
+    state = strategy.new_state()
+    got = []
+    for p in prices:
+        decision = strategy.on_price(state, p)
+        if decision is not None:
+            got.append(
+                (
+                    decision.side,
+                    decision.metadata["rsi"],
+                    {"sma": decision.metadata["sma"], "std": decision.metadata["std"]},
+                )
+            )
+    assert got == _reference_decisions(config, prices)
