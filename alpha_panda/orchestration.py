@@ -218,7 +218,9 @@ def consumer_lag(stack: LocalStack, urls: StackUrls, name: str) -> dict[str, int
         consumer.close()
     lag: dict[str, int] = {}
     for (topic, partition), position in positions.items():
-        lag[topic] = lag.get(topic, 0) + max(0, ends[(topic, partition)] - position)
+        # A partition never read keeps librdkafka's sentinel (-2 beginning,
+        # -1 end): it has consumed nothing, i.e. it stands at offset 0.
+        lag[topic] = lag.get(topic, 0) + max(0, ends[(topic, partition)] - max(position, 0))
     return lag
 
 

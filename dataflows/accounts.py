@@ -389,6 +389,7 @@ class _FlushesBooks:
         return self._flush()
 
     def notify_at(self) -> datetime | None:
+        self._after_item()  # also re-arms the timer for a pending snapshot restored on resume
         return self._flush_at
 
     def on_notify(self) -> tuple[Iterable[PnlEnvelope], bool]:

@@ -133,6 +133,9 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         # may hold thousands, and Bytewax snapshots it every epoch.
         self._frozen: dict[int, InstrumentSnapshot] = dict(restored)
         self._dirty: set[int] = set()
+        if context.idle_mark_after is not None and any(not s.last_tick_marked for s in restored.values()):
+            # Resumed with unmarked ticks: mark them after a quiet spell, as before the restart.
+            self._idle_mark_at = datetime.now(UTC) + context.idle_mark_after
 
     def _join_shard(self, shard: int) -> None:
         # A new logic learns its shard from its first item (builders see no key).

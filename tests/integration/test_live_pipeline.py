@@ -198,3 +198,16 @@ def test_hot_reload_deactivates_and_activates_strategies(world: World) -> None:
     seen = signals()
     assert seen[a] == [5], "a signalled only before it was deactivated"
     assert seen[b] == [15], "b signalled only after it was activated"
+
+
+def test_lag_of_a_partition_never_read_is_its_size(world: World) -> None:
+    orchestration.start_dataflow(world.stack, "trading_engine", world.urls)  # reads empty topics
+    wait_until(
+        lambda: orchestration.recovered_offsets(orchestration.recovery_dir(world.stack, "trading_engine")),
+        60,
+        "the first recovery snapshot",
+    )
+    assert orchestration.consumer_lag(world.stack, world.urls, "trading_engine") == {
+        "paper.signals.validated": 0,
+        "zerodha.signals.validated": 0,
+    }
