@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     strategy_reload_s: float = Field(default=2.0, gt=0)
     metrics_port: int = Field(default=0, ge=0)
 
+    # Writes to Redis, Postgres and broker APIs (operators.failures): a
+    # transient error is tried this many times; every retried class stops
+    # once its full-jitter backoff (base doubling to max, seconds) would
+    # exceed the budget, and the batch goes to the DLQ of its topic.
+    retry_max_attempts_transient: int = Field(default=5, ge=1)
+    retry_base_s: float = Field(default=0.1, ge=0)
+    retry_max_s: float = Field(default=5.0, ge=0)
+    retry_budget_s: float = Field(default=30.0, ge=0)
+
     @field_validator("active_brokers", mode="before")
     @classmethod
     def _split_brokers(cls, value: object) -> object:

@@ -7,6 +7,7 @@ JSON (DESIGN.md, Stores). Brokers never share keys.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -16,18 +17,31 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from connectors.dlq import Resilience, SinkGuard
 from connectors.errors import RedisConnectorError, SinkInputError, redact_url
 from schemas.envelope import Outbound, PnlEnvelope
 
 log = logging.getLogger(__name__)
 
 _SINK_STEP: Final = "redis_portfolio_sink"
+_REPLAY_STEP: Final = "redis_replay"
 
 DEFAULT_RETRIES: Final = 40
 """Reconnect attempts per command; with the 1 s backoff cap this rides out a
 Redis restart of about half a minute before the sink gives up."""
 
 _json: Final = msgspec.json.Encoder()
+
+REDIS_RULES: Final = (
+    ("BusyLoadingError", "transient"),
+    ("AuthenticationError", "authentication"),
+    ("AuthorizationError", "authentication"),
+    ("TimeoutError", "transient"),
+    ("ConnectionError", "infrastructure"),
+    ("ReadOnlyError", "transient"),
+    ("ResponseError", "business"),
+)
+"""How :func:`operators.failures.classify` reads redis-py errors."""
 
 
 def portfolio_key(broker: str, strategy_id: str) -> str:
@@ -70,20 +84,27 @@ def latest_snapshots(items: list[Outbound]) -> dict[str, bytes]:
 
 
 class _PortfolioPartition(StatelessSinkPartition[Outbound]):
-    def __init__(self, client: redis.Redis, url_for_log: str) -> None:
+    def __init__(self, client: redis.Redis, url_for_log: str, guard: SinkGuard | None = None) -> None:
         self._client = client
         self._url_for_log = url_for_log
+        self._guard = guard
+
+    def _write(self, latest: dict[str, bytes]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in latest.items():
+            pipe.set(key, value)
+        pipe.execute()
 
     def write_batch(self, items: list[Outbound]) -> None:
         """Write the latest snapshot per key of this batch in one pipeline round trip."""
         latest = latest_snapshots(items)
         if not latest:
             return
-        pipe = self._client.pipeline(transaction=False)
-        for key, value in latest.items():
-            pipe.set(key, value)
+        if self._guard is not None:
+            self._guard.write(items, lambda: self._write(latest))
+            return
         try:
-            pipe.execute()
+            self._write(latest)
         except redis.RedisError as err:
             msg = (
                 f"redis_portfolio_sink: writing {len(latest)} snapshot(s) to "
@@ -92,6 +113,8 @@ class _PortfolioPartition(StatelessSinkPartition[Outbound]):
             raise RedisConnectorError(msg) from err
 
     def close(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
         self._client.close()
 
 
@@ -103,16 +126,59 @@ class RedisPortfolioSink(DynamicSink[Outbound]):
     <snapshot data JSON>``, only the batch's latest snapshot per key.
     Re-writing a snapshot is harmless, so at-least-once delivery is enough.
 
-    :raises RedisConnectorError: Redis stayed unreachable through every retry.
+    With ``resilience``, failed writes are retried per its policy (the
+    client itself does not retry) and, when it gives up, the batch's
+    snapshots go to ``<broker>.pnl.snapshots.dlq``; without, the client
+    retries ``retries`` times.
+
+    :raises RedisConnectorError: Redis stayed unreachable through every retry
+        (without ``resilience``).
     """
 
-    def __init__(self, redis_url: str, *, retries: int = DEFAULT_RETRIES) -> None:
+    def __init__(
+        self, redis_url: str, *, retries: int = DEFAULT_RETRIES, resilience: Resilience | None = None
+    ) -> None:
         self._url = redis_url
         self._retries = retries
+        self._resilience = resilience
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PortfolioPartition:
         """Build this worker's client (connections are opened lazily)."""
-        return _PortfolioPartition(redis_client(self._url, retries=self._retries), redact_url(self._url))
+        if self._resilience is None:
+            return _PortfolioPartition(redis_client(self._url, retries=self._retries), redact_url(self._url))
+        guard = self._resilience.guard(_SINK_STEP, REDIS_RULES, worker_index)
+        return _PortfolioPartition(redis_client(self._url, retries=0), redact_url(self._url), guard)
+
+
+def store_if_newer(redis_url: str, items: list[Outbound]) -> int:
+    """Write replayed snapshots, each only if the stored one is not newer (event time).
+
+    For dead letters replayed long after: a snapshot never overwrites a
+    later one of the same account. Returns how many were written.
+
+    :raises RedisConnectorError: Redis could not be written.
+    """
+    client = redis_client(redis_url, retries=3)
+    written = 0
+    try:
+        for item in items:
+            if not isinstance(item.envelope, PnlEnvelope):
+                raise SinkInputError(_REPLAY_STEP, "Outbound with a PnlEnvelope", item)
+            snapshot = item.envelope.data
+            key = portfolio_key(snapshot.broker, snapshot.strategy_id)
+            stored = client.get(key)
+            if stored is not None:
+                stored_at = datetime.fromisoformat(orjson.loads(stored)["timestamp"])
+                if stored_at > snapshot.timestamp:
+                    continue
+            client.set(key, _json.encode(snapshot))
+            written += 1
+    except redis.RedisError as err:
+        msg = f"redis_replay: writing snapshots to {redact_url(redis_url)} failed: {err}"
+        raise RedisConnectorError(msg) from err
+    finally:
+        client.close()
+    return written
 
 
 def read_portfolios(redis_url: str, broker: str) -> dict[str, dict[str, Any]]:
@@ -135,3 +201,27 @@ def read_portfolios(redis_url: str, broker: str) -> dict[str, dict[str, Any]]:
         for key, value in zip(keys, values, strict=True)
         if value is not None
     }
+
+
+class _NewestPartition(StatelessSinkPartition[Outbound]):
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def write_batch(self, items: list[Outbound]) -> None:
+        """Store each snapshot unless a newer one is stored."""
+        store_if_newer(self._url, items)
+
+
+class NewestSnapshotSink(DynamicSink[Outbound]):
+    """A bytewax sink for replayed snapshots: see :func:`store_if_newer`.
+
+    In: ``Outbound`` items with a :class:`PnlEnvelope`. Out: Redis keys as
+    :class:`RedisPortfolioSink`, never moved back to an older snapshot.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        self._url = redis_url
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NewestPartition:
+        """Build this worker's writer."""
+        return _NewestPartition(self._url)

@@ -19,11 +19,13 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
 from alpha_panda.settings import Settings
+from connectors.dlq import Resilience
 from connectors.kafka import kafka_sink, kafka_source, raw_message
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
-from dataflows.metrics import serve_metrics
+from dataflows.metrics import DLQ_MESSAGES, RETRIES, serve_metrics
 from operators.errors import ConfigError
+from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
 from schemas.codec import RawMessage
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, PnlEnvelope, SubmittedEnvelope
@@ -163,21 +165,58 @@ def config_updates(
     return op.map("parse_configurations", rows, parse_configs)
 
 
+def retry_config(settings: Settings) -> RetryConfig:
+    """The retry policies of ``settings`` (``RETRY_*``)."""
+    return RetryConfig.from_settings(
+        max_attempts_transient=settings.retry_max_attempts_transient,
+        base_s=settings.retry_base_s,
+        max_s=settings.retry_max_s,
+        budget_s=settings.retry_budget_s,
+    )
+
+
+def resilience(servers: Servers, settings: Settings | None = None) -> Resilience:
+    """Retries per ``settings``, dead letters to Kafka, counted in the Prometheus metrics."""
+    from alpha_panda.settings import get_settings  # noqa: PLC0415
+
+    settings = settings or get_settings()
+    return Resilience(
+        retry=retry_config(settings),
+        kafka=servers.kafka,
+        service=settings.service_name,
+        on_retry=lambda error_type: RETRIES.labels(error_type).inc(),
+        on_dead_letter=lambda topic, broker, error_type: DLQ_MESSAGES.labels(topic, broker, error_type).inc(),
+    )
+
+
 def attach_sinks(
-    published: Stream[Outbound], servers: Servers, *, redis: bool = False, ledger: bool = False
+    published: Stream[Outbound],
+    servers: Servers,
+    *,
+    redis: bool = False,
+    ledger: bool = False,
+    settings: Settings | None = None,
 ) -> None:
-    """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger."""
+    """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger.
+
+    Redis and ledger writes retry per ``settings`` (``RETRY_*``); when that
+    gives up, the batch goes to the DLQ of each message's topic and the flow
+    goes on (see :mod:`connectors.dlq`).
+    """
     op.output("kafka", published, kafka_sink(servers.kafka))
     if redis:
         snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
-        op.output("redis_portfolios", snapshots, RedisPortfolioSink(servers.redis))
+        sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
+        op.output("redis_portfolios", snapshots, sink)
     if ledger:
         orders = op.filter(
             "orders_for_ledger",
             published,
             lambda o: isinstance(o.envelope, SubmittedEnvelope | FilledEnvelope | FailedEnvelope),
         )
-        op.output("postgres_ledger", orders, LedgerSink(servers.postgres))
+        op.output(
+            "postgres_ledger", orders, LedgerSink(servers.postgres, resilience=resilience(servers, settings))
+        )
 
 
 def live_dlq_clock(_message: RawMessage) -> datetime:
@@ -206,7 +245,9 @@ def marks_from_ticks(
     from schemas.topics import MARKET_TICKS  # noqa: PLC0415
 
     raw = kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
-    ticks, _dropped = decode_ticks("ticks_in", raw, service=params.service, dlq_clock=live_dlq_clock)
+    ticks, _dropped = decode_ticks(
+        "ticks_in", raw, service=params.service, dlq_clock=live_dlq_clock, derive_ids=False
+    )
     context = context_for(
         initial_configs(servers),
         brokers=params.brokers,

@@ -1,4 +1,4 @@
-"""Real servers for the integration tests.
+"""Real servers for the integration and reliability tests (shared by every test directory).
 
 ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and ``POSTGRES_URL`` point the
 tests at external servers; whichever is unset is served by a local stack
