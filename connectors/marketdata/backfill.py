@@ -11,13 +11,16 @@ the calling thread, so ``store`` may hold a single database connection.
 :func:`history_ticks` turns time-ordered bars (from
 :func:`connectors.marketdata.store.read_bars` or :func:`read_history_file`)
 into ticks (close as ``last_price``), paced at ``speed`` times real time or
-as fast as possible (``"max"``), with sleep and clock injected.
+as fast as possible (``"max"``), with sleep and clock injected;
+:class:`EventPacer` is that pacing alone, for callers that must not block
+(a Bytewax source waits with ``next_awake`` instead of sleeping).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -173,6 +176,49 @@ def read_history_file(path: Path | str) -> list[Bar]:
     return bars
 
 
+def parse_speed(value: str | float) -> Speed:
+    """Return a replay speed from ``"max"``, ``"1"``, ``"10"``, ``2.5``... (times real time).
+
+    :raises HistoryFormatError: not ``max`` and not a positive finite number.
+    """
+    if isinstance(value, str) and value.strip().lower() == "max":
+        return "max"
+    try:
+        speed = float(value)
+    except (TypeError, ValueError) as err:
+        msg = f"replay speed must be a positive number or 'max', got {value!r}"
+        raise HistoryFormatError(msg) from err
+    if not (math.isfinite(speed) and speed > 0):
+        msg = f"replay speed must be a positive number or 'max', got {value!r}"
+        raise HistoryFormatError(msg)
+    return speed
+
+
+class EventPacer:
+    """Tells how long to wait before an event so event time runs ``speed`` x real time.
+
+    The first event anchors event time to the caller's clock (seconds, e.g.
+    ``time.monotonic()``); each later event is due at ``anchor + (event -
+    first event) / speed``. Targets are absolute, so a slow consumer does not
+    accumulate drift, and an event older than the anchor is due at once.
+    With ``speed`` ``"max"`` nothing ever waits.
+    """
+
+    def __init__(self, speed: Speed) -> None:
+        self.speed = parse_speed(speed)
+        self._anchor: tuple[datetime, float] | None = None
+
+    def delay(self, event: datetime, now: float) -> float:
+        """Return the seconds from ``now`` until ``event`` is due (<= 0: due now)."""
+        if self.speed == "max":
+            return 0.0
+        if self._anchor is None:
+            self._anchor = (event, now)
+            return 0.0
+        first_event, first_wall = self._anchor
+        return first_wall + (event - first_event).total_seconds() / self.speed - now
+
+
 def history_ticks(
     bars: Iterable[Bar],
     *,
@@ -187,14 +233,13 @@ def history_ticks(
         number, or ``"max"`` (no waiting).
     :param sleep: called with seconds to wait; ``clock`` returns monotonic
         seconds. Pacing targets absolute times, so slow consumers do not
-        accumulate drift.
+        accumulate drift (see :class:`EventPacer`).
     :raises HistoryFormatError: a bar is earlier than the one before it.
     """
     if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
         msg = f"history replay: speed must be a positive number or 'max', got {speed!r}"
         raise HistoryFormatError(msg)
-    first_event: datetime | None = None
-    first_wall = 0.0
+    pacer = EventPacer(speed)
     previous: datetime | None = None
     for bar in bars:
         if previous is not None and bar.timestamp < previous:
@@ -205,11 +250,7 @@ def history_ticks(
             raise HistoryFormatError(msg)
         previous = bar.timestamp
         if speed != "max":
-            if first_event is None:
-                first_event, first_wall = bar.timestamp, clock()
-            else:
-                due = first_wall + (bar.timestamp - first_event).total_seconds() / speed
-                wait = due - clock()
-                if wait > 0:
-                    sleep(wait)
+            wait = pacer.delay(bar.timestamp, clock())
+            if wait > 0:
+                sleep(wait)
         yield bar.to_tick()

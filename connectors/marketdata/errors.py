@@ -103,3 +103,11 @@ class HistoryFormatError(MarketDataError):
 
 class HttpTransportError(MarketDataError):
     """An HTTP call failed below HTTP: refused connection, DNS, TLS or timeout."""
+
+
+class FeedConfigError(MarketDataError):
+    """A feed is selected without what it needs (credentials, tokens, symbols)."""
+
+
+class HistoryStoreError(MarketDataError):
+    """The bar history store (PostgreSQL ``market_data``) cannot be read or written."""

@@ -4,7 +4,9 @@ Kite's ``/instruments`` dump is a CSV with the header ``instrument_token,
 exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,
 lot_size,instrument_type,segment,exchange``; ``expiry`` is ``YYYY-MM-DD`` or
 empty, prices are in rupees. :class:`InstrumentResolver` maps
-``EXCHANGE:SYMBOL`` (e.g. ``NSE:INFY``) to the instrument token.
+``EXCHANGE:SYMBOL`` (e.g. ``NSE:INFY``) to the instrument token, and
+:func:`resolve_instruments` applies it to strategy configuration rows
+before they reach the operators (which take integer tokens only).
 
 Providers without tokens (Alpaca, Yahoo) use :func:`stable_token`.
 """
@@ -15,10 +17,10 @@ import csv
 import gzip
 import hashlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 from pydantic import SecretStr
 
@@ -173,6 +175,58 @@ class InstrumentResolver:
     def symbols(self) -> dict[int, str]:
         """Return token -> ``EXCHANGE:SYMBOL`` for every instrument (tick ``symbol``)."""
         return {token: inst.key for token, inst in self._by_token.items()}
+
+
+def instrument_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Return the ``EXCHANGE:SYMBOL`` names the rows' ``instruments`` lists mention, in order.
+
+    Integers and digit strings are tokens already and are not returned.
+    """
+    names: dict[str, None] = {}
+    for row in rows:
+        instruments = row.get("instruments")
+        if isinstance(instruments, list | tuple):
+            for item in instruments:
+                if isinstance(item, str) and not item.strip().isdigit():
+                    names[item.strip()] = None
+    return list(names)
+
+
+def resolve_instruments(
+    rows: Sequence[Mapping[str, Any]], resolver: InstrumentResolver
+) -> list[dict[str, Any]]:
+    """Return copies of strategy rows whose ``instruments`` hold tokens only.
+
+    In: rows as read from YAML or Postgres, ``instruments`` a list of
+    integer tokens and/or ``EXCHANGE:SYMBOL`` names (``NSE:INFY``); a digit
+    string counts as a token. Out: the same rows with every name replaced
+    by its token, order kept; other fields and non-list values are left
+    as they are (the strategy validator reports those). Pure: the resolver
+    holds the instruments (see :func:`connectors.marketdata.store.lookup_instruments`).
+
+    :raises InstrumentError: a name is unknown or not ``EXCHANGE:SYMBOL``;
+        the message names the strategy id.
+    """
+    resolved = []
+    for row in rows:
+        out = dict(row)
+        instruments = row.get("instruments")
+        if isinstance(instruments, list | tuple):
+            tokens: list[Any] = []
+            for item in instruments:
+                if not isinstance(item, str):
+                    tokens.append(item)
+                elif item.strip().isdigit():
+                    tokens.append(int(item.strip()))
+                else:
+                    try:
+                        tokens.append(resolver.resolve(item))
+                    except InstrumentError as err:
+                        msg = f"strategy {row.get('id')!r}: {err}"
+                        raise InstrumentError(msg) from err
+            out["instruments"] = tokens
+        resolved.append(out)
+    return resolved
 
 
 KITE_API_URL: Final = "https://api.kite.trade"

@@ -16,7 +16,9 @@ from typing import Final
 
 import psycopg
 
+from connectors.errors import redact_url
 from connectors.marketdata.bars import Bar
+from connectors.marketdata.errors import HistoryStoreError
 from connectors.marketdata.instruments import Instrument
 
 MIGRATION: Final = Path(__file__).resolve().parent.parent / "migrations" / "0100_market_data.sql"
@@ -144,11 +146,82 @@ def read_bars(
             )
 
 
+COUNT_BARS: Final = """
+SELECT count(*)
+FROM market_data
+WHERE (%(tokens)s::bigint[] IS NULL OR instrument_token = ANY(%(tokens)s::bigint[]))
+  AND (%(start)s::timestamptz IS NULL OR timestamp >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR timestamp < %(end)s::timestamptz)
+"""
+
+
+def count_bars(
+    conn: psycopg.Connection,
+    *,
+    tokens: Sequence[int] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> int:
+    """Return how many bars :func:`read_bars` would yield for the same filters."""
+    params = {"tokens": list(tokens) if tokens is not None else None, "start": start, "end": end}
+    row = conn.execute(COUNT_BARS, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def stored_bars(
+    url: str,
+    *,
+    tokens: Sequence[int] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Iterator[Bar]:
+    """Yield the bars of :func:`read_bars` from the database at ``url``, on a connection of its own.
+
+    The connection opens on the first ``next()`` and closes when the
+    iterator is exhausted or closed (``close()``), so a Bytewax source can
+    hold it for the length of a replay.
+
+    :raises HistoryStoreError: Postgres is unreachable or the query failed
+        (the URL's password is never shown).
+    """
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            yield from read_bars(conn, tokens=tokens, start=start, end=end)
+    except psycopg.Error as err:
+        msg = f"read market_data from {redact_url(url)}: {type(err).__name__}: {err}"
+        raise HistoryStoreError(msg) from err
+
+
+_INSTRUMENT_COLUMNS: Final = (
+    "instrument_token, exchange_token, tradingsymbol, name, last_price, expiry,"
+    " strike, tick_size, lot_size, instrument_type, segment, exchange"
+)
+
+
+def lookup_instruments(conn: psycopg.Connection, names: Iterable[str]) -> list[Instrument]:
+    """Return the stored instruments called ``EXCHANGE:SYMBOL`` in ``names`` (case-insensitive).
+
+    Only the named rows are read (the master holds ~100k), through the
+    ``(exchange, tradingsymbol)`` index. Names without a ``:`` and unknown
+    names are simply absent from the result; build an
+    :class:`~connectors.marketdata.instruments.InstrumentResolver` over it
+    to get errors that name them.
+    """
+    pairs = [name.strip().upper().split(":", 1) for name in names if ":" in name]
+    if not pairs:
+        return []
+    rows = conn.execute(
+        f"SELECT {_INSTRUMENT_COLUMNS} FROM instruments"  # noqa: S608 - constant column list
+        " WHERE (exchange, tradingsymbol) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        " ORDER BY instrument_token",
+        [[p[0] for p in pairs], [p[1] for p in pairs]],
+    ).fetchall()
+    return [Instrument(*row) for row in rows]
+
+
 def load_instruments(conn: psycopg.Connection) -> list[Instrument]:
     """Return every stored instrument, ordered by token."""
     rows = conn.execute(
-        "SELECT instrument_token, exchange_token, tradingsymbol, name, last_price, expiry,"
-        " strike, tick_size, lot_size, instrument_type, segment, exchange"
-        " FROM instruments ORDER BY instrument_token"
+        f"SELECT {_INSTRUMENT_COLUMNS} FROM instruments ORDER BY instrument_token"  # noqa: S608 - constant
     ).fetchall()
     return [Instrument(*row) for row in rows]

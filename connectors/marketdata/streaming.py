@@ -3,6 +3,11 @@
 A stream yields :data:`FeedItem` values: good ticks, and ``dlq_record``
 envelopes for messages that could not become ticks (to publish on
 ``market.ticks.dlq``). Neither ever stops the stream.
+
+:func:`tick_message` turns a tick into the producer form of ``market.ticks``
+(``{"type": "market_tick", "data": {...}}``), the same bytes a tick file
+holds, so every feed's ticks pass the one contract decoder
+(:func:`schemas.codec.decode_tick`) and get the same deterministic ids.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeAlias
+
+import msgspec
 
 from connectors.marketdata.errors import FeedMessageError, KiteProtocolError
 from schemas.codec import dead_letter
@@ -25,6 +32,19 @@ Clock: TypeAlias = Callable[[], datetime]
 def utc_now() -> datetime:
     """Return the current UTC time; the default clock of the live feeds."""
     return datetime.now(UTC)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def tick_message(tick: MarketTick) -> bytes:
+    """Return ``tick`` as producer-form JSON bytes for ``market.ticks``.
+
+    In: a tick (prices in quote currency, ``timestamp`` exchange time).
+    Out: ``{"type": "market_tick", "data": {...}}`` (UTF-8, no newline),
+    which :func:`schemas.codec.decode_tick` validates and completes.
+    """
+    return _encoder.encode({"type": "market_tick", "data": tick})
 
 
 def quiet_websocket_logger(name: str) -> logging.Logger:

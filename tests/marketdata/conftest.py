@@ -1,13 +1,20 @@
-"""Local servers for the market-data tests: an HTTP server with scripted answers."""
+"""Local servers for the market-data tests: an HTTP server with scripted answers, and Postgres.
+
+``postgres_url``: ``POSTGRES_URL``, or a throwaway pgserver for the session.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -81,3 +88,22 @@ def http_server() -> Iterator[ScriptedHttp]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url = os.environ.get("POSTGRES_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    # Not pytest's tmp_path: concurrent pytest sessions prune each other's
+    # numbered base directories, and Postgres would lose its data directory.
+    data_dir = Path(tempfile.mkdtemp(prefix="alpha-panda-md-pg-"))
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)

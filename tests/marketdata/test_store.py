@@ -1,9 +1,7 @@
-"""Postgres-backed tests: POSTGRES_URL, or a throwaway pgserver for the session."""
+"""Postgres-backed tests: POSTGRES_URL, or a throwaway pgserver for the session (conftest)."""
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,21 +22,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set"),
 ]
 T0 = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("POSTGRES_URL")
-    if url:
-        yield url
-        return
-    import pgserver
-
-    server = pgserver.get_server(Path(tmp_path_factory.mktemp("pg")), cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -58,3 +61,37 @@ async def scripted_server(
     async with serve(handler, "127.0.0.1", 0, process_request=process_request, logger=_SERVER_LOG) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}", recorder
+
+
+@contextlib.contextmanager
+def threaded_server(
+    scripts: list[Script], *, reject_status: HTTPStatus | None = None
+) -> Iterator[tuple[str, Recorder]]:
+    """:func:`scripted_server` on its own thread and event loop, for synchronous callers.
+
+    A Bytewax source drives its client on a loop of its own in the test's
+    thread, so the server cannot share that thread.
+    """
+    started: queue.Queue[tuple[str, Recorder] | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        try:
+            async with scripted_server(scripts, reject_status=reject_status) as served:
+                started.put(served)
+                await stop.wait()
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting test
+            started.put(err)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    served = started.get(timeout=10)
+    if isinstance(served, BaseException):
+        raise served
+    try:
+        yield served
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
