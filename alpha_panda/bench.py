@@ -88,6 +88,9 @@ TARGETS = {
     "pipeline_over_bare": 0.35,
     "two_worker_speedup": 1.6,
     "state_bytes_per_strategy_instrument": 2048,
+    "live_all_in_one_ticks_per_s": 100_000,
+    "live_all_in_one_tick_to_fill_p99_ms_at_1000": 10.0,
+    "live_per_stage_tick_to_fill_p99_ms_at_1000": 40.0,
 }
 """Issue 6 targets, on the 2-core bench machine."""
 
@@ -308,6 +311,10 @@ class BenchConfig:
     scaling_instruments: int = 100
     scaling_ticks: int = 300_000
     processes: bool = True
+    live_ticks: int = 60_000
+    live_rates: tuple[float, ...] = (1_000.0, 5_000.0)
+    live_seconds: float = 20.0
+    live_modes: tuple[str, ...] = ("all-in-one", "per-stage")
 
 
 Log = Callable[[str], None]
@@ -549,12 +556,17 @@ def scaling_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
     return rows
 
 
+def _live(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
+    from alpha_panda.bench_live import live_scenario  # noqa: PLC0415 - needs the local servers
+
+    return live_scenario(config, log)
+
+
 SCENARIOS: dict[str, Callable[[BenchConfig, Log], list[dict[str, Any]]] | None] = {
     "replay": replay_scenario,
     "memory": memory_scenario,
     "scaling": scaling_scenario,
-    # Placeholder: live Kafka throughput and tick-to-fill latency (to be added).
-    "live": None,
+    "live": _live,
 }
 """Every scenario by name; ``None`` marks one that is not implemented yet."""
 
@@ -589,6 +601,12 @@ def _targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             TARGETS["state_bytes_per_strategy_instrument"],
             at_least=False,
         )
+    for row in results.get("live", []):
+        if row["kind"] == "sustained" and row["mode"] == "all-in-one":
+            check("live_all_in_one_ticks_per_s", row["ticks_per_s"], TARGETS["live_all_in_one_ticks_per_s"])
+        if row["kind"] == "latency" and row["rate"] == 1_000 and "p99" in row["tick_to_fill_ms"]:
+            name = f"live_{row['mode'].replace('-', '_')}_tick_to_fill_p99_ms_at_1000"
+            check(name, row["tick_to_fill_ms"]["p99"], TARGETS[name], at_least=False)
     return checks
 
 
@@ -714,10 +732,58 @@ def _targets_table(checks: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _live_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Live, local stack (Tansu, Redis, PostgreSQL), 20 instruments")
+    for name in (
+        "measurement",
+        "mode",
+        "offered",
+        "ticks/s",
+        "signal p50/p95/p99 ms",
+        "fill p50/p95/p99 ms",
+        "RSS MiB (growth)",
+    ):
+        table.add_column(name, justify="left" if name in ("measurement", "mode") else "right")
+
+    def pct(stats: dict[str, Any]) -> str:
+        return (
+            "-" if not stats.get("count") else f"{stats['p50']:.1f} / {stats['p95']:.1f} / {stats['p99']:.1f}"
+        )
+
+    for row in rows:
+        if row["kind"] == "raw_broker":
+            table.add_row(
+                "raw broker",
+                "produce / consume",
+                "-",
+                f"{_rate(row['produce_per_s'])} / {_rate(row['consume_per_s'])}",
+                "-",
+                "-",
+                "-",
+            )
+        elif row["kind"] == "sustained":
+            rss = sum(row["rss_kib"].values()) / 1024
+            table.add_row("sustained", row["mode"], "max", _rate(row["ticks_per_s"]), "-", "-", f"{rss:.0f}")
+        else:
+            rss = sum(row["rss_kib_end"].values()) / 1024
+            growth = sum(row["rss_growth_kib"].values()) / 1024
+            table.add_row(
+                f"latency ({row['seconds']:.0f} s)",
+                row["mode"],
+                _rate(row["rate"]),
+                "-",
+                pct(row["tick_to_signal_ms"]),
+                pct(row["tick_to_fill_ms"]),
+                f"{rss:.0f} ({growth:+.1f})",
+            )
+    return table
+
+
 _TABLES: dict[str, Callable[[list[dict[str, Any]]], Table]] = {
     "replay": _replay_table,
     "memory": _memory_table,
     "scaling": _scaling_table,
+    "live": _live_table,
 }
 
 
@@ -748,13 +814,22 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-QUICK = BenchConfig(instruments=(10, 100), ticks=5_000, repeat=1, scaling_instruments=10, scaling_ticks=5_000)
+QUICK = BenchConfig(
+    instruments=(10, 100),
+    ticks=5_000,
+    repeat=1,
+    scaling_instruments=10,
+    scaling_ticks=5_000,
+    live_ticks=2_000,
+    live_rates=(500.0,),
+    live_seconds=3.0,
+)
 """Small sizes for a smoke run (seconds, not minutes)."""
 
 
 def bench_command(
     scenarios: Annotated[
-        str, typer.Option(help=f"Comma-separated, among {','.join(IMPLEMENTED)} ('live' is not implemented).")
+        str, typer.Option(help=f"Comma-separated, among {','.join(IMPLEMENTED)} (live starts local servers).")
     ] = ",".join(IMPLEMENTED),
     instruments: Annotated[
         str | None, typer.Option(help="Instrument counts for replay and memory (default 10,100,1000,10000).")
@@ -765,6 +840,15 @@ def bench_command(
         int | None, typer.Option(min=1, help="Instruments in the scaling runs (default 100).")
     ] = None,
     processes: Annotated[bool, typer.Option(help="Include the two-process run in scaling.")] = True,
+    live_ticks: Annotated[
+        int | None, typer.Option(min=100, help="Ticks of the live throughput runs (default 60000).")
+    ] = None,
+    live_rates: Annotated[
+        str | None, typer.Option(help="Offered ticks/s of the live latency runs (default 1000,5000).")
+    ] = None,
+    live_seconds: Annotated[
+        float | None, typer.Option(min=1, help="Seconds of each live latency run (default 20).")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes, for a smoke test.")] = False,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")] = Path(
         "out/bench.json"
@@ -780,6 +864,12 @@ def bench_command(
         overrides["ticks"] = overrides["scaling_ticks"] = ticks
     if scaling_instruments is not None:
         overrides["scaling_instruments"] = scaling_instruments
+    if live_ticks is not None:
+        overrides["live_ticks"] = live_ticks
+    if live_rates is not None:
+        overrides["live_rates"] = tuple(float(rate) for rate in _int_list(live_rates))
+    if live_seconds is not None:
+        overrides["live_seconds"] = live_seconds
     config = replace(base, **overrides)
     console = Console(width=None if Console().is_terminal else 120)
     err_console = Console(stderr=True)

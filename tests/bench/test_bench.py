@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from alpha_panda.bench import (
-    SCENARIOS,
     BenchConfig,
     CountingSink,
     market,
@@ -75,12 +74,25 @@ def test_scaling_compares_worker_layouts(report: dict) -> None:
         assert row["speedup"] > 0
 
 
-def test_live_is_a_placeholder_not_a_result(report: dict) -> None:
-    assert SCENARIOS["live"] is None
-    assert "live" not in report["scenarios"]
-    assert report["not_implemented"] == ["live"]
-    with pytest.raises(ValueError, match="not implemented"):
-        run_bench(BenchConfig(scenarios=("live",)))
+@pytest.mark.integration
+def test_live_scenario_measures_on_real_servers() -> None:
+    config = BenchConfig(
+        scenarios=("live",), live_ticks=600, live_rates=(300.0,), live_seconds=2, live_modes=("all-in-one",)
+    )
+    rows = run_bench(config)["scenarios"]["live"]
+    assert [row["kind"] for row in rows] == ["raw_broker", "sustained", "latency"]
+    raw, sustained, latency = rows
+    assert raw["messages"] == 600
+    assert raw["produce_per_s"] > 0
+    assert raw["consume_per_s"] > 0
+    assert sustained["ticks"] == 600
+    assert sustained["ticks_per_s"] > 0
+    assert sustained["fills"] > 0
+    assert sustained["rss_kib"]["pipeline"] > 0
+    assert latency["ticks"] > 0
+    assert latency["tick_to_signal_ms"]["count"] > 0
+    assert 0 < latency["tick_to_signal_ms"]["p50"] <= latency["tick_to_signal_ms"]["p99"]
+    assert set(latency["rss_growth_kib"]) == {"pipeline"}
 
 
 def test_targets_are_checked_for_what_ran(report: dict) -> None:
@@ -131,6 +143,6 @@ def test_command_writes_json(tmp_path: Path) -> None:
     assert data["scenarios"]["replay"][0]["pipeline"]["ticks_per_s"] > 0
 
 
-def test_command_rejects_live(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "--scenarios", "live", "--json", str(tmp_path / "b.json")])
+def test_command_rejects_unknown_scenarios(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--scenarios", "warp", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 2

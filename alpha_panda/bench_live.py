@@ -1,0 +1,249 @@
+"""The ``live`` bench scenario: the pipeline on the local stack, end to end.
+
+Measures, each on a fresh local stack (Tansu, Redis, PostgreSQL):
+
+- raw broker throughput: the same confluent-kafka client producing and
+  consuming on the same broker, no pipeline;
+- sustained throughput, per mode (all-in-one ``pipeline`` or the four
+  per-stage flows): ticks produced as fast as possible, timed from the first
+  produce until the ledger stops growing and every flow has consumed its input;
+- latency at fixed offered rates: ``dataflows.market_feed`` paces a simulated
+  market; tick-to-signal and tick-to-fill are the signal's / fill's envelope
+  creation time (wall clock, in the flow) minus the tick's Kafka create time,
+  joined by correlation id; p50/p95/p99 in milliseconds;
+- RSS of every dataflow process at the start and end of each latency run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from alpha_panda import orchestration
+from alpha_panda.settings import Settings
+from alpha_panda.stack import LocalStack, StackUrls
+from connectors.kafka import consume_all, produce
+from connectors.postgres import ledger_counts
+from connectors.simulator import MarketSpec, simulate_lines
+from schemas.topics import MARKET_TICKS, ORDERS_FILLED, SIGNALS_RAW, broker_topic
+
+Log = Callable[[str], None]
+INSTRUMENTS = 20
+FLOW_ENV = {"MAX_DAILY_TRADES": "1000000"}
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {
+        "count": len(ordered),
+        "p50": pick(0.50),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+        "max": ordered[-1],
+    }
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+class _Stack:
+    """A throwaway local stack with the demo strategies, for one measurement."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="alpha-panda-bench-"))
+        self.stack = LocalStack(self.dir)
+        self.urls: StackUrls = self.stack.up()
+        settings = Settings(kafka_bootstrap_servers=self.urls.kafka, data_dir=self.dir)
+        tokens = MarketSpec(instruments=INSTRUMENTS).tokens()
+        orchestration.bootstrap(self.urls, settings, orchestration.demo_strategy_rows(tokens))
+
+    def start(self, flows: Sequence[str]) -> None:
+        for name in flows:
+            orchestration.start_dataflow(self.stack, name, self.urls, env=FLOW_ENV)
+
+    def lag(self, flows: Sequence[str]) -> int:
+        return sum(sum(orchestration.consumer_lag(self.stack, self.urls, n).values()) for n in flows)
+
+    def positions(self, flows: Sequence[str]) -> int:
+        return sum(
+            sum(orchestration.recovered_offsets(orchestration.recovery_dir(self.stack, n)).values())
+            for n in flows
+        )
+
+    def warm_up(self, flows: Sequence[str], timeout_s: float = 60) -> None:
+        """Produce a few ticks and wait until every flow has snapshotted past them."""
+        lines = [
+            line.rstrip(b"\n")
+            for line in simulate_lines(MarketSpec(instruments=INSTRUMENTS, ticks_per_instrument=3, seed=99))
+        ]
+        produce(self.urls.kafka, MARKET_TICKS, [(None, line) for line in lines])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(orchestration.recovered_offsets(orchestration.recovery_dir(self.stack, n)) for n in flows):
+                if self.lag(flows) == 0:
+                    return
+            time.sleep(0.3)
+        msg = f"flows {list(flows)} did not start consuming within {timeout_s:.0f} s"
+        raise TimeoutError(msg)
+
+    def rss(self, flows: Sequence[str]) -> dict[str, int]:
+        return {n: _rss_kib(p.pid) for n in flows if (p := self.stack.process(n)) is not None}
+
+    def close(self) -> None:
+        orchestration.stop_dataflows(self.stack)
+        self.stack.down()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def raw_broker(ticks: int) -> dict[str, Any]:
+    """Produce then consume ``ticks`` tick-sized messages with the pipeline's client settings."""
+    lines = [
+        line.rstrip(b"\n")
+        for line in simulate_lines(
+            MarketSpec(instruments=INSTRUMENTS, ticks_per_instrument=ticks // INSTRUMENTS)
+        )
+    ]
+    world = _Stack()
+    try:
+        items = [(str(orjson.loads(line)["data"]["instrument_token"]), line) for line in lines]
+        start = time.perf_counter()
+        produce(world.urls.kafka, MARKET_TICKS, items)
+        produced = time.perf_counter() - start
+        start = time.perf_counter()
+        records = consume_all(world.urls.kafka, MARKET_TICKS, 60)
+        consumed = time.perf_counter() - start
+    finally:
+        world.close()
+    return {
+        "kind": "raw_broker",
+        "messages": len(items),
+        "produce_per_s": len(items) / produced,
+        "consume_per_s": len(records) / consumed,
+    }
+
+
+def sustained(mode: str, flows: Sequence[str], ticks: int, log: Log) -> dict[str, Any]:
+    """Ticks/s from the first produce until the ledger is complete and all input consumed."""
+    lines = [
+        line.rstrip(b"\n")
+        for line in simulate_lines(
+            MarketSpec(instruments=INSTRUMENTS, ticks_per_instrument=ticks // INSTRUMENTS, seed=21)
+        )
+    ]
+    items = [(str(orjson.loads(line)["data"]["instrument_token"]), line) for line in lines]
+    world = _Stack()
+    try:
+        world.start(flows)
+        world.warm_up(flows)
+        before = ledger_counts(world.urls.postgres)["fills"]
+        start = time.perf_counter()
+        produce(world.urls.kafka, MARKET_TICKS, items)
+        last_change, last_fills = time.perf_counter(), -1
+        deadline = start + 600
+        while time.perf_counter() < deadline:
+            fills = ledger_counts(world.urls.postgres)["fills"]
+            if fills != last_fills:
+                last_fills, last_change = fills, time.perf_counter()
+            elif world.lag(flows) == 0 and time.perf_counter() - last_change > 3:
+                break
+            time.sleep(0.25)
+        seconds = last_change - start
+        log(f"live {mode}: {len(items):,} ticks -> {last_fills - before:,} fills in {seconds:.1f} s")
+        return {
+            "kind": "sustained",
+            "mode": mode,
+            "ticks": len(items),
+            "fills": last_fills - before,
+            "seconds": seconds,
+            "ticks_per_s": len(items) / seconds,
+            "rss_kib": world.rss(flows),
+        }
+    finally:
+        world.close()
+
+
+def _ms(later: datetime, earlier_ms: int) -> float:
+    return later.timestamp() * 1000 - earlier_ms
+
+
+def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: Log) -> dict[str, Any]:
+    """Tick-to-signal and tick-to-fill latency with ``market_feed`` offering ``rate`` ticks/s."""
+    world = _Stack()
+    try:
+        world.start(flows)
+        world.warm_up(flows)
+        rss_start = world.rss(flows)
+        limit = int(rate * seconds)
+        env = {"FEED_RATE": str(rate), "FEED_INSTRUMENTS": str(INSTRUMENTS), "FEED_LIMIT": str(limit)}
+        orchestration.start_dataflow(world.stack, "market_feed", world.urls, env=env, recovery=False)
+        deadline = time.monotonic() + seconds + 120
+        while world.stack.process("market_feed") is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        while world.lag(flows) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        rss_end = world.rss(flows)
+        produced: dict[str, int] = {}
+        for record in consume_all(world.urls.kafka, MARKET_TICKS, 30):
+            if record.value and record.timestamp_ms:
+                envelope = orjson.loads(record.value)
+                if "id" in envelope:
+                    produced[envelope["id"]] = record.timestamp_ms
+        stats: dict[str, Any] = {}
+        for label, stage in (("tick_to_signal_ms", SIGNALS_RAW), ("tick_to_fill_ms", ORDERS_FILLED)):
+            values = []
+            for record in consume_all(world.urls.kafka, broker_topic("paper", stage), 30):
+                envelope = orjson.loads(record.value or b"{}")
+                sent = produced.get(envelope.get("correlation_id", ""))
+                if sent is not None:
+                    values.append(_ms(datetime.fromisoformat(envelope["ts"]), sent))
+            stats[label] = _percentiles(values)
+        p99 = stats["tick_to_fill_ms"].get("p99", float("nan"))
+        log(f"live {mode} at {rate:,.0f} ticks/s: tick-to-fill p99 {p99:.1f} ms")
+        return {
+            "kind": "latency",
+            "mode": mode,
+            "rate": rate,
+            "seconds": seconds,
+            "ticks": len(produced),
+            **stats,
+            "rss_kib_start": rss_start,
+            "rss_kib_end": rss_end,
+            "rss_growth_kib": {n: rss_end.get(n, 0) - rss_start.get(n, 0) for n in rss_start},
+        }
+    finally:
+        world.close()
+
+
+MODES = {
+    "all-in-one": orchestration.DATAFLOW_SETS["all-in-one"],
+    "per-stage": orchestration.DATAFLOW_SETS["per-stage"],
+}
+
+
+def live_scenario(config: Any, log: Log) -> list[dict[str, Any]]:
+    """Raw broker, sustained throughput and latency at fixed rates, per mode."""
+    rows = [raw_broker(config.live_ticks)]
+    for mode in config.live_modes:
+        flows = MODES[mode]
+        rows.append(sustained(mode, flows, config.live_ticks, log))
+        for rate in config.live_rates:
+            rows.append(latency(mode, flows, rate, config.live_seconds, log))
+    return rows
