@@ -272,16 +272,50 @@ def seed(
     strategies: Annotated[Path, typer.Option(help="Strategies YAML file.", exists=True, dir_okay=False)],
     data_dir: DataDir = None,
 ) -> None:
-    """Upsert strategy configurations into Postgres (running flows pick them up)."""
-    from alpha_panda.strategy_file import load_strategy_file, read_strategy_rows
+    """Upsert strategy configurations into Postgres (running flows pick them up).
+
+    Instruments may be tokens or ``EXCHANGE:SYMBOL`` names, resolved through
+    the ``instruments`` table (``alpha-panda instruments load``).
+    """
+    from alpha_panda.strategy_file import read_strategy_rows
     from connectors.postgres import seed_strategies
+    from operators.strategy import StrategyConfig
 
     try:
-        load_strategy_file(strategies)  # validate every row before writing any
-        count = seed_strategies(_urls_or_fail(data_dir).postgres, read_strategy_rows(strategies))
+        url = _postgres_url_or_fail(data_dir)
+        rows = _resolve_instrument_names(url, read_strategy_rows(strategies))
+        for row in rows:
+            StrategyConfig.from_mapping(row)  # validate every row before writing any
+        count = seed_strategies(url, rows)
     except AlphaPandaError as err:
         raise _fail(err) from err
     console.print(f"seeded {count} strategies")
+
+
+def _resolve_instrument_names(postgres_url: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace ``EXCHANGE:SYMBOL`` instruments by their tokens (rows of tokens pass unchanged)."""
+    import psycopg
+
+    from connectors.marketdata.instruments import InstrumentResolver, instrument_names, resolve_instruments
+    from connectors.marketdata.store import lookup_instruments
+    from connectors.postgres import apply_migrations
+
+    names = instrument_names(rows)
+    if not names:
+        return rows
+    apply_migrations(postgres_url)
+    with psycopg.connect(postgres_url) as conn:
+        resolver = InstrumentResolver(lookup_instruments(conn, names))
+    return resolve_instruments(rows, resolver)
+
+
+def _postgres_url_or_fail(data_dir: Path | None) -> str:
+    given = _external_urls()["postgres_url"]
+    recorded = _stack(data_dir).urls
+    url = given or (recorded.postgres if recorded else None)
+    if not url:
+        raise _fail(ValueError("no PostgreSQL: set POSTGRES_URL or run `alpha-panda up`"))
+    return url
 
 
 def _urls_or_fail(data_dir: Path | None) -> Any:

@@ -124,8 +124,14 @@ class RiskStep:
         """Remember the latest price of the mark's instrument."""
         self._risk.on_mark(self.state, mark.instrument_token, mark.price, mark.timestamp)
 
-    def on_signal(self, signal: SignalEnvelope) -> ValidatedEnvelope | RejectedEnvelope:
-        """Return the validated or rejected envelope of ``signal``."""
+    def on_signal(self, signal: SignalEnvelope) -> ValidatedEnvelope | RejectedEnvelope | None:
+        """Return the validated or rejected envelope of ``signal``; None if already decided.
+
+        A redelivered signal (same id, e.g. after its producer restarted) is
+        ignored: its decision was published the first time.
+        """
+        if not self.state.seen_signals.add(signal.id):
+            return None
         decision = self._risk.on_signal(self.state, signal.data)
         return envelop(  # type: ignore[return-value]
             decision,
@@ -420,6 +426,8 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
             self._after_item()
             return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
         decision = self._risk.on_signal(value)
+        if decision is None:
+            return (), StatefulLogic.RETAIN
         if not isinstance(decision, ValidatedEnvelope):
             return (decision,), StatefulLogic.RETAIN
         out: list[AnyEnvelope] = [decision]
@@ -450,7 +458,8 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
         if isinstance(value, Mark):
             self._risk.on_mark(value)
             return (), StatefulLogic.RETAIN
-        return (self._risk.on_signal(value),), StatefulLogic.RETAIN
+        decision = self._risk.on_signal(value)
+        return ((decision,) if decision else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> RiskState:
         return self._risk.state.copy()

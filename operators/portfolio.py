@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from operators.dedupe import RecentIds
 from operators.money import to_decimal
 from operators.parameters import build_config, require
 from schemas.events import OrderFilled, PnlSnapshot, Position
@@ -83,7 +84,7 @@ class PortfolioState:
     cash: Decimal
     fees_paid: Decimal
     holdings: dict[int, Holding]
-    applied_orders: set[str]
+    applied_orders: RecentIds
     marks: dict[int, float] = field(default_factory=dict)
 
     def copy(self) -> PortfolioState:
@@ -92,7 +93,7 @@ class PortfolioState:
             self.cash,
             self.fees_paid,
             {token: replace(holding) for token, holding in self.holdings.items()},
-            set(self.applied_orders),
+            self.applied_orders.copy(),
             dict(self.marks),
         )
 
@@ -134,7 +135,7 @@ class Portfolio:
 
     def new_state(self) -> PortfolioState:
         """Return an account holding only its starting cash."""
-        return PortfolioState(self.config.starting_cash, _ZERO, {}, set())
+        return PortfolioState(self.config.starting_cash, _ZERO, {}, RecentIds())
 
     def on_fill(self, state: PortfolioState, fill: OrderFilled) -> bool:
         """Apply ``fill`` to ``state`` unless its ``order_id`` was applied already.
@@ -157,7 +158,7 @@ class Portfolio:
         holding.last_price = to_decimal(mark) if holding.quantity and mark is not None else price
         state.cash -= price * signed + fees
         state.fees_paid += fees
-        state.applied_orders.add(fill.order_id)
+        state.applied_orders.add(fill.order_id)  # bounded: see operators.dedupe
         return True
 
     def on_mark(self, state: PortfolioState, token: int, price: float) -> bool:

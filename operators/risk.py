@@ -19,11 +19,12 @@ validated and its estimated effect applied to the account.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from operators.dedupe import RecentIds
 from operators.money import commission, slipped_price, to_decimal
 from operators.parameters import build_config, require
 from schemas.events import RejectedSignal, TradingSignal, ValidatedSignal
@@ -91,6 +92,8 @@ class RiskState:
     ``positions``: shares per instrument token after every validated order.
     ``trade_date``/``trades_today``: validated orders on the latest exchange date.
     ``last_prices``: latest tick price per instrument token, with its event time.
+    ``seen_signals``: ids of recently decided signals, so a redelivered signal
+    (at-least-once transport) is not counted twice.
     """
 
     cash: Decimal
@@ -98,6 +101,7 @@ class RiskState:
     trade_date: date | None
     trades_today: int
     last_prices: dict[int, tuple[float, datetime | None]]
+    seen_signals: RecentIds = field(default_factory=RecentIds)
 
     def copy(self) -> RiskState:
         """Return a copy that shares no mutable data with this state."""
@@ -107,6 +111,7 @@ class RiskState:
             self.trade_date,
             self.trades_today,
             dict(self.last_prices),
+            self.seen_signals.copy(),
         )
 
 

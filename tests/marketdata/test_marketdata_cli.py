@@ -187,3 +187,25 @@ def test_resolve_instruments_replaces_names_in_strategy_rows() -> None:
     assert rows[0]["instruments"][0] == "NSE:INFY", "the input rows are not modified"
     with pytest.raises(InstrumentError, match=r"strategy 'c': resolve instrument: no instrument 'NSE:NOPE'"):
         resolve_instruments([{"id": "c", "instruments": ["NSE:NOPE"]}], resolver)
+
+
+def test_seed_accepts_exchange_symbol_names(cli: CliRunner, database: str, tmp_path: Path) -> None:
+    from connectors.postgres import load_strategies
+
+    csv_file = tmp_path / "instruments.csv"
+    csv_file.write_text(KITE_CSV)
+    assert cli.invoke(app, ["instruments", "load", "--file", str(csv_file)]).exit_code == 0
+    strategies = tmp_path / "strategies.yaml"
+    strategies.write_text(
+        "strategies:\n"
+        "  - {id: named, strategy_type: momentum, instruments: ['NSE:INFY', 2953217], parameters: {}}\n"
+    )
+    result = cli.invoke(app, ["seed", "--strategies", str(strategies)])
+    assert result.exit_code == 0, result.output
+    assert [row["instruments"] for row in load_strategies(database) if row["id"] == "named"] == [[408065, 2953217]]
+
+    strategies.write_text("strategies:\n  - {id: bad, strategy_type: momentum, instruments: ['NSE:NOPE']}\n")
+    result = cli.invoke(app, ["seed", "--strategies", str(strategies)])
+    assert result.exit_code == 2
+    assert "NSE:NOPE" in result.output
+    assert not [row for row in load_strategies(database) if row["id"] == "bad"]

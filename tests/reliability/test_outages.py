@@ -112,3 +112,41 @@ def test_chaos_sigkill_the_pipeline_five_times(world: World, tmp_path: Path) -> 
         lambda: without_time(world.portfolios()) == without_time(reference), 30, "portfolios to settle"
     )
     assert ledger_duplicates(world.urls.postgres) == 0
+
+
+STATEFUL_STAGES = ("strategy_runner", "risk_manager", "portfolio_manager")
+
+
+def test_chaos_sigkill_the_per_stage_flows(world: World, tmp_path: Path) -> None:
+    """Kill a random per-stage flow (stateful ones, and the trading engine) 6 times mid-stream.
+
+    Restarted flows replay from their snapshots, so downstream flows see
+    redelivered signals and fills; the ledger and portfolios must still equal
+    an uninterrupted run.
+    """
+    rows = world.seed()
+    lines = simulated_ticks(ticks=500, seed=43)
+    fills, reference = replay_reference(world, rows, lines, tmp_path)
+    flows = orchestration.DATAFLOW_SETS["per-stage"]
+    env = {"STRATEGY_RELOAD_S": "0.5"}
+    for name in flows:
+        orchestration.start_dataflow(world.stack, name, world.urls, env=env)
+    rng = random.Random(7)
+    kills = 6
+    chunks = [lines[i * len(lines) // kills : (i + 1) * len(lines) // kills] for i in range(kills)]
+    killed = []
+    for chunk in chunks:
+        world.produce_ticks(chunk)
+        time.sleep(rng.uniform(0.5, 2.5))
+        victim = rng.choice([*STATEFUL_STAGES, "trading_engine"])
+        assert world.stack.kill_process(victim), f"{victim} was not running"
+        killed.append(victim)
+        orchestration.start_dataflow(world.stack, victim, world.urls, env=env)
+    print(f"\nSIGKILLed {killed}; fills so far {len(world.fills())}/{len(fills)}")  # noqa: T201
+    assert set(killed) & set(STATEFUL_STAGES)
+
+    wait_until(lambda: world.fills() == fills, 120, "the ledger to equal an uninterrupted run")
+    wait_until(
+        lambda: without_time(world.portfolios()) == without_time(reference), 60, "portfolios to settle"
+    )
+    assert ledger_duplicates(world.urls.postgres) == 0
