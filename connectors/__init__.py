@@ -1,0 +1,1 @@
+"""I/O only: Kafka, Redis and PostgreSQL, tick files, simulators and market-data feeds."""

@@ -202,7 +202,9 @@ def test_seed_accepts_exchange_symbol_names(cli: CliRunner, database: str, tmp_p
     )
     result = cli.invoke(app, ["seed", "--strategies", str(strategies)])
     assert result.exit_code == 0, result.output
-    assert [row["instruments"] for row in load_strategies(database) if row["id"] == "named"] == [[408065, 2953217]]
+    assert [row["instruments"] for row in load_strategies(database) if row["id"] == "named"] == [
+        [408065, 2953217]
+    ]
 
     strategies.write_text("strategies:\n  - {id: bad, strategy_type: momentum, instruments: ['NSE:NOPE']}\n")
     result = cli.invoke(app, ["seed", "--strategies", str(strategies)])
