@@ -147,12 +147,12 @@ def test_pipeline_recovers_from_sigkill_without_double_counting(world: World, tm
     half = len(lines) // 2
     world.produce_ticks(lines[:half])
     env = {"STRATEGY_RELOAD_S": "0.5"}
-    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
+    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env, snapshot_s=1)
     wait_until(lambda: len(world.fills()) >= 20, 60, "fills before the kill")
     time.sleep(1.5)  # let at least one snapshot (every 1 s) land after the first fills
     assert world.stack.kill_process("pipeline")
     world.produce_ticks(lines[half:])
-    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
+    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env, snapshot_s=1)
 
     wait_until(lambda: world.fills() == fills, 90, "the ledger to equal an uninterrupted run")
     wait_until(
@@ -201,7 +201,7 @@ def test_hot_reload_deactivates_and_activates_strategies(world: World) -> None:
 
 
 def test_lag_of_a_partition_never_read_is_its_size(world: World) -> None:
-    orchestration.start_dataflow(world.stack, "trading_engine", world.urls)  # reads empty topics
+    orchestration.start_dataflow(world.stack, "trading_engine", world.urls, snapshot_s=1)  # reads empty topics
     wait_until(
         lambda: orchestration.recovered_offsets(orchestration.recovery_dir(world.stack, "trading_engine")),
         60,

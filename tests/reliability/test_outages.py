@@ -99,13 +99,13 @@ def test_chaos_sigkill_the_pipeline_five_times(world: World, tmp_path: Path) -> 
     moments = []
     for chunk in chunks:
         world.produce_ticks(chunk)
-        orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
+        orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env, snapshot_s=1)
         moment = rng.uniform(1.0, 4.0)  # start-up takes ~1.5 s: some kills land before it runs
         moments.append(round(moment, 2))
         time.sleep(moment)
         assert world.stack.kill_process("pipeline")
     print(f"\nSIGKILL after {moments} s; fills so far {len(world.fills())}/{len(fills)}")  # noqa: T201
-    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
+    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env, snapshot_s=1)
 
     wait_until(lambda: world.fills() == fills, 90, "the ledger to equal an uninterrupted run")
     wait_until(
@@ -130,7 +130,7 @@ def test_chaos_sigkill_the_per_stage_flows(world: World, tmp_path: Path) -> None
     flows = orchestration.DATAFLOW_SETS["per-stage"]
     env = {"STRATEGY_RELOAD_S": "0.5"}
     for name in flows:
-        orchestration.start_dataflow(world.stack, name, world.urls, env=env)
+        orchestration.start_dataflow(world.stack, name, world.urls, env=env, snapshot_s=1)
     rng = random.Random(7)
     kills = 6
     chunks = [lines[i * len(lines) // kills : (i + 1) * len(lines) // kills] for i in range(kills)]
@@ -141,7 +141,7 @@ def test_chaos_sigkill_the_per_stage_flows(world: World, tmp_path: Path) -> None
         victim = rng.choice([*STATEFUL_STAGES, "trading_engine"])
         assert world.stack.kill_process(victim), f"{victim} was not running"
         killed.append(victim)
-        orchestration.start_dataflow(world.stack, victim, world.urls, env=env)
+        orchestration.start_dataflow(world.stack, victim, world.urls, env=env, snapshot_s=1)
     print(f"\nSIGKILLed {killed}; fills so far {len(world.fills())}/{len(fills)}")  # noqa: T201
     assert set(killed) & set(STATEFUL_STAGES)
 
