@@ -201,7 +201,8 @@ def test_hot_reload_deactivates_and_activates_strategies(world: World) -> None:
 
 
 def test_lag_of_a_partition_never_read_is_its_size(world: World) -> None:
-    orchestration.start_dataflow(world.stack, "trading_engine", world.urls, snapshot_s=1)  # reads empty topics
+    # trading_engine reads only empty topics here
+    orchestration.start_dataflow(world.stack, "trading_engine", world.urls, snapshot_s=1)
     wait_until(
         lambda: orchestration.recovered_offsets(orchestration.recovery_dir(world.stack, "trading_engine")),
         60,
