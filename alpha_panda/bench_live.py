@@ -191,12 +191,7 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
         world.warm_up(flows)
         rss_start = world.rss(flows)
         limit = int(rate * seconds)
-        env = {
-            "FEED_SOURCE": "simulator",
-            "FEED_RATE": str(rate),
-            "FEED_INSTRUMENTS": str(INSTRUMENTS),
-            "FEED_LIMIT": str(limit),
-        }
+        env = orchestration.simulated_feed_env(rate, INSTRUMENTS, limit)
         orchestration.start_dataflow(world.stack, "market_feed", world.urls, env=env, recovery=False)
         deadline = time.monotonic() + seconds + 120
         while world.stack.process("market_feed") is not None and time.monotonic() < deadline:

@@ -90,12 +90,7 @@ def run_demo(
             # A one-minute market trades more than a day's default limit of 50.
             orchestration.start_dataflow(stack, name, urls, env={"MAX_DAILY_TRADES": "100000"})
         limit = int(rate * duration)
-        feed_env = {
-            "FEED_SOURCE": "simulator",
-            "FEED_RATE": str(rate),
-            "FEED_INSTRUMENTS": str(instruments),
-            "FEED_LIMIT": str(limit),
-        }
+        feed_env = orchestration.simulated_feed_env(rate, instruments, limit)
         orchestration.start_dataflow(stack, "market_feed", urls, env=feed_env, recovery=False)
         console.print(
             f"dataflows {', '.join(flows)} and market_feed started ({limit:,} ticks at {rate:,.0f}/s)"

@@ -94,6 +94,16 @@ def start_dataflow(
     return stack.start_process(name, argv, {**server_env(urls), **(env or {})})
 
 
+def simulated_feed_env(rate: float, instruments: int, limit: int) -> dict[str, str]:
+    """Environment of a ``market_feed`` process simulating ``instruments`` at ``rate`` ticks/s."""
+    return {
+        "FEED_SOURCE": "simulator",  # whatever the caller's environment says
+        "FEED_RATE": str(rate),
+        "FEED_INSTRUMENTS": str(instruments),
+        "FEED_LIMIT": str(limit),
+    }
+
+
 def stop_dataflows(stack: LocalStack) -> list[str]:
     """Stop every dataflow process the stack started; return their names."""
     return [name for name in ALL_DATAFLOWS if stack.stop_process(name)]

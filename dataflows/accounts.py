@@ -114,10 +114,22 @@ def to_outbound(envelope: AnyEnvelope) -> Outbound:
 class RiskStep:
     """One account's risk filter: marks update prices, signals get a decision."""
 
-    def __init__(self, risk: RiskFilter, clock: Clock, service: str, state: RiskState | None = None) -> None:
+    def __init__(
+        self,
+        risk: RiskFilter,
+        clock: Clock,
+        service: str,
+        state: RiskState | None = None,
+        *,
+        dedupe: bool = True,
+    ) -> None:
         self._risk = risk
         self._clock = clock
         self._source = f"{service}.risk"
+        # Only a flow reading signals from Kafka can see one twice; in-process
+        # signals come from a snapshot-consistent upstream, so remembering ids
+        # there would only cost memory.
+        self._dedupe = dedupe
         self.state = state if state is not None else risk.new_state()
 
     def on_mark(self, mark: Mark) -> None:
@@ -130,7 +142,7 @@ class RiskStep:
         A redelivered signal (same id, e.g. after its producer restarted) is
         ignored: its decision was published the first time.
         """
-        if not self.state.seen_signals.add(signal.id):
+        if self._dedupe and not self.state.seen_signals.add(signal.id):
             return None
         decision = self._risk.on_signal(self.state, signal.data)
         return envelop(  # type: ignore[return-value]
@@ -414,7 +426,9 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
     """Risk -> execution -> portfolio for one account, in arrival order."""
 
     def __init__(self, steps: AccountSteps, resume: AccountState | None) -> None:
-        self._risk = RiskStep(steps.risk, steps.clock, steps.service, resume.risk if resume else None)
+        self._risk = RiskStep(
+            steps.risk, steps.clock, steps.service, resume.risk if resume else None, dedupe=False
+        )
         self._books = steps.books(resume.books if resume else None)
         self._executor = steps.executor
         self._idle_after = steps.idle_flush_after

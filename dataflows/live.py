@@ -262,6 +262,19 @@ def marks_from_ticks(
     return strategy_stage("marks", ticks, context, updates=updates)
 
 
+def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Servers, Any, Dataflow]:
+    """Start a live flow ``name``: wait for its servers; return them, its params and the flow.
+
+    Every live flow needs Kafka and Postgres (strategy configuration);
+    ``redis`` adds Redis. Params are :class:`dataflows.pipeline.PipelineParams`.
+    """
+    from dataflows.pipeline import PipelineParams  # noqa: PLC0415 - pipeline imports this module lazily
+
+    servers = start(settings)
+    await_servers(servers, kafka=True, redis=redis, postgres=True)
+    return servers, PipelineParams.from_settings(settings, live=True), Dataflow(f"alpha_panda_{name}")
+
+
 def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[str], Any]:
     """Return a module ``__getattr__`` that builds ``flow`` on first access.
 

@@ -174,10 +174,7 @@ def live_flow(settings: Any) -> Dataflow:
     from dataflows import live  # noqa: PLC0415 - live imports settings-dependent connectors
     from dataflows.clock import wall_clock  # noqa: PLC0415
 
-    servers = live.start(settings)
-    live.await_servers(servers, kafka=True, redis=True, postgres=True)
-    params = PipelineParams.from_settings(settings, live=True)
-    flow = Dataflow("alpha_panda_pipeline")
+    servers, params, flow = live.begin(settings, "pipeline", redis=True)
     raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     published = build_pipeline(
         raw,

@@ -17,17 +17,13 @@ from dataflows import live
 from dataflows.accounts import account_of, portfolio_stage, to_outbound
 from dataflows.clock import wall_clock
 from dataflows.ingest import decode_events
-from dataflows.pipeline import PipelineParams
 from schemas.envelope import FilledEnvelope
 from schemas.topics import ORDERS_FILLED, broker_topic
 
 
 def build(settings: Any) -> Dataflow:
     """Build the portfolio manager for ``settings``."""
-    servers = live.start(settings)
-    live.await_servers(servers, kafka=True, redis=True, postgres=True)
-    params = PipelineParams.from_settings(settings, live=True)
-    flow = Dataflow("alpha_panda_portfolio_manager")
+    servers, params, flow = live.begin(settings, "portfolio_manager", redis=True)
     raw_fills = live.kafka_input(
         flow,
         "fills",

@@ -17,17 +17,13 @@ from dataflows import live
 from dataflows.accounts import account_of, risk_stage, to_outbound
 from dataflows.clock import wall_clock
 from dataflows.ingest import decode_events
-from dataflows.pipeline import PipelineParams
 from schemas.envelope import SignalEnvelope
 from schemas.topics import SIGNALS_RAW, broker_topic
 
 
 def build(settings: Any) -> Dataflow:
     """Build the risk manager for ``settings``."""
-    servers = live.start(settings)
-    live.await_servers(servers, kafka=True, postgres=True)
-    params = PipelineParams.from_settings(settings, live=True)
-    flow = Dataflow("alpha_panda_risk_manager")
+    servers, params, flow = live.begin(settings, "risk_manager")
     signal_topics = [broker_topic(b, SIGNALS_RAW) for b in params.brokers]
     raw_signals = live.kafka_input(flow, "raw_signals", servers, signal_topics, tail=settings.kafka_tail)
     signals, dead_signals = decode_events("signals_in", raw_signals, SignalEnvelope, service=params.service)

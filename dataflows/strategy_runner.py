@@ -15,7 +15,6 @@ from dataflows import live
 from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
 from dataflows.ingest import decode_ticks
-from dataflows.pipeline import PipelineParams
 from dataflows.signals import context_for, strategy_stage
 from schemas.envelope import SignalEnvelope
 from schemas.topics import MARKET_TICKS
@@ -23,10 +22,7 @@ from schemas.topics import MARKET_TICKS
 
 def build(settings: Any) -> Dataflow:
     """Build the strategy runner for ``settings``."""
-    servers = live.start(settings)
-    live.await_servers(servers, kafka=True, postgres=True)
-    params = PipelineParams.from_settings(settings, live=True)
-    flow = Dataflow("alpha_panda_strategy_runner")
+    servers, params, flow = live.begin(settings, "strategy_runner")
     raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     ticks, dead = decode_ticks(
         "ingest", raw, service=params.service, dlq_clock=live.live_dlq_clock, derive_ids=False

@@ -16,17 +16,13 @@ from dataflows import live
 from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
 from dataflows.ingest import decode_events
-from dataflows.pipeline import PipelineParams
 from schemas.envelope import ValidatedEnvelope
 from schemas.topics import SIGNALS_VALIDATED, broker_topic
 
 
 def build(settings: Any) -> Dataflow:
     """Build the trading engine for ``settings``."""
-    servers = live.start(settings)
-    live.await_servers(servers, kafka=True, postgres=True)
-    params = PipelineParams.from_settings(settings, live=True)
-    flow = Dataflow("alpha_panda_trading_engine")
+    servers, params, flow = live.begin(settings, "trading_engine")
     raw = live.kafka_input(
         flow,
         "validated_signals",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-DEFAULT_CAPACITY = 10_000
+DEFAULT_CAPACITY = 2_048
 """Ids remembered per account; a replay redelivers at most one epoch's events."""
 
 

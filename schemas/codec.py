@@ -15,16 +15,10 @@ import msgspec
 from schemas.envelope import (
     SCHEMA_VERSION,
     AnyEnvelope,
+    BrokerEnvelope,
     BrokerName,
     DlqEnvelope,
-    FailedEnvelope,
-    FilledEnvelope,
-    PnlEnvelope,
-    RejectedEnvelope,
-    SignalEnvelope,
-    SubmittedEnvelope,
     TickEnvelope,
-    ValidatedEnvelope,
     as_utc,
     event_id,
     tick_id,
@@ -73,17 +67,7 @@ _encoder: Final = msgspec.json.Encoder()
 _any_decoder: Final = msgspec.json.Decoder(AnyEnvelope)
 # A union (not _TickIn alone) so that a missing "type" is an error and a
 # message of another type on market.ticks is named as such.
-_tick_decoder: Final = msgspec.json.Decoder(
-    _TickIn
-    | SignalEnvelope
-    | ValidatedEnvelope
-    | RejectedEnvelope
-    | SubmittedEnvelope
-    | FilledEnvelope
-    | FailedEnvelope
-    | PnlEnvelope
-    | DlqEnvelope
-)
+_tick_decoder: Final = msgspec.json.Decoder(_TickIn | BrokerEnvelope)
 
 
 def encode(envelope: AnyEnvelope) -> bytes:

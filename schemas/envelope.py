@@ -137,6 +137,18 @@ class DlqEnvelope(Envelope, frozen=True, tag="dlq_record"):
     data: DlqRecord
 
 
+BrokerEnvelope: TypeAlias = (
+    SignalEnvelope
+    | ValidatedEnvelope
+    | RejectedEnvelope
+    | SubmittedEnvelope
+    | FilledEnvelope
+    | FailedEnvelope
+    | PnlEnvelope
+    | DlqEnvelope
+)
+"""Every envelope but a tick's."""
+
 AnyEnvelope: TypeAlias = (
     TickEnvelope
     | SignalEnvelope
