@@ -170,9 +170,10 @@ def _log_ends(
         while time.monotonic() < quiet_until:
             messages = consumer.consume(10_000, 0.1)
             for message in messages:
-                if message.error() is None:
-                    key = (message.topic(), message.partition())
-                    ends[key] = max(ends[key], message.offset() + 1)
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if message.error() is None and None not in (topic, partition, offset):
+                    key = (str(topic), int(partition or 0))
+                    ends[key] = max(ends[key], int(offset or 0) + 1)
             if messages:
                 quiet_until = time.monotonic() + 0.2
         consumer.unassign()

@@ -97,7 +97,10 @@ class Settings(BaseSettings):
     def _split_brokers(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
-        unknown = set(value) - set(BROKERS)  # type: ignore[arg-type]
+        if not isinstance(value, tuple | list):
+            msg = f"ACTIVE_BROKERS must be a comma-separated list, got {value!r}"
+            raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueError as a validation error
+        unknown = set(value) - set(BROKERS)
         if unknown:
             msg = f"ACTIVE_BROKERS has unknown broker(s) {sorted(unknown)}; known: {list(BROKERS)}"
             raise ValueError(msg)

@@ -460,8 +460,8 @@ def account_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSt
 
     Out: decisions, orders and P&L snapshots of every account.
     """
-    out = op.stateful(f"{step_id}_accounts", items, lambda resume: _AccountLogic(steps, resume))  # type: ignore[arg-type]
-    return op.key_rm(f"{step_id}_unkey", out)  # type: ignore[return-value]
+    out = op.stateful(f"{step_id}_accounts", items, lambda resume: _AccountLogic(steps, resume))
+    return op.key_rm(f"{step_id}_unkey", out)
 
 
 class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
@@ -481,8 +481,8 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
 
 def risk_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
     """Per-stage risk. In: ``(account_id, Mark | SignalEnvelope)``; out: decisions."""
-    out = op.stateful(f"{step_id}_risk", items, lambda resume: _RiskLogic(steps, resume))  # type: ignore[arg-type]
-    return op.key_rm(f"{step_id}_unkey", out)  # type: ignore[return-value]
+    out = op.stateful(f"{step_id}_risk", items, lambda resume: _RiskLogic(steps, resume))
+    return op.key_rm(f"{step_id}_unkey", out)
 
 
 class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]):
@@ -501,5 +501,5 @@ class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]
 
 def portfolio_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[PnlEnvelope]:
     """Per-stage portfolio. In: ``(account_id, Mark | FilledEnvelope)``; out: snapshots."""
-    out = op.stateful(f"{step_id}_books", items, lambda resume: _PortfolioLogic(steps, resume))  # type: ignore[arg-type]
-    return op.key_rm(f"{step_id}_unkey", out)  # type: ignore[return-value]
+    out = op.stateful(f"{step_id}_books", items, lambda resume: _PortfolioLogic(steps, resume))
+    return op.key_rm(f"{step_id}_unkey", out)

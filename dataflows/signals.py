@@ -77,7 +77,7 @@ class SignalContext:
                 for broker in config.brokers(self.brokers)
             )
             self._cache[key] = accounts
-        return accounts  # type: ignore[no-any-return]
+        return accounts
 
 
 class ContextUpdate(NamedTuple):
@@ -298,7 +298,7 @@ def strategy_stage(
         keyed = op.merge(f"{step_id}_with_updates", keyed, fanned)
     routed = op.stateful(
         f"{step_id}_strategies",
-        keyed,  # type: ignore[arg-type]
+        keyed,
         lambda resume: _ShardLogic(context, resume),
     )
     return op.key_rm(f"{step_id}_unkey", routed)
