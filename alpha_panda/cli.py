@@ -65,6 +65,13 @@ def print_replay_summary(summary: object, out_dir: Path | None = None) -> None:
             f"[{colour}]{acc.total_pnl:,.2f}[/]",
         )
     console.print(table)
+    if summary.topic_counts:
+        topics = Table(title="Messages per topic")
+        topics.add_column("topic")
+        topics.add_column("messages", justify="right")
+        for topic, count in summary.topic_counts.items():
+            topics.add_row(topic, f"{count:,}")
+        console.print(topics)
 
 
 @app.command()

@@ -26,7 +26,6 @@ from connectors.kafka import consumer_config, create_pipeline_topics
 from connectors.postgres import apply_migrations, ledger_counts, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec
-from schemas.errors import AlphaPandaError
 from schemas.topics import MARKET_TICKS, ORDERS_FILLED, SIGNALS_RAW, all_topics, broker_topic
 
 DATAFLOW_SETS: dict[str, tuple[str, ...]] = {
@@ -39,10 +38,6 @@ SNAPSHOT_INTERVAL_S = 5
 (~0.3 s here), so 1 s epochs put a 270 ms p95 on tick-to-fill and 5 s epochs
 27 ms; a restart then replays at most ~5 s of input, whose effects are
 idempotent (deterministic ids, deduplicating ledger, risk and books)."""
-
-
-class OrchestrationError(AlphaPandaError):
-    """The local pipeline could not be started or inspected."""
 
 
 def bootstrap(urls: StackUrls, settings: Settings, strategy_rows: Sequence[dict[str, Any]] = ()) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentError
@@ -51,8 +51,6 @@ DELIVERY_TIMEOUT_MS: Final = 60_000
 """How long librdkafka retries a message before the sink gives up and crashes
 the flow (bytewax recovery then resumes from the last snapshot)."""
 
-KafkaItem = KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[bytes | None, bytes | None]
-"""What :func:`kafka_source` emits: a message, or a consumer error carrying one."""
 
 
 def kafka_config(bootstrap: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def test_design_example_through_the_cli(tmp_path: Path, momentum_file: Path) -> 
     )
     assert result.exit_code == 0, result.output
     assert "mom" in result.output
+    assert "paper.orders.filled" in result.output  # messages per topic
 
     signals = read(out / "paper.signals.raw.jsonl")
     assert [s["data"]["signal_type"] for s in signals] == ["BUY"]
