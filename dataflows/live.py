@@ -275,6 +275,27 @@ def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Server
     return servers, PipelineParams.from_settings(settings, live=True), Dataflow(f"alpha_panda_{name}")
 
 
+def broker_events(
+    flow: Dataflow,
+    step_id: str,
+    servers: Servers,
+    settings: Settings,
+    params: Any,
+    stage: str,
+    expected: type[Any],
+) -> tuple[Stream[Any], Stream[Any]]:
+    """Read ``<broker>.<stage>`` of every active broker; return (envelopes, dead letters).
+
+    Undecodable messages become dead letters for ``<broker>.<stage>.dlq``.
+    """
+    from dataflows.ingest import decode_events  # noqa: PLC0415
+    from schemas.topics import broker_topic  # noqa: PLC0415
+
+    topics = [broker_topic(broker, stage) for broker in params.brokers]
+    raw = kafka_input(flow, step_id, servers, topics, tail=settings.kafka_tail)
+    return decode_events(f"{step_id}_in", raw, expected, service=params.service)
+
+
 def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[str], Any]:
     """Return a module ``__getattr__`` that builds ``flow`` on first access.
 

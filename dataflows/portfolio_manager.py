@@ -16,22 +16,16 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import account_of, portfolio_stage, to_outbound
 from dataflows.clock import wall_clock
-from dataflows.ingest import decode_events
 from schemas.envelope import FilledEnvelope
-from schemas.topics import ORDERS_FILLED, broker_topic
+from schemas.topics import ORDERS_FILLED
 
 
 def build(settings: Any) -> Dataflow:
     """Build the portfolio manager for ``settings``."""
     servers, params, flow = live.begin(settings, "portfolio_manager", redis=True)
-    raw_fills = live.kafka_input(
-        flow,
-        "fills",
-        servers,
-        [broker_topic(b, ORDERS_FILLED) for b in params.brokers],
-        tail=settings.kafka_tail,
+    fills, dead_fills = live.broker_events(
+        flow, "fills", servers, settings, params, ORDERS_FILLED, FilledEnvelope
     )
-    fills, dead_fills = decode_events("fills_in", raw_fills, FilledEnvelope, service=params.service)
     marks = live.marks_from_ticks(flow, servers, settings, params)
     keyed_fills = op.map("fills_by_account", fills, lambda f: (account_of(f), f))
     snapshots = portfolio_stage(

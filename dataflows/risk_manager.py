@@ -16,17 +16,16 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import account_of, risk_stage, to_outbound
 from dataflows.clock import wall_clock
-from dataflows.ingest import decode_events
 from schemas.envelope import SignalEnvelope
-from schemas.topics import SIGNALS_RAW, broker_topic
+from schemas.topics import SIGNALS_RAW
 
 
 def build(settings: Any) -> Dataflow:
     """Build the risk manager for ``settings``."""
     servers, params, flow = live.begin(settings, "risk_manager")
-    signal_topics = [broker_topic(b, SIGNALS_RAW) for b in params.brokers]
-    raw_signals = live.kafka_input(flow, "raw_signals", servers, signal_topics, tail=settings.kafka_tail)
-    signals, dead_signals = decode_events("signals_in", raw_signals, SignalEnvelope, service=params.service)
+    signals, dead_signals = live.broker_events(
+        flow, "signals", servers, settings, params, SIGNALS_RAW, SignalEnvelope
+    )
     marks = live.marks_from_ticks(flow, servers, settings, params)
     keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(s), s))
     decisions = risk_stage(

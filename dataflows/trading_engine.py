@@ -15,22 +15,16 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
-from dataflows.ingest import decode_events
 from schemas.envelope import ValidatedEnvelope
-from schemas.topics import SIGNALS_VALIDATED, broker_topic
+from schemas.topics import SIGNALS_VALIDATED
 
 
 def build(settings: Any) -> Dataflow:
     """Build the trading engine for ``settings``."""
     servers, params, flow = live.begin(settings, "trading_engine")
-    raw = live.kafka_input(
-        flow,
-        "validated_signals",
-        servers,
-        [broker_topic(b, SIGNALS_VALIDATED) for b in params.brokers],
-        tail=settings.kafka_tail,
+    validated, dead = live.broker_events(
+        flow, "validated", servers, settings, params, SIGNALS_VALIDATED, ValidatedEnvelope
     )
-    validated, dead = decode_events("validated_in", raw, ValidatedEnvelope, service=params.service)
     executor = params.account_steps(wall_clock).executor
     orders = op.flat_map("execute", validated, executor.execute)
     live.attach_sinks(
