@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install the project with the extras named in $1
-# ("dev" by default). Re-installs only when pyproject.toml changes.
+# Create .venv (once) and install Alpha Panda from the committed lock
+# (requirements/py3XX.lock: every package pinned with its hashes, the local
+# servers and test tools included), then the project itself, editable and
+# without dependencies. Re-installs only when the lock or pyproject.toml
+# changes. Refresh the lock with scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-dev}"
 
 pick_python() {
     for candidate in "${PYTHON:-}" python3.12 python3.11 python3; do
@@ -22,13 +24,20 @@ if [ ! -x .venv/bin/python ]; then
     py=$(pick_python)
     echo "==> creating .venv with $($py --version)" >&2
     "$py" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip >&2
 fi
 
-stamp=".venv/.installed-${extras}"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+version=$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+lock="requirements/py${version}.lock"
+[ -f "$lock" ] || { echo "no lock for Python ${version}: $lock (run scripts/lock.sh)" >&2; exit 1; }
+
+stamp=".venv/.installed"
+want=$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "==> installing alpha-panda[${extras}] into .venv" >&2
-    .venv/bin/python -m pip install --quiet -e ".[${extras}]" >&2
+    echo "==> installing the locked dependencies ($lock) into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --require-hashes --no-deps -r "$lock" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+        --no-deps --no-build-isolation -e . >&2
+    .venv/bin/python -m pip check >&2
     echo "$want" > "$stamp"
 fi

@@ -6,5 +6,5 @@
 # `alpha-panda demo` (e.g. --duration 20 --mode per-stage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh local
+bash scripts/bootstrap.sh
 exec .venv/bin/alpha-panda demo "$@"

@@ -5,5 +5,5 @@
 # POSTGRES_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh dev
+bash scripts/bootstrap.sh
 exec .venv/bin/python -m pytest "$@"
