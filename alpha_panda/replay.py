@@ -7,7 +7,6 @@ accounts included), and returns a :class:`ReplaySummary`.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 from bytewax.testing import run_main
 
+from connectors.files import OutputCounts
 from dataflows.pipeline import PipelineParams, replay_flow
 from operators.portfolio import Portfolio
 from operators.strategy import StrategyConfig
@@ -24,7 +24,6 @@ from schemas.codec import to_builtins
 from schemas.topics import (
     MARKET_TICKS,
     ORDERS_FILLED,
-    PNL_SNAPSHOTS,
     SIGNALS_RAW,
     SIGNALS_REJECTED,
     SIGNALS_VALIDATED,
@@ -58,19 +57,6 @@ class ReplaySummary:
     topic_counts: dict[str, int] = field(default_factory=dict)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open("rb") as handle:
-        return [orjson.loads(line) for line in handle if line.strip()]
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as handle:
-        count = sum(1 for line in handle if line.strip())
-    return count - 1 if path.suffix.lower() == ".csv" else count
-
-
 def run_replay(
     ticks: Path,
     configs: Sequence[StrategyConfig],
@@ -79,58 +65,48 @@ def run_replay(
     *,
     on_progress: Any = None,
 ) -> ReplaySummary:
-    """Replay ``ticks`` through every stage; write the outputs; summarise them."""
+    """Replay ``ticks`` through every stage; write the outputs; summarise them.
+
+    The summary comes from counts the sink kept while writing: nothing is
+    read back, so memory stays flat in the length of the file.
+    """
     params = params or PipelineParams()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.jsonl"):
         stale.unlink()
-    run_main(replay_flow(ticks, configs, out_dir, params, on_progress=on_progress))
+    counts = OutputCounts()
+    run_main(replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts))
 
-    lines = _count_lines(ticks)
-    dead = len(_read_jsonl(out_dir / f"{dlq_topic(MARKET_TICKS)}.jsonl"))
-    summary = ReplaySummary(lines=lines, ticks=lines - dead, dead_letters=dead)
-    summary.topic_counts = {
-        p.name[: -len(".jsonl")]: _count_lines(p) for p in sorted(out_dir.glob("*.jsonl"))
-    }
+    topic_counts = counts.topic_counts()
+    dead = topic_counts.get(dlq_topic(MARKET_TICKS), 0)
+    total = counts.lines_read
+    summary = ReplaySummary(lines=total, ticks=total - dead, dead_letters=dead)
+    summary.topic_counts = dict(sorted(topic_counts.items()))
 
     portfolio = Portfolio(params.portfolio)
     portfolios: dict[str, dict[str, Any]] = {broker: {} for broker in params.brokers}
+    stages = {"signals": SIGNALS_RAW, "validated": SIGNALS_VALIDATED, "rejected": SIGNALS_REJECTED, "fills": ORDERS_FILLED}
     for broker in params.brokers:
         for config in configs:
             if not config.is_active or broker not in config.brokers(params.brokers):
                 continue
             account = summary.accounts.setdefault((broker, config.id), AccountSummary())
-            fresh = portfolio.snapshot(
-                portfolio.new_state(),
-                strategy_id=config.id,
-                broker=broker,
-                timestamp=datetime(1970, 1, 1, tzinfo=UTC),
-            )
-            portfolios[broker][config.id] = to_builtins(fresh)  # type: ignore[arg-type]
-        counters = {
-            "signals": (SIGNALS_RAW, "strategy_id"),
-            "validated": (SIGNALS_VALIDATED, None),
-            "rejected": (SIGNALS_REJECTED, None),
-            "fills": (ORDERS_FILLED, "strategy_id"),
-        }
-        for attr, (stage, field_name) in counters.items():
-            counts: Counter[str] = Counter()
-            for message in _read_jsonl(out_dir / f"{broker_topic(broker, stage)}.jsonl"):
-                data = message["data"]
-                counts[data[field_name] if field_name else data["original_signal"]["strategy_id"]] += 1
-            for strategy_id, count in counts.items():
-                setattr(summary.accounts.setdefault((broker, strategy_id), AccountSummary()), attr, count)
-        last: dict[str, dict[str, Any]] = defaultdict(dict)
-        for message in _read_jsonl(out_dir / f"{broker_topic(broker, PNL_SNAPSHOTS)}.jsonl"):
-            last[message["data"]["strategy_id"]] = message["data"]
-        for strategy_id, snapshot in last.items():
-            portfolios[broker][strategy_id] = snapshot
-        for strategy_id, snapshot in portfolios[broker].items():
-            account = summary.accounts.setdefault((broker, strategy_id), AccountSummary())
-            account.realized_pnl = snapshot["realized_pnl"]
-            account.unrealized_pnl = snapshot["unrealized_pnl"]
-            account.total_pnl = snapshot["total_pnl"]
-            account.fees_paid = snapshot["fees_paid"]
+            for attr, stage in stages.items():
+                setattr(account, attr, counts.messages.get((broker_topic(broker, stage), config.id), 0))
+            snapshot = counts.last_snapshots.get((broker, config.id))
+            if snapshot is None:
+                snapshot = portfolio.snapshot(
+                    portfolio.new_state(),
+                    strategy_id=config.id,
+                    broker=broker,
+                    timestamp=datetime(1970, 1, 1, tzinfo=UTC),
+                )
+            data = to_builtins(snapshot)  # type: ignore[arg-type]
+            portfolios[broker][config.id] = data
+            account.realized_pnl = data["realized_pnl"]
+            account.unrealized_pnl = data["unrealized_pnl"]
+            account.total_pnl = data["total_pnl"]
+            account.fees_paid = data["fees_paid"]
     (out_dir / "portfolio.json").write_bytes(
         orjson.dumps(portfolios, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )

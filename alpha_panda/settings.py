@@ -6,9 +6,11 @@ Only ``dataflows/`` and the CLI import this module. Secrets are
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,6 +52,14 @@ class Settings(BaseSettings):
     fill_latency_ms: int = Field(default=0, ge=0)
     fill_seed: int = 0
     mark_interval_s: float = Field(default=1.0, ge=0)
+
+    # Event time: an account publishes at most one P&L snapshot per
+    # interval (plus one at end of input); a tick dated more than the skew
+    # after the newest one seen is dead-lettered; a time without a UTC
+    # offset is read in NAIVE_TIMEZONE (an IANA zone, or "reject").
+    snapshot_interval_s: float = Field(default=10.0, ge=0)
+    max_tick_skew_s: float = Field(default=86_400.0, gt=0)
+    naive_timezone: str = "UTC"
 
     # Zerodha Kite Connect. Live orders need all three *and* the switch.
     zerodha_live_trading: bool = False
@@ -105,6 +115,23 @@ class Settings(BaseSettings):
             msg = f"ACTIVE_BROKERS has unknown broker(s) {sorted(unknown)}; known: {list(BROKERS)}"
             raise ValueError(msg)
         return value
+
+    @field_validator("naive_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value != "reject":
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                msg = f"NAIVE_TIMEZONE must be an IANA time zone (e.g. Asia/Kolkata) or 'reject', got {value!r}"
+                raise ValueError(msg) from err
+        return value
+
+    def naive_zone(self) -> tzinfo | str:
+        """How decoders read a time without an offset: a zone, or ``"reject"``."""
+        if self.naive_timezone == "reject":
+            return "reject"
+        return UTC if self.naive_timezone == "UTC" else ZoneInfo(self.naive_timezone)
 
     @property
     def zerodha_live(self) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -18,9 +20,10 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from schemas.codec import RawMessage, encode
-from schemas.envelope import Outbound
+from schemas.codec import RawBatch, encode_lines
+from schemas.envelope import Outbound, PnlEnvelope
 from schemas.topics import MARKET_TICKS
+
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes consumed since the previous call."""
@@ -43,14 +46,16 @@ def _csv_line_to_json(header: list[str], line: str) -> bytes:
     return orjson.dumps({"type": "market_tick", "data": data})
 
 
-class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
+class _TickFilePartition(StatefulSourcePartition[RawBatch, int]):
     def __init__(
         self,
         path: Path,
         resume_line: int | None,
         batch_size: int,
         on_progress: ProgressCallback | None,
+        tally: OutputCounts | None = None,
     ) -> None:
+        self._tally = tally
         self._file: IO[bytes] = path.open("rb")
         self._is_csv = path.suffix.lower() == ".csv"
         self._header: list[str] = []
@@ -73,8 +78,9 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
             self._line_no += 1
             yield self._line_no, line
 
-    def next_batch(self) -> list[RawMessage]:
-        batch: list[RawMessage] = []
+    def next_batch(self) -> list[RawBatch]:
+        values: list[bytes] = []
+        offsets: list[int] = []
         consumed = 0
         for line_no, line in self._lines():
             consumed += len(line)
@@ -86,12 +92,15 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
                     stripped = _csv_line_to_json(self._header, stripped.decode("utf-8"))
                 except UnicodeDecodeError:
                     pass  # keep the raw bytes: the decoder reports invalid UTF-8
-            batch.append(RawMessage(MARKET_TICKS, None, stripped, 0, line_no))
+            values.append(stripped)
+            offsets.append(line_no)
         if consumed == 0:
             raise StopIteration
         if self._on_progress is not None:
             self._on_progress(consumed)
-        return batch
+        if self._tally is not None:
+            self._tally.lines_read += len(values)
+        return [RawBatch(MARKET_TICKS, values, offsets)] if values else []
 
     def snapshot(self) -> int:
         return self._line_no
@@ -100,8 +109,8 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
         self._file.close()
 
 
-class TickFileSource(FixedPartitionedSource[RawMessage, int]):
-    """Read a JSONL or CSV tick file as :class:`RawMessage` items, in file order.
+class TickFileSource(FixedPartitionedSource[RawBatch, int]):
+    """Read a JSONL or CSV tick file as :class:`RawBatch` items of ``batch_size`` lines, in file order.
 
     One partition (a file has one order). Resumes after the last line read.
     ``on_progress`` receives bytes consumed, for a progress bar.
@@ -111,12 +120,14 @@ class TickFileSource(FixedPartitionedSource[RawMessage, int]):
         self,
         path: Path,
         *,
-        batch_size: int = 1024,
+        batch_size: int = 4096,
         on_progress: ProgressCallback | None = None,
+        tally: OutputCounts | None = None,
     ) -> None:
         self._path = Path(path)
         self._batch_size = batch_size
         self._on_progress = on_progress
+        self._tally = tally
 
     def list_parts(self) -> list[str]:
         """One partition: the file."""
@@ -124,14 +135,52 @@ class TickFileSource(FixedPartitionedSource[RawMessage, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TickFilePartition:
         """Open the file, resuming after line ``resume_state`` if given."""
-        return _TickFilePartition(self._path, resume_state, self._batch_size, self._on_progress)
+        return _TickFilePartition(self._path, resume_state, self._batch_size, self._on_progress, self._tally)
 
 
-class _JsonlTopicPartition(StatelessSinkPartition[Outbound]):
-    def __init__(self, out_dir: Path, worker_index: int, worker_count: int) -> None:
+class OutputCounts:
+    """What a sink wrote, counted as it streams (nothing re-reads the files).
+
+    ``messages[(topic, strategy_id)]``: messages per topic and account key
+    (the strategy id every broker event is partitioned by; ``None`` for
+    dead letters of ticks). ``last_snapshots[(broker, strategy_id)]``: the
+    latest ``pnl_snapshot`` data of each account.
+    """
+
+    def __init__(self) -> None:
+        self.messages: Counter[tuple[str, str | None]] = Counter()
+        self.lines_read = 0
+        """Non-blank input lines read (the CSV header excluded), when a source reports them."""
+        self.last_snapshots: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def add(self, by_topic: dict[str, list[Outbound]]) -> None:
+        """Count one written batch."""
+        with self._lock:
+            messages = self.messages
+            for topic, items in by_topic.items():
+                for item in items:
+                    messages[topic, item.partition_key] += 1
+                last = items[-1].envelope
+                if isinstance(last, PnlEnvelope):
+                    for item in items:
+                        data = item.envelope.data
+                        self.last_snapshots[data.broker, data.strategy_id] = data
+
+    def topic_counts(self) -> dict[str, int]:
+        """Messages per topic."""
+        totals: Counter[str] = Counter()
+        for (topic, _key), count in self.messages.items():
+            totals[topic] += count
+        return dict(totals)
+
+
+class _JsonlTopicPartition(StatelessSinkPartition[Any]):
+    def __init__(self, out_dir: Path, worker_index: int, worker_count: int, counts: OutputCounts) -> None:
         self._out_dir = out_dir
         self._suffix = "" if worker_count == 1 else f".worker{worker_index}"
         self._files: dict[str, io.BufferedWriter] = {}
+        self._counts = counts
 
     def _file(self, topic: str) -> io.BufferedWriter:
         handle = self._files.get(topic)
@@ -140,26 +189,37 @@ class _JsonlTopicPartition(StatelessSinkPartition[Outbound]):
             self._files[topic] = handle
         return handle
 
-    def write_batch(self, items: list[Outbound]) -> None:
+    def write_batch(self, items: list[Any]) -> None:
+        by_topic: dict[str, list[Outbound]] = {}
         for item in items:
-            self._file(item.topic).write(encode(item.envelope) + b"\n")
+            for message in item if isinstance(item, list) else (item,):
+                group = by_topic.get(message.topic)
+                if group is None:
+                    group = by_topic[message.topic] = []
+                group.append(message)
+        for topic, group in by_topic.items():
+            self._file(topic).write(encode_lines([m.envelope for m in group]))
+        self._counts.add(by_topic)
 
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()
 
 
-class JsonlTopicSink(DynamicSink[Outbound]):
+class JsonlTopicSink(DynamicSink[Any]):
     """Write each :class:`Outbound` to ``out_dir/<topic>.jsonl``, one envelope a line.
 
+    Items are messages or lists of messages (a batch of the hot path).
     Files are created only for topics that receive messages. With several
-    workers each writes its own ``<topic>.workerN.jsonl``.
+    workers each writes its own ``<topic>.workerN.jsonl``. ``counts``
+    tallies what was written, as it is written.
     """
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, counts: OutputCounts | None = None) -> None:
         self._out_dir = Path(out_dir)
         self._out_dir.mkdir(parents=True, exist_ok=True)
+        self.counts = counts if counts is not None else OutputCounts()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonlTopicPartition:
         """One writer per worker."""
-        return _JsonlTopicPartition(self._out_dir, worker_index, worker_count)
+        return _JsonlTopicPartition(self._out_dir, worker_index, worker_count, self.counts)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
+from bytewax.inputs import StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentError
@@ -39,7 +40,7 @@ from connectors.errors import (
     SinkInputError,
     TopicAdminError,
 )
-from schemas.codec import RawMessage, encode
+from schemas.codec import RawBatch, RawMessage, encode
 from schemas.envelope import Outbound
 from schemas.topics import BROKERS, all_topics
 
@@ -298,6 +299,52 @@ class _KafkaSource(KafkaSource):
         return parts
 
 
+class _BatchingPartition(StatefulSourcePartition[RawBatch, Any]):
+    """A Kafka partition whose every poll becomes one :class:`RawBatch` (errors are logged)."""
+
+    def __init__(self, inner: Any, topic: str) -> None:
+        self._inner = inner
+        self._topic = topic
+
+    def next_batch(self) -> list[RawBatch]:
+        values: list[bytes] = []
+        offsets: list[int] = []
+        keys: list[bytes | None] = []
+        partitions: list[int] = []
+        stamps: list[datetime | None] = []
+        for message in self._inner.next_batch():
+            if not isinstance(message, KafkaSourceMessage):
+                log.warning("Kafka consumer error on %s: %s", self._topic, message)
+                continue
+            raw = raw_message(message)
+            values.append(raw.value)
+            offsets.append(raw.offset if raw.offset is not None else -1)
+            keys.append(raw.key)
+            partitions.append(raw.partition if raw.partition is not None else -1)
+            stamps.append(raw.timestamp)
+        if not values:
+            return []
+        return [RawBatch(self._topic, values, offsets, None, keys, partitions, stamps)]
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()  # type: ignore[no-any-return]
+
+    def snapshot(self) -> Any:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _BatchingKafkaSource(_KafkaSource):
+    """:class:`_KafkaSource` emitting one :class:`RawBatch` per poll of a partition."""
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _BatchingPartition:
+        """Wrap bytewax's partition reader."""
+        topic = for_part.split("-", 1)[1]
+        return _BatchingPartition(super().build_part(step_id, for_part, resume_state), topic)
+
+
 def kafka_source(
     bootstrap: str,
     topics: Iterable[str],
@@ -306,8 +353,11 @@ def kafka_source(
     starting_offset: int = OFFSET_BEGINNING,
     batch_size: int = 1000,
     add_config: dict[str, Any] | None = None,
+    batched: bool = False,
 ) -> KafkaSource:
     """Return a bytewax source reading ``topics``, one input partition per Kafka partition.
+
+    ``batched``: emit one :class:`schemas.codec.RawBatch` per poll instead.
 
     Emits :class:`bytewax.connectors.kafka.KafkaSourceMessage` (``key``,
     ``value`` bytes, ``topic``, ``partition``, ``offset``, ``timestamp`` as
@@ -322,7 +372,7 @@ def kafka_source(
     for key in ("bootstrap.servers", "group.id", "enable.partition.eof", "enable.auto.commit"):
         config.pop(key)
     config.update(add_config or {})
-    return _KafkaSource(
+    return (_BatchingKafkaSource if batched else _KafkaSource)(
         bootstrap,
         list(topics),
         tail=tail,

@@ -42,6 +42,11 @@ def _dead(raw: RawMessage, err: DecodeError, service: str, now: datetime) -> Out
     return Outbound(dlq_topic(raw.topic), letter.key, letter)
 
 
+def dead_tick(raw: RawMessage, err: DecodeError, service: str, dlq_clock: Callable[[RawMessage], datetime]) -> Outbound:
+    """The dead letter of a tick that failed to decode (counted in ``alpha_panda_dlq_messages``)."""
+    return _dead(raw, err, service, dlq_clock(raw))
+
+
 def _split(step_id: str, decoded: Stream[Any]) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
     # Each item is an envelope or a dead letter (an Outbound); no wrapper per message.
     branches = op.branch(f"{step_id}_ok", decoded, lambda d: not isinstance(d, Outbound))

@@ -27,7 +27,7 @@ from dataflows.metrics import DLQ_MESSAGES, RETRIES, serve_metrics
 from operators.errors import ConfigError
 from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
-from schemas.codec import RawMessage
+from schemas.codec import RawBatch, RawMessage
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, PnlEnvelope, SubmittedEnvelope
 from schemas.errors import AlphaPandaError
 
@@ -132,6 +132,13 @@ def kafka_input(
         return None
 
     return op.filter_map(f"{step_id}_raw", messages, keep)
+
+
+def kafka_batches(
+    flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
+) -> Stream[RawBatch]:
+    """Read ``topics`` as one :class:`RawBatch` per poll of a partition; consumer errors are logged."""
+    return op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail, batched=True))
 
 
 def parse_configs(rows: Sequence[dict[str, Any]]) -> list[StrategyConfig]:

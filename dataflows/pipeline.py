@@ -1,9 +1,11 @@
 """Every stage in one flow: ticks -> strategies -> risk -> execution -> portfolio.
 
 ``build_pipeline`` is the wiring shared by the replay flow and the live
-all-in-one flow: raw tick messages in, one stream of
+all-in-one flow: batches of raw tick messages in, lists of
 :class:`schemas.envelope.Outbound` out (every stage's events, both brokers,
-dead letters included). Sinks are attached by the caller.
+dead letters included), one list per input batch. Sinks are attached by the
+caller. The per-tick work is :class:`operators.shard.TradingShard`; this
+module only wires it.
 
 ``python -m bytewax.run dataflows.pipeline`` runs the live flow (Kafka in,
 Kafka/Redis/Postgres out); the module attribute ``flow`` is built on first
@@ -12,27 +14,29 @@ access so that importing this module reads no settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import StatefulLogic
 
-from connectors.files import JsonlTopicSink, ProgressCallback, TickFileSource
-from dataflows.accounts import AccountSteps, ExecutionRoute, Executor, account_stage, to_outbound
+from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, TickFileSource
+from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
 from dataflows.clock import Clock, event_time_clock
-from dataflows.ingest import decode_ticks
-from dataflows.signals import context_for, strategy_stage
+from dataflows.ingest import dead_tick
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
-from operators.strategy import StrategyConfig
-from schemas.codec import RawMessage
-from schemas.envelope import Outbound, SignalEnvelope
+from operators.shard import ShardConfig, ShardState, TradingShard
+from operators.strategy import InstrumentStrategies, StrategyConfig
+from schemas.codec import NaiveZone, RawBatch, TimeCache, decode_tick_batch
+from schemas.envelope import Outbound
 from schemas.events import ExecutionMode
 from schemas.topics import MARKET_TICKS
 
@@ -46,6 +50,9 @@ class PipelineParams:
     fills: FillConfig = FillConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
     mark_interval: timedelta = timedelta(seconds=1)
+    snapshot_interval: timedelta = timedelta(seconds=10)
+    max_tick_skew: timedelta = timedelta(days=1)
+    naive_tz: NaiveZone = UTC
     zerodha_mode: ExecutionMode = "dry_run"
     service: str = "alpha-panda"
     shards: int = 1
@@ -55,8 +62,9 @@ class PipelineParams:
     def from_settings(cls, settings: Any, *, live: bool = False) -> PipelineParams:
         """Build params from :class:`alpha_panda.settings.Settings`.
 
-        ``live`` flows also mark ticks left unmarked for a mark interval of
-        wall-clock time; replays mark only by event time and at end of input.
+        ``live`` flows also publish held-back snapshots after a quiet spell
+        of a mark interval of wall-clock time; replays only by event time
+        and at end of input.
         """
         cash = Decimal(settings.starting_cash)
         return cls(
@@ -77,6 +85,9 @@ class PipelineParams:
             ),
             portfolio=PortfolioConfig(starting_cash=cash),
             mark_interval=timedelta(seconds=settings.mark_interval_s),
+            snapshot_interval=timedelta(seconds=settings.snapshot_interval_s),
+            max_tick_skew=timedelta(seconds=settings.max_tick_skew_s),
+            naive_tz=settings.naive_zone(),
             zerodha_mode="live" if settings.zerodha_live else "dry_run",
             service=settings.service_name,
             idle_mark_after=timedelta(seconds=settings.mark_interval_s) if live else None,
@@ -87,7 +98,7 @@ class PipelineParams:
         return {"paper": ExecutionRoute("paper"), "zerodha": ExecutionRoute(self.zerodha_mode)}
 
     def account_steps(self, clock: Clock) -> AccountSteps:
-        """The risk, execution and portfolio steps every account is built from."""
+        """The risk, execution and portfolio steps every account is built from (per-stage flows)."""
         executor = Executor(FillSimulator(self.fills), self.routes(), clock, self.service)
         return AccountSteps(
             RiskFilter(self.risk),
@@ -95,52 +106,171 @@ class PipelineParams:
             Portfolio(self.portfolio),
             clock,
             self.service,
-            snapshot_interval=self.mark_interval,
+            snapshot_interval=self.snapshot_interval,
             idle_flush_after=self.idle_mark_after,
         )
 
+    def shard_config(self) -> ShardConfig:
+        """What every trading shard of the all-in-one flow shares."""
+        return ShardConfig(
+            brokers=self.brokers,
+            snapshot_interval=self.snapshot_interval,
+            max_tick_skew=self.max_tick_skew,
+            service=self.service,
+        )
+
+
+def shard_of(strategy_id: str, shards: int) -> int:
+    """Stable shard of a strategy (crc32, the same in every process)."""
+    return zlib.crc32(strategy_id.encode("utf-8")) % shards
+
+
+class DecodedTicks(NamedTuple):
+    """The good ticks of one raw batch, with where each came from."""
+
+    ticks: list[Any]
+    times: list[datetime]
+    raw: RawBatch
+    index: list[int]
+
+
+class _Origins:
+    """``origins[i]``: (topic, key, value, partition, offset) of decoded tick ``i``, on demand."""
+
+    def __init__(self, decoded: DecodedTicks) -> None:
+        self._decoded = decoded
+
+    def __len__(self) -> int:
+        return len(self._decoded.index)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        message = self._decoded.raw.message(self._decoded.index[i])
+        return (message.topic, message.key, message.value, message.partition, message.offset)
+
+
+class ShardItem(NamedTuple):
+    """Work for one shard: decoded ticks, or a new strategy set (hot reload)."""
+
+    shard: int
+    ticks: DecodedTicks | None = None
+    configs: tuple[StrategyConfig, ...] | None = None
+
+
+class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
+    """Bytewax glue around one :class:`TradingShard`: a batch in, a list of messages out."""
+
+    def __init__(
+        self,
+        build: Callable[[int, ShardState | None], TradingShard],
+        resume: tuple[int, ShardState] | None,
+        idle_after: timedelta | None,
+    ) -> None:
+        self._build = build
+        self._index = resume[0] if resume is not None else 0
+        self._shard: TradingShard | None = build(*resume) if resume is not None else None
+        self._idle_after = idle_after
+        self._flush_at: datetime | None = None
+
+    def _for(self, shard: int) -> TradingShard:
+        if self._shard is None:
+            self._shard = self._build(shard, None)
+        return self._shard
+
+    def on_item(self, value: ShardItem) -> tuple[Iterable[list[Outbound]], bool]:
+        self._index = value.shard
+        shard = self._for(value.shard)
+        if value.configs is not None:
+            shard.reload(value.configs)
+            return (), StatefulLogic.RETAIN
+        assert value.ticks is not None  # noqa: S101 - ShardItem carries one or the other
+        out = shard.on_batch(value.ticks.ticks, value.ticks.times, _Origins(value.ticks))
+        return ((out,) if out else ()), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[list[Outbound]], bool]:
+        out = self._shard.flush() if self._shard is not None else []
+        return ((out,) if out else ()), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        idle = self._idle_after
+        if idle is None or self._shard is None or not self._shard.has_pending:
+            self._flush_at = None
+            return None
+        if self._flush_at is None:
+            self._flush_at = datetime.now(UTC) + idle
+        return self._flush_at
+
+    def on_notify(self) -> tuple[Iterable[list[Outbound]], bool]:
+        # A quiet market: bring Redis to the latest books without waiting for the next tick.
+        self._flush_at = None
+        return self.on_eof()
+
+    def snapshot(self) -> Any:
+        assert self._shard is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
+        return (self._index, self._shard.snapshot())
+
 
 def build_pipeline(
-    raw_ticks: Stream[RawMessage],
+    raw_ticks: Stream[RawBatch],
     configs: Sequence[StrategyConfig],
     params: PipelineParams,
     *,
     clock: Clock,
-    dlq_clock: Callable[[RawMessage], datetime],
+    dlq_clock: Callable[[Any], datetime],
     config_updates: Stream[Sequence[StrategyConfig]] | None = None,
-) -> Stream[Outbound]:
-    """Wire every stage; return every published message as one stream.
+) -> Stream[list[Outbound]]:
+    """Wire every stage; return every published message, a list per input batch.
 
-    In: raw ``market.ticks`` messages, and optionally new strategy sets (hot
+    In: raw ``market.ticks`` batches, and optionally new strategy sets (hot
     reload). Out: signals, validated and rejected signals,
     submitted/filled/failed orders and P&L snapshots on each broker's
     topics, and dead letters on ``market.ticks.dlq``.
+
+    :raises ConfigError: a strategy set the shards cannot run (e.g. a
+        duplicated id), before the flow starts.
     """
-    ticks, dead_ticks = decode_ticks(
-        "ingest", raw_ticks, service=params.service, dlq_clock=dlq_clock, derive_ids=False
+    InstrumentStrategies([c for c in configs if c.is_active])  # fail fast on a bad set
+    shards = max(1, params.shards)
+    risk, portfolio = RiskFilter(params.risk), Portfolio(params.portfolio)
+    executor = Executor(FillSimulator(params.fills), params.routes(), clock, params.service)
+    shard_config = params.shard_config()
+
+    def mine(shard: int, strategy_set: Iterable[StrategyConfig]) -> list[StrategyConfig]:
+        return [c for c in strategy_set if shard_of(c.id, shards) == shard]
+
+    def build(shard: int, state: ShardState | None) -> TradingShard:
+        return TradingShard(
+            mine(shard, configs), shard_config, risk, portfolio, executor.execute, clock, state,
+            emit_dead_letters=shard == 0,
+        )
+
+    times = TimeCache(params.naive_tz)
+
+    def decode(batch: RawBatch) -> list[Any]:
+        decoded = decode_tick_batch(batch.values, times)
+        items: list[Any] = []
+        if decoded.ticks:
+            items.append(DecodedTicks(decoded.ticks, decoded.times, batch, decoded.index))
+        if decoded.failed:
+            items.append([dead_tick(batch.message(i), err, params.service, dlq_clock) for i, err in decoded.failed])
+        return items
+
+    parts = op.flat_map("ingest_decode", raw_ticks, decode)
+    split = op.branch("ingest_ok", parts, lambda item: isinstance(item, DecodedTicks))
+    keyed = op.flat_map(
+        "to_shards", split.trues, lambda ticks: [(str(i), ShardItem(i, ticks)) for i in range(shards)]
     )
-    context = context_for(
-        configs,
-        brokers=params.brokers,
-        mark_interval=params.mark_interval,
-        clock=clock,
-        service=params.service,
-        shards=params.shards,
-        idle_mark_after=params.idle_mark_after,
-    )
-    updates = None
     if config_updates is not None:
-        updates = op.map("strategy_contexts", config_updates, lambda configs: context.with_configs(configs))
-    routed = strategy_stage("strategies", ticks, context, updates=updates)
-    signals = op.filter_map(
-        "signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None
-    )
-    decided = account_stage("accounts", routed, params.account_steps(clock))
-    events = op.merge("broker_events", signals, decided)
-    return op.merge("published", op.map("publish", events, to_outbound), dead_ticks)
+        reloads = op.flat_map(
+            "reloads_to_shards",
+            config_updates,
+            lambda new: [(str(i), ShardItem(i, configs=tuple(mine(i, new)))) for i in range(shards)],
+        )
+        keyed = op.merge("shard_work", keyed, reloads)
+    published = op.key_rm("unkey", op.stateful("trading", keyed, lambda resume: _ShardLogic(build, resume, params.idle_mark_after)))
+    return op.merge("published", published, split.falses)
 
 
-def _replay_dlq_clock(msg: RawMessage) -> datetime:
+def _replay_dlq_clock(msg: Any) -> datetime:
     # Dead letters of a replay are stamped with a fixed time so that two runs
     # over the same file are byte-identical.
     return datetime(1970, 1, 1, tzinfo=UTC)
@@ -153,15 +283,17 @@ def replay_flow(
     params: PipelineParams | None = None,
     *,
     on_progress: ProgressCallback | None = None,
-    batch_size: int = 1024,
+    batch_size: int = 4096,
+    counts: OutputCounts | None = None,
 ) -> Dataflow:
-    """The no-server flow: a tick file in, ``out_dir/<topic>.jsonl`` out."""
+    """The no-server flow: a tick file in, ``out_dir/<topic>.jsonl`` out (tallied in ``counts``)."""
     flow = Dataflow("alpha_panda_replay")
-    raw = op.input("ticks", flow, TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress))
+    source = TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress, tally=counts)
+    raw = op.input("ticks", flow, source)
     out = build_pipeline(
         raw, configs, params or PipelineParams(), clock=event_time_clock, dlq_clock=_replay_dlq_clock
     )
-    op.output("topics", out, JsonlTopicSink(out_dir))
+    op.output("topics", out, JsonlTopicSink(out_dir, counts))
     return flow
 
 
@@ -175,8 +307,8 @@ def live_flow(settings: Any) -> Dataflow:
     from dataflows.clock import wall_clock  # noqa: PLC0415
 
     servers, params, flow = live.begin(settings, "pipeline", redis=True)
-    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
-    published = build_pipeline(
+    raw = live.kafka_batches(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
+    batches = build_pipeline(
         raw,
         live.initial_configs(servers),
         params,
@@ -184,6 +316,7 @@ def live_flow(settings: Any) -> Dataflow:
         dlq_clock=live.live_dlq_clock,
         config_updates=live.config_updates(flow, servers, settings),
     )
+    published = op.flat_map("messages", batches, lambda batch: batch)
     live.attach_sinks(published, servers, redis=True, ledger=True)
     return flow
 

@@ -215,3 +215,23 @@ class RiskFilter:
             risk_checks=checks,
             timestamp=signal.timestamp,
         )
+
+    def release(self, state: RiskState, validated: ValidatedSignal) -> None:
+        """Undo what validating ``validated`` booked: its order failed or was cancelled.
+
+        The position, the estimated cash and the daily trade count return to
+        what they would be had the signal never been validated (the count
+        only while the order's exchange date is still the latest one).
+        """
+        cfg = self.config
+        signal = validated.original_signal
+        token = signal.instrument_token
+        quantity = validated.validated_quantity
+        buying = signal.signal_type == "BUY"
+        fill = slipped_price(signal.signal_type, to_decimal(validated.validated_price), cfg.slippage_bps) * quantity
+        fees = commission(fill, cfg.commission_bps)
+        held = state.positions.get(token, 0)
+        state.positions[token] = held - quantity if buying else held + quantity
+        state.cash = state.cash + fill + fees if buying else state.cash - (fill - fees)
+        if state.trade_date == signal.timestamp.date() and state.trades_today > 0:
+            state.trades_today -= 1

@@ -265,6 +265,14 @@ class InstrumentStrategies:
                 decisions.append((runner.config, decision))
         return decisions
 
+    def runner_state(self, state: InstrumentState, strategy_id: str) -> tuple[StrategyLogic, StrategyState]:
+        """The logic of strategy ``strategy_id`` and its state in ``state`` (created or restarted as needed)."""
+        runner = self._runners[strategy_id]
+        existing = state.strategies.get(strategy_id)
+        if existing is None or state.built_for.get(strategy_id) != runner.typed:
+            existing = _adopt(state, runner)
+        return runner.logic, existing
+
     def reconcile(self, state: InstrumentState, token: int) -> None:
         """Drop from ``state`` every strategy that no longer trades ``token`` as built.
 

@@ -33,24 +33,75 @@ _NAMESPACE: Final = uuid.UUID("6f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")
 _NAMESPACE_BYTES: Final = _NAMESPACE.bytes
 
 
+_VARIANT: Final = "89ab"
+
+
 def _uuid5(name: str) -> str:
-    # uuid.uuid5 without its object overhead (a third of the cost): the same
-    # SHA-1 of namespace + name, version and variant bits, canonical text.
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])  # noqa: S324 - RFC 4122 v5
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
+    # uuid.uuid5 without its object overhead: the same SHA-1 of namespace +
+    # name, version 5 and the RFC 4122 variant
+    # written straight into the canonical text.
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()  # noqa: S324 - RFC 4122 v5
     text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    variant = _VARIANT[(digest[8] >> 4) & 3]
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{variant}{text[17:20]}-{text[20:32]}"
 
 
 def event_id(kind: str, *parts: object) -> str:
     """Return the deterministic id (a UUIDv5) of a ``kind`` event caused by ``parts``."""
+    if len(parts) == 1:
+        return _uuid5(f"{kind}|{parts[0]}")
     return _uuid5("|".join([kind, *map(str, parts)]))
 
 
-def tick_id(tick: MarketTick) -> str:
-    """Return the id of a tick from its instrument, exchange time and price."""
-    return _uuid5(f"market_tick|{tick.instrument_token}|{tick.timestamp.isoformat()}|{tick.last_price!r}")
+def tick_id(tick: MarketTick, occurrence: int = 0) -> str:
+    """Return the id of a tick from its instrument, exchange time (UTC) and price.
+
+    ``occurrence`` counts the earlier ticks of the same instrument with the
+    same time and price (several trades at one price in one second are
+    normal), so distinct ticks never share an id; the first keeps the plain
+    content id. See :class:`TickOccurrences`.
+    """
+    return tick_id_of(tick.instrument_token, tick.timestamp, tick.last_price, occurrence)
+
+
+def tick_id_of(token: int, at: datetime, price: float, occurrence: int = 0) -> str:
+    """:func:`tick_id` from the tick's parts (``at`` in UTC)."""
+    base = f"market_tick|{token}|{at.isoformat()}|{price!r}"
+    return _uuid5(base if occurrence == 0 else f"{base}|{occurrence}")
+
+
+class TickOccurrences:
+    """How many earlier ticks of one instrument had the same time and price.
+
+    Bounded: the counts of the ``keep`` most recent distinct (time, price)
+    pairs of the instrument are kept, so a duplicate arriving more than
+    ``keep`` distinct prices later is counted afresh. The counts are plain
+    data, part of the recoverable state of whoever owns them, so a message
+    redelivered after a restart gets the id it had before.
+    """
+
+    __slots__ = ("counts", "keep")
+
+    def __init__(self, keep: int = 64, counts: dict[tuple[datetime, float], int] | None = None) -> None:
+        self.keep = keep
+        self.counts: dict[tuple[datetime, float], int] = counts if counts is not None else {}
+
+    def next(self, at: datetime, price: float) -> int:
+        """Count one tick at (``at``, ``price``); return how many came before it."""
+        counts = self.counts
+        key = (at, price)
+        seen = counts.get(key, 0)
+        counts[key] = seen + 1
+        if not seen and len(counts) > self.keep:
+            del counts[next(iter(counts))]
+        return seen
+
+    def copy(self) -> TickOccurrences:
+        """Return a copy that shares no mutable data with this one."""
+        return TickOccurrences(self.keep, dict(self.counts))
+
+    def __reduce__(self) -> tuple[type[TickOccurrences], tuple[int, dict[tuple[datetime, float], int]]]:
+        return (TickOccurrences, (self.keep, self.counts))
 
 
 def with_tick_id(tick: TickEnvelope) -> TickEnvelope:
@@ -65,6 +116,8 @@ def with_tick_id(tick: TickEnvelope) -> TickEnvelope:
 
 def as_utc(moment: datetime) -> datetime:
     """Return ``moment`` in UTC; a naive time is taken to be UTC already."""
+    if moment.tzinfo is UTC:
+        return moment
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

@@ -14,7 +14,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+MAX_QUANTITY = 1_000_000_000
+"""Bound on counts of shares and on instrument tokens; the ledger's columns hold it."""
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]
+Quantity = Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Side = Literal["BUY", "SELL"]
 ExecutionMode = Literal["paper", "live", "dry_run"]
@@ -45,7 +49,7 @@ class MarketTick(msgspec.Struct, frozen=True, omit_defaults=True):
     instrument_token: PositiveInt
     last_price: float
     timestamp: datetime
-    volume: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    volume: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     symbol: str | None = None
     ohlc: Ohlc | None = None
     depth: dict[str, Any] | None = None
@@ -61,7 +65,7 @@ class TradingSignal(msgspec.Struct, frozen=True):
     strategy_id: str
     instrument_token: PositiveInt
     signal_type: Side
-    quantity: PositiveInt
+    quantity: Quantity
     price: float
     timestamp: datetime
     confidence: Confidence
@@ -76,7 +80,7 @@ class ValidatedSignal(msgspec.Struct, frozen=True):
     """A signal that passed every risk check."""
 
     original_signal: TradingSignal
-    validated_quantity: PositiveInt
+    validated_quantity: Quantity
     validated_price: float
     risk_checks: dict[str, bool]
     timestamp: datetime
@@ -98,7 +102,7 @@ class OrderSubmitted(msgspec.Struct, frozen=True):
     strategy_id: str
     instrument_token: PositiveInt
     side: Side
-    quantity: PositiveInt
+    quantity: Quantity
     timestamp: datetime
     broker: str
     execution_mode: ExecutionMode
@@ -113,7 +117,7 @@ class OrderFilled(msgspec.Struct, frozen=True):
     strategy_id: str
     instrument_token: PositiveInt
     side: Side
-    quantity: PositiveInt
+    quantity: Quantity
     timestamp: datetime
     broker: str
     execution_mode: ExecutionMode
@@ -128,7 +132,7 @@ class OrderFailed(msgspec.Struct, frozen=True):
     strategy_id: str
     instrument_token: PositiveInt
     side: Side
-    quantity: PositiveInt
+    quantity: Quantity
     timestamp: datetime
     broker: str
     execution_mode: ExecutionMode
@@ -184,12 +188,20 @@ class FailureInfo(msgspec.Struct, frozen=True):
 
 
 class OriginalMessage(msgspec.Struct, frozen=True):
-    """The message as it arrived: text value, or base64 when not UTF-8."""
+    """The message as it arrived: text value, or base64 when not UTF-8.
+
+    ``value_length`` (bytes) and ``value_sha256`` describe the whole
+    original; a value longer than the dead-letter bound keeps only a prefix
+    (``truncated``), so a dead letter stays far below 1 MB.
+    """
 
     key: str | None
     value: str
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    truncated: bool = False
+    value_length: int | None = None
+    value_sha256: str | None = None
 
 
 class ReplayMetadata(msgspec.Struct, frozen=True):

@@ -89,10 +89,11 @@ def tick_file_messages(path: Path) -> Iterator[RawMessage]:
     try:
         while True:
             try:
-                batch = part.next_batch()
+                batches = part.next_batch()
             except StopIteration:
                 return
-            yield from batch
+            for batch in batches:
+                yield from (batch.message(i) for i in range(len(batch.values)))
     finally:
         part.close()
 

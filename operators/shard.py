@@ -1,0 +1,507 @@
+"""A trading shard: strategies, risk, execution and books over batches of ticks.
+
+The batch-native hot path of the replay and live all-in-one flows. A shard
+owns a set of strategies and every account (strategy x broker) they trade,
+so one account's risk decisions, orders and fills are applied in exactly the
+order its ticks arrived, whichever worker hosts the shard. Work is paid per
+batch: the engine hands over one batch of decoded ticks and gets back one
+list of outbound messages.
+
+Per tick: the instrument's occurrence count (tick identity), its latest
+price (which risk and the books read directly: no mark messages), and every
+strategy trading it. Per signal: a risk decision, execution (injected) and,
+for fills, the books. Per snapshot interval of event time: one P&L
+snapshot of every account that changed, plus one at end of input.
+
+Engine-free: the clock and the executor are injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from operators.decision import Decision
+from operators.errors import ConfigError
+from operators.money import to_decimal
+from operators.portfolio import Portfolio, PortfolioState
+from operators.risk import RiskFilter, RiskState
+from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
+from schemas.codec import dead_letter
+from schemas.envelope import (
+    SCHEMA_VERSION,
+    AnyEnvelope,
+    DlqEnvelope,
+    FailedEnvelope,
+    FilledEnvelope,
+    Outbound,
+    PnlEnvelope,
+    RejectedEnvelope,
+    SignalEnvelope,
+    TickOccurrences,
+    ValidatedEnvelope,
+    event_id,
+    tick_id_of,
+)
+from schemas.events import TradingSignal, ValidatedSignal
+from schemas.topics import (
+    MARKET_TICKS,
+    ORDERS_FAILED,
+    ORDERS_FILLED,
+    ORDERS_SUBMITTED,
+    PNL_SNAPSHOTS,
+    SIGNALS_RAW,
+    SIGNALS_REJECTED,
+    SIGNALS_VALIDATED,
+    broker_topic,
+    dlq_topic,
+    signal_key,
+)
+
+Clock = Callable[[datetime], datetime]
+Execute = Callable[[ValidatedEnvelope], list[AnyEnvelope]]
+"""Turns a validated signal into its order events (submitted, filled, failed or a dead letter)."""
+
+_STAGE_OF: dict[type, str] = {
+    ValidatedEnvelope: SIGNALS_VALIDATED,
+    RejectedEnvelope: SIGNALS_REJECTED,
+    FilledEnvelope: ORDERS_FILLED,
+    FailedEnvelope: ORDERS_FAILED,
+    PnlEnvelope: PNL_SNAPSHOTS,
+}
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """What every shard of a flow shares.
+
+    ``snapshot_interval``: event time between two P&L snapshots of an account.
+    ``max_tick_skew``: a tick dated more than this after the newest tick seen
+    is dead-lettered (a typo in a year must not freeze the books).
+    ``service``: the ``source`` prefix stamped on events.
+    """
+
+    brokers: tuple[str, ...] = ("paper", "zerodha")
+    snapshot_interval: timedelta = timedelta(seconds=10)
+    max_tick_skew: timedelta = timedelta(days=1)
+    service: str = "alpha-panda"
+
+    def __post_init__(self) -> None:
+        """Reject intervals the shard cannot run with."""
+        if self.snapshot_interval < timedelta(0) or self.max_tick_skew <= timedelta(0):
+            msg = "snapshot_interval must be >= 0 and max_tick_skew > 0"
+            raise ConfigError(msg)
+
+
+@dataclass
+class AccountState:
+    """Recoverable state of one account: its risk view, its books, its snapshot clock.
+
+    ``changed``: a fill, or a move of a held instrument, since the last snapshot.
+    """
+
+    risk: RiskState
+    books: PortfolioState
+    last_snapshot_at: datetime | None = None
+    changed: bool = False
+
+    def copy(self) -> AccountState:
+        """Return a copy that shares no mutable data with this state."""
+        return AccountState(self.risk.copy(), self.books.copy(), self.last_snapshot_at, self.changed)
+
+
+@dataclass
+class InstrumentBook:
+    """Recoverable state of one instrument in a shard: windows, identity, latest tick.
+
+    Tick identity counts earlier ticks with the same time and price: within
+    the instrument's newest second in ``same_second`` (price -> count;
+    ``None`` while only ``first_price`` was seen), and for late ticks (older
+    than the newest) in the bounded ``late`` counter.
+    """
+
+    strategies: InstrumentState
+    late: TickOccurrences = field(default_factory=TickOccurrences)
+    price: float = 0.0
+    at: datetime | None = None
+    first_price: float = 0.0
+    same_second: dict[float, int] | None = None
+    tick_id: str = ""
+    tick_at: datetime | None = None
+
+    def copy(self) -> InstrumentBook:
+        """Return a copy that shares no mutable data with this state."""
+        return InstrumentBook(
+            self.strategies.copy(),
+            self.late.copy(),
+            self.price,
+            self.at,
+            self.first_price,
+            dict(self.same_second) if self.same_second is not None else None,
+            self.tick_id,
+            self.tick_at,
+        )
+
+
+@dataclass
+class ShardState:
+    """Recoverable state of a shard."""
+
+    instruments: dict[int, InstrumentBook] = field(default_factory=dict)
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    newest: datetime | None = None
+    next_snapshot_at: datetime | None = None
+
+    def copy(self) -> ShardState:
+        """Return a deep copy (the snapshot of this state)."""
+        return ShardState(
+            {token: book.copy() for token, book in self.instruments.items()},
+            {name: account.copy() for name, account in self.accounts.items()},
+            self.newest,
+            self.next_snapshot_at,
+        )
+
+
+@dataclass(frozen=True)
+class _Account:
+    """The fixed facts of one account: who, where it publishes, how it is keyed."""
+
+    name: str
+    broker: str
+    strategy_id: str
+    key: str
+    topics: dict[type, str]
+    signals_topic: str
+    submitted_topic: str
+
+
+def _account(broker: str, strategy_id: str) -> _Account:
+    topics = {kind: broker_topic(broker, stage) for kind, stage in _STAGE_OF.items()}
+    return _Account(
+        f"{broker}:{strategy_id}",
+        broker,
+        strategy_id,
+        strategy_id,
+        topics,
+        broker_topic(broker, SIGNALS_RAW),
+        broker_topic(broker, ORDERS_SUBMITTED),
+    )
+
+
+class TradingShard:
+    """The logic of one shard over a :class:`ShardState`.
+
+    In: batches of decoded producer-form ticks (``data`` a
+    :class:`MarketTick` with a UTC timestamp). Out: lists of
+    :class:`Outbound` for every topic (signals, decisions, orders,
+    snapshots, and dead letters of ticks beyond the skew).
+    """
+
+    def __init__(  # noqa: PLR0913 - the collaborators are injected
+        self,
+        configs: Sequence[StrategyConfig],
+        config: ShardConfig,
+        risk: RiskFilter,
+        portfolio: Portfolio,
+        execute: Execute,
+        clock: Clock,
+        state: ShardState | None = None,
+        *,
+        emit_dead_letters: bool = True,
+    ) -> None:
+        self.config = config
+        self._risk = risk
+        self._portfolio = portfolio
+        self._execute = execute
+        self._clock = clock
+        self._emit_dead = emit_dead_letters
+        self._signal_source = f"{config.service}.strategies"
+        self._risk_source = f"{config.service}.risk"
+        self._books_source = f"{config.service}.portfolio"
+        self.state = state if state is not None else ShardState()
+        self._runs: dict[int, list[tuple[StrategyConfig, Any, Any]]] = {}
+        self.reload(configs)
+
+    # --- configuration --------------------------------------------------------
+
+    def reload(self, configs: Sequence[StrategyConfig]) -> None:
+        """Adopt a new strategy set; unchanged strategies keep their windows."""
+        active = [c for c in configs if c.is_active]
+        self._strategies = InstrumentStrategies(active)
+        self._runs.clear()
+        self._accounts: dict[str, tuple[_Account, ...]] = {}
+        for config in active:
+            self._accounts[config.id] = tuple(_account(b, config.id) for b in config.brokers(self.config.brokers))
+        for account in (a for accounts in self._accounts.values() for a in accounts):
+            if account.name not in self.state.accounts:
+                self.state.accounts[account.name] = AccountState(
+                    self._risk.new_state(), self._portfolio.new_state()
+                )
+        for token, book in list(self.state.instruments.items()):
+            self._strategies.reconcile(book.strategies, token)
+            if not self._strategies.strategies_for(token):
+                del self.state.instruments[token]
+
+    @property
+    def account_names(self) -> list[str]:
+        """Every account of the shard, ``broker:strategy_id``."""
+        return [a.name for accounts in self._accounts.values() for a in accounts]
+
+    # --- the hot path ---------------------------------------------------------
+
+    def on_batch(self, ticks: Sequence[Any], times: Sequence[datetime], origins: Sequence[Any] = ()) -> list[Outbound]:
+        """Run one batch of ticks in order; return every message it caused.
+
+        ``ticks[i]``: a producer-form tick (``data`` with the
+        :class:`MarketTick` fields), ``times[i]`` its exchange time in UTC.
+        ``origins[i]`` (optional) is where it came from, for the dead letter
+        of a tick beyond the skew: ``(topic, key, value, partition, offset)``.
+        """
+        out: list[Outbound] = []
+        state = self.state
+        instruments = state.instruments
+        runs = self._runs
+        skew = self.config.max_tick_skew
+        newest = state.newest
+        due = state.next_snapshot_at
+        position = -1
+        for tick_in, at in zip(ticks, times, strict=True):
+            position += 1
+            if newest is None or at > newest:
+                if newest is not None and at - newest > skew:
+                    if self._emit_dead:
+                        out.append(self._too_far_ahead(tick_in, at, newest, origins, position))
+                    continue
+                newest = at
+            tick = tick_in.data
+            token = tick.instrument_token
+            price = tick.last_price
+            book = instruments.get(token)
+            if book is None:
+                if not self._strategies.strategies_for(token):
+                    continue  # valid, but no strategy trades it
+                book = instruments[token] = InstrumentBook(self._strategies.new_state())
+            # Tick identity: how many earlier ticks had this instrument, time and price.
+            if book.at is None or at > book.at:
+                book.at = at
+                book.same_second = None
+                book.first_price = price
+                occurrence = 0
+            elif at == book.at:
+                same = book.same_second
+                if same is None:
+                    same = book.same_second = {book.first_price: 1}
+                occurrence = same.get(price, 0)
+                same[price] = occurrence + 1
+            else:
+                occurrence = book.late.next(at, price)
+            book.price = price
+            book.tick_id = tick_in.id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
+            book.tick_at = at
+            run = runs.get(token)
+            if run is None:
+                run = self._run_for(token, book)
+            signals = None
+            for config, on_price, strategy_state in run:
+                decision = on_price(strategy_state, price)
+                if decision is not None:
+                    if signals is None:
+                        signals = []
+                    signals.append((config, decision))
+            if signals:
+                self._on_decisions(out, tick_in, tick, at, book, signals)
+            if due is None or at >= due:
+                state.newest = newest
+                self._snapshots(out, at, self._tick_id(book, token, price), tick_in)
+                due = state.next_snapshot_at
+        state.newest = newest
+        return out
+
+    def _run_for(self, token: int, book: InstrumentBook) -> list[tuple[StrategyConfig, Any, Any]]:
+        """The strategies of ``token`` with their states, cached until the next reload or restore."""
+        run = []
+        for config in self._strategies.strategies_for(token):
+            logic, strategy_state = self._strategies.runner_state(book.strategies, config.id)
+            run.append((config, logic.on_price, strategy_state))
+        self._runs[token] = run
+        return run
+
+    def _tick_id(self, book: InstrumentBook, token: int, price: float) -> str:
+        if not book.tick_id:
+            book.tick_id = tick_id_of(token, book.tick_at, price, 0)
+        return book.tick_id
+
+    def _on_decisions(  # noqa: PLR0913 - the tick in its three forms
+        self,
+        out: list[Outbound],
+        tick_in: Any,
+        tick: Any,
+        at: datetime,
+        book: InstrumentBook,
+        decisions: list[tuple[StrategyConfig, Decision]],
+    ) -> None:
+        token = tick.instrument_token
+        cause = self._tick_id(book, token, tick.last_price)
+        correlation = tick_in.correlation_id or cause
+        for config, decision in decisions:
+            signal = TradingSignal(
+                strategy_id=config.id,
+                instrument_token=token,
+                signal_type=decision.side,
+                quantity=decision.quantity,
+                price=tick.last_price,
+                timestamp=at,
+                confidence=decision.confidence,
+                metadata=decision.metadata,
+            )
+            key = signal_key(config.id, token)
+            for account in self._accounts[config.id]:
+                envelope = SignalEnvelope(
+                    id=event_id("trading_signal", account.broker, config.id, cause),
+                    ts=self._clock(at),
+                    broker=account.broker,  # type: ignore[arg-type]
+                    correlation_id=correlation,
+                    causation_id=cause,
+                    source=self._signal_source,
+                    version=SCHEMA_VERSION,
+                    key=key,
+                    data=signal,
+                )
+                out.append(Outbound(account.signals_topic, key, envelope, account.key))
+                self._decide(out, account, envelope, book)
+
+    def _decide(self, out: list[Outbound], account: _Account, signal: SignalEnvelope, book: InstrumentBook) -> None:
+        """Risk, execution and books for one signal of one account."""
+        state = self.state.accounts[account.name]
+        token = signal.data.instrument_token
+        # Risk judges against the latest tick of the instrument, not a mark.
+        state.risk.last_prices[token] = (book.price, book.at)
+        decision = self._risk.on_signal(state.risk, signal.data)
+        kind = ValidatedEnvelope if isinstance(decision, ValidatedSignal) else RejectedEnvelope
+        decided = kind(
+            id=event_id("risk_decision", signal.id),
+            ts=self._clock(signal.data.timestamp),
+            broker=signal.broker,
+            correlation_id=signal.correlation_id,
+            causation_id=signal.id,
+            source=self._risk_source,
+            version=SCHEMA_VERSION,
+            key=account.key,
+            data=decision,  # type: ignore[arg-type]
+        )
+        out.append(Outbound(account.topics[type(decided)], account.key, decided, account.key))
+        if not isinstance(decided, ValidatedEnvelope):
+            return
+        failed = False
+        for order in self._execute(decided):
+            if isinstance(order, DlqEnvelope):
+                topic = dlq_topic(order.data.dlq_metadata.original_topic)
+                out.append(Outbound(topic, order.key, order, account.key))
+                failed = True
+                continue
+            topic = account.topics.get(type(order), account.submitted_topic)
+            out.append(Outbound(topic, account.key, order, account.key))
+            if isinstance(order, FailedEnvelope):
+                failed = True
+            elif isinstance(order, FilledEnvelope):
+                state.books.marks[token] = book.price
+                if self._portfolio.on_fill(state.books, order.data):
+                    state.changed = True
+        if failed:
+            self._risk.release(state.risk, decided.data)
+
+    # --- snapshots ------------------------------------------------------------
+
+    def _held_moved(self, account: AccountState) -> bool:
+        return any(h.quantity for h in account.books.holdings.values())
+
+    def _snapshots(self, out: list[Outbound], at: datetime, cause: str, tick_in: Any) -> None:
+        """Snapshot every account changed since its last snapshot; schedule the next round."""
+        correlation = (tick_in.correlation_id if tick_in is not None else None) or cause
+        for accounts in self._accounts.values():
+            for account in accounts:
+                state = self.state.accounts[account.name]
+                if state.changed or self._held_moved(state):
+                    out.append(self._snapshot(account, state, at, cause, correlation))
+        self.state.next_snapshot_at = at + self.config.snapshot_interval
+
+    def _snapshot(
+        self, account: _Account, state: AccountState, at: datetime, cause: str, correlation: str
+    ) -> Outbound:
+        instruments = self.state.instruments
+        for token, holding in state.books.holdings.items():
+            book = instruments.get(token)
+            if holding.quantity and book is not None:
+                holding.last_price = to_decimal(book.price)
+        data = self._portfolio.snapshot(state.books, strategy_id=account.strategy_id, broker=account.broker, timestamp=at)
+        state.last_snapshot_at = at
+        state.changed = False
+        envelope = PnlEnvelope(
+            id=event_id("pnl_snapshot", account.name, cause),
+            ts=self._clock(at),
+            broker=account.broker,  # type: ignore[arg-type]
+            correlation_id=correlation,
+            causation_id=cause,
+            source=self._books_source,
+            version=SCHEMA_VERSION,
+            key=account.key,
+            data=data,
+        )
+        return Outbound(account.topics[PnlEnvelope], account.key, envelope, account.key)
+
+    def flush(self) -> list[Outbound]:
+        """The snapshots still owed: every account changed since its last one (end of input, quiet spell)."""
+        newest = self.state.newest
+        if newest is None:
+            return []
+        latest = max(
+            (b for b in self.state.instruments.values() if b.at is not None),
+            key=lambda b: (b.at, b.tick_id),
+            default=None,
+        )
+        cause = latest.tick_id if latest is not None and latest.tick_id else event_id("end_of_input", newest)
+        out: list[Outbound] = []
+        for accounts in self._accounts.values():
+            for account in accounts:
+                state = self.state.accounts[account.name]
+                if state.changed or (self._held_moved(state) and state.last_snapshot_at != newest):
+                    out.append(self._snapshot(account, state, newest, cause, cause))
+        return out
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether some account changed since its last snapshot."""
+        return any(a.changed for a in self.state.accounts.values())
+
+    def snapshot(self) -> ShardState:
+        """A copy of the recoverable state."""
+        return self.state.copy()
+
+    # --- dead letters ----------------------------------------------------------
+
+    def _too_far_ahead(
+        self, tick_in: Any, at: datetime, newest: datetime, offsets: Sequence[Any], position: int
+    ) -> Outbound:
+        del tick_in
+        origin = offsets[position] if position < len(offsets) else (MARKET_TICKS, None, b"", None, None)
+        topic, key, value, partition, offset = origin
+        reason = (
+            f"field data.timestamp {at.isoformat()} is more than {self.config.max_tick_skew} "
+            f"after the newest tick seen ({newest.isoformat()})"
+        )
+        letter = dead_letter(
+            topic=topic,
+            key=key,
+            value=value,
+            error_type="poison",
+            error_class="TickSkewError",
+            error_message=reason,
+            service_name=self.config.service,
+            dlq_timestamp=self._clock(newest),
+            partition=partition,
+            offset=offset,
+        )
+        return Outbound(dlq_topic(topic), letter.key, letter)
+
