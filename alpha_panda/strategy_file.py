@@ -26,5 +26,15 @@ def read_strategy_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def load_strategy_file(path: Path) -> list[StrategyConfig]:
-    """Read and validate every strategy in ``path``."""
-    return [StrategyConfig.from_mapping(row) for row in read_strategy_rows(path)]
+    """Read and validate every strategy in ``path``.
+
+    :raises ConfigError: a bad row, or two rows with one id (naming it).
+    """
+    configs = [StrategyConfig.from_mapping(row) for row in read_strategy_rows(path)]
+    seen: set[str] = set()
+    for config in configs:
+        if config.id in seen:
+            msg = f"{path}: strategy {config.id!r} is configured twice"
+            raise ConfigError(msg)
+        seen.add(config.id)
+    return configs

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from itertools import islice
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,32 +71,32 @@ class _TickFilePartition(StatefulSourcePartition[RawBatch, int]):
         while self._line_no < skip_to and self._file.readline():
             self._line_no += 1
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
-        for _ in range(self._batch_size):
-            line = self._file.readline()
-            if not line:
-                return
-            self._line_no += 1
-            yield self._line_no, line
+    def _lines(self) -> list[bytes]:
+        return list(islice(self._file, self._batch_size))
 
     def next_batch(self) -> list[RawBatch]:
-        values: list[bytes] = []
-        offsets: list[int] = []
-        consumed = 0
-        for line_no, line in self._lines():
-            consumed += len(line)
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if self._is_csv:
-                try:
-                    stripped = _csv_line_to_json(self._header, stripped.decode("utf-8"))
-                except UnicodeDecodeError:
-                    pass  # keep the raw bytes: the decoder reports invalid UTF-8
-            values.append(stripped)
-            offsets.append(line_no)
-        if consumed == 0:
+        lines = self._lines()
+        if not lines:
             raise StopIteration
+        first = self._line_no + 1
+        self._line_no += len(lines)
+        consumed = sum(map(len, lines))
+        stripped = [line.strip() for line in lines]
+        if all(stripped) and not self._is_csv:
+            values = stripped
+            offsets = list(range(first, first + len(lines)))
+        else:
+            values, offsets = [], []
+            for line_no, value in enumerate(stripped, start=first):
+                if not value:
+                    continue
+                if self._is_csv:
+                    try:
+                        value = _csv_line_to_json(self._header, value.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        pass  # keep the raw bytes: the decoder reports invalid UTF-8
+                values.append(value)
+                offsets.append(line_no)
         if self._on_progress is not None:
             self._on_progress(consumed)
         if self._tally is not None:

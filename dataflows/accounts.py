@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -26,6 +26,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.clock import Clock
 from dataflows.metrics import DLQ_MESSAGES, RETRIES
 from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
+from operators.execution import SimulatedExecution, order_id_of
 from operators.fills import FillSimulator
 from operators.portfolio import Portfolio, PortfolioState
 from operators.risk import RiskFilter, RiskState
@@ -182,6 +183,12 @@ class Executor:
     clock: Clock
     service: str
 
+    _simulated: SimulatedExecution = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Build the paper and dry-run execution once."""
+        object.__setattr__(self, "_simulated", SimulatedExecution(self.simulator, self.clock, self.service))
+
     def execute(self, validated: ValidatedEnvelope) -> list[AnyEnvelope]:
         """Return the order events of one validated signal.
 
@@ -191,27 +198,18 @@ class Executor:
         dry_run: submitted (``DRY_RUN``) + a simulated fill marked ``dry_run``;
         live: submitted with the broker's status, or failed with its error.
         """
-        order_id = event_id("order", validated.broker, validated.id)
         route = self.routes[validated.broker]
-        data = validated.data
+        if route.mode != "live":
+            return self._simulated.execute(validated, route.mode)  # type: ignore[return-value]
+        order_id = order_id_of(validated)
         common: dict[str, Any] = {
-            "ts": self.clock(data.timestamp),
+            "ts": self.clock(validated.data.timestamp),
             "broker": validated.broker,
             "cause": validated,
             "source": f"{self.service}.execution",
             "key": validated.key,
         }
-        if route.mode == "live":
-            return [self._place_live(order_id, data, route, common)]
-        status = "DRY_RUN" if route.mode == "dry_run" else "FILLED"
-        submitted = self.simulator.submitted(
-            order_id, data, broker=validated.broker, execution_mode=route.mode, status=status
-        )
-        filled = self.simulator.fill(order_id, data, broker=validated.broker, execution_mode=route.mode)
-        return [
-            envelop(submitted, id=event_id("order_submitted", order_id), **common),
-            envelop(filled, id=event_id("order_filled", order_id), **common),
-        ]
+        return [self._place_live(order_id, validated.data, route, common)]
 
     def _place_live(
         self, order_id: str, data: ValidatedSignal, route: ExecutionRoute, common: dict[str, Any]

@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from operators.decision import Decision
+from operators.money import to_decimal
 from operators.parameters import build_config, require
 from schemas.events import Side
+
+
+_NEAR = 1e-9
+"""Relative distance from the threshold inside which the comparison is made exactly."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,21 @@ class Momentum:
         self._lookback = config.lookback_period
         self._threshold = config.momentum_threshold
         self._size = config.position_size
+        self._exact_threshold = to_decimal(float(config.momentum_threshold))
+
+    def _exact_side(self, price: float, oldest: float) -> Side | None:
+        """The side in exact decimal arithmetic, for a change within float rounding of the threshold.
+
+        Prices and the threshold are taken as the decimals they print as, so
+        a move of exactly +1.000% is not above a 1% threshold.
+        """
+        change = to_decimal(price) - to_decimal(oldest)
+        bound = self._exact_threshold * to_decimal(oldest)
+        if change > bound:
+            return "BUY"
+        if change < -bound:
+            return "SELL"
+        return None
 
     def new_state(self) -> MomentumState:
         """Return the state of an instrument that has seen no prices yet."""
@@ -92,10 +112,13 @@ class Momentum:
             return None
         oldest = prices[0]
         momentum = (price - oldest) / oldest
+        threshold = self._threshold
         side: Side | None
-        if momentum > self._threshold:
+        if abs(abs(momentum) - threshold) <= _NEAR * threshold:
+            side = self._exact_side(price, oldest)
+        elif momentum > threshold:
             side = "BUY"
-        elif momentum < -self._threshold:
+        elif momentum < -threshold:
             side = "SELL"
         else:
             side = None

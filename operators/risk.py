@@ -129,6 +129,13 @@ class RiskFilter:
         """Record ``price`` (tick time ``at``) as the latest price of instrument ``token``."""
         state.last_prices[token] = (price, at)
 
+    def _deviates(self, price: float, last: float, deviation: float) -> bool:
+        """Whether ``price`` is more than ``max_price_deviation`` from ``last``, exactly at the boundary."""
+        limit = self.config.max_price_deviation
+        if abs(deviation - limit) > 1e-9 * max(limit, 1e-12):
+            return deviation > limit
+        return abs(to_decimal(price) - to_decimal(last)) > to_decimal(float(limit)) * to_decimal(last)
+
     def _reference_price(self, state: RiskState, signal: TradingSignal) -> float:
         """The latest tick price known at the signal's event time, or the signal's own.
 
@@ -183,7 +190,7 @@ class RiskFilter:
                 f"max_daily_trades: trade {trades + 1} on {trade_date.isoformat()} "
                 f"would exceed {cfg.max_daily_trades}"
             )
-        if deviation > cfg.max_price_deviation:
+        if self._deviates(signal.price, last, deviation):
             checks["max_price_deviation"] = False
             failures.append(
                 f"max_price_deviation: price {signal.price} is {deviation:.2%} from last "

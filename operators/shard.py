@@ -106,42 +106,38 @@ class AccountState:
     books: PortfolioState
     last_snapshot_at: datetime | None = None
     changed: bool = False
+    snapshots: int = 0
+    cause: str = ""
+    correlation: str = ""
+    """The last fill applied (``cause``, its correlation id): what a snapshot is caused by."""
 
     def copy(self) -> AccountState:
         """Return a copy that shares no mutable data with this state."""
-        return AccountState(self.risk.copy(), self.books.copy(), self.last_snapshot_at, self.changed)
+        return AccountState(
+            self.risk.copy(),
+            self.books.copy(),
+            self.last_snapshot_at,
+            self.changed,
+            self.snapshots,
+            self.cause,
+            self.correlation,
+        )
 
 
 @dataclass
 class InstrumentBook:
-    """Recoverable state of one instrument in a shard: windows, identity, latest tick.
-
-    Tick identity counts earlier ticks with the same time and price: within
-    the instrument's newest second in ``same_second`` (price -> count;
-    ``None`` while only ``first_price`` was seen), and for late ticks (older
-    than the newest) in the bounded ``late`` counter.
-    """
+    """Recoverable state of one instrument in a shard: windows, tick identity, latest tick."""
 
     strategies: InstrumentState
-    late: TickOccurrences = field(default_factory=TickOccurrences)
+    occurrences: TickOccurrences = field(default_factory=TickOccurrences)
     price: float = 0.0
-    at: datetime | None = None
-    first_price: float = 0.0
-    same_second: dict[float, int] | None = None
     tick_id: str = ""
     tick_at: datetime | None = None
 
     def copy(self) -> InstrumentBook:
         """Return a copy that shares no mutable data with this state."""
         return InstrumentBook(
-            self.strategies.copy(),
-            self.late.copy(),
-            self.price,
-            self.at,
-            self.first_price,
-            dict(self.same_second) if self.same_second is not None else None,
-            self.tick_id,
-            self.tick_at,
+            self.strategies.copy(), self.occurrences.copy(), self.price, self.tick_id, self.tick_at
         )
 
 
@@ -275,6 +271,11 @@ class TradingShard:
                         out.append(self._too_far_ahead(tick_in, at, newest, origins, position))
                     continue
                 newest = at
+            if due is None or at >= due:
+                # Before this tick: the books as of the boundary, the same in every shard.
+                state.newest = newest
+                self._snapshots(out, at)
+                due = state.next_snapshot_at
             tick = tick_in.data
             token = tick.instrument_token
             price = tick.last_price
@@ -283,20 +284,7 @@ class TradingShard:
                 if not self._strategies.strategies_for(token):
                     continue  # valid, but no strategy trades it
                 book = instruments[token] = InstrumentBook(self._strategies.new_state())
-            # Tick identity: how many earlier ticks had this instrument, time and price.
-            if book.at is None or at > book.at:
-                book.at = at
-                book.same_second = None
-                book.first_price = price
-                occurrence = 0
-            elif at == book.at:
-                same = book.same_second
-                if same is None:
-                    same = book.same_second = {book.first_price: 1}
-                occurrence = same.get(price, 0)
-                same[price] = occurrence + 1
-            else:
-                occurrence = book.late.next(at, price)
+            occurrence = book.occurrences.next(at, price)
             book.price = price
             book.tick_id = tick_in.id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
             book.tick_at = at
@@ -312,10 +300,6 @@ class TradingShard:
                     signals.append((config, decision))
             if signals:
                 self._on_decisions(out, tick_in, tick, at, book, signals)
-            if due is None or at >= due:
-                state.newest = newest
-                self._snapshots(out, at, self._tick_id(book, token, price), tick_in)
-                due = state.next_snapshot_at
         state.newest = newest
         return out
 
@@ -377,7 +361,7 @@ class TradingShard:
         state = self.state.accounts[account.name]
         token = signal.data.instrument_token
         # Risk judges against the latest tick of the instrument, not a mark.
-        state.risk.last_prices[token] = (book.price, book.at)
+        state.risk.last_prices[token] = (book.price, book.tick_at)
         decision = self._risk.on_signal(state.risk, signal.data)
         kind = ValidatedEnvelope if isinstance(decision, ValidatedSignal) else RejectedEnvelope
         decided = kind(
@@ -409,6 +393,7 @@ class TradingShard:
                 state.books.marks[token] = book.price
                 if self._portfolio.on_fill(state.books, order.data):
                     state.changed = True
+                    state.cause, state.correlation = order.id, order.correlation_id
         if failed:
             self._risk.release(state.risk, decided.data)
 
@@ -417,19 +402,16 @@ class TradingShard:
     def _held_moved(self, account: AccountState) -> bool:
         return any(h.quantity for h in account.books.holdings.values())
 
-    def _snapshots(self, out: list[Outbound], at: datetime, cause: str, tick_in: Any) -> None:
+    def _snapshots(self, out: list[Outbound], at: datetime) -> None:
         """Snapshot every account changed since its last snapshot; schedule the next round."""
-        correlation = (tick_in.correlation_id if tick_in is not None else None) or cause
         for accounts in self._accounts.values():
             for account in accounts:
                 state = self.state.accounts[account.name]
                 if state.changed or self._held_moved(state):
-                    out.append(self._snapshot(account, state, at, cause, correlation))
+                    out.append(self._snapshot(account, state, at))
         self.state.next_snapshot_at = at + self.config.snapshot_interval
 
-    def _snapshot(
-        self, account: _Account, state: AccountState, at: datetime, cause: str, correlation: str
-    ) -> Outbound:
+    def _snapshot(self, account: _Account, state: AccountState, at: datetime) -> Outbound:
         instruments = self.state.instruments
         for token, holding in state.books.holdings.items():
             book = instruments.get(token)
@@ -438,12 +420,13 @@ class TradingShard:
         data = self._portfolio.snapshot(state.books, strategy_id=account.strategy_id, broker=account.broker, timestamp=at)
         state.last_snapshot_at = at
         state.changed = False
+        state.snapshots += 1
         envelope = PnlEnvelope(
-            id=event_id("pnl_snapshot", account.name, cause),
+            id=event_id("pnl_snapshot", account.name, state.snapshots),
             ts=self._clock(at),
             broker=account.broker,  # type: ignore[arg-type]
-            correlation_id=correlation,
-            causation_id=cause,
+            correlation_id=state.correlation,
+            causation_id=state.cause,
             source=self._books_source,
             version=SCHEMA_VERSION,
             key=account.key,
@@ -456,24 +439,22 @@ class TradingShard:
         newest = self.state.newest
         if newest is None:
             return []
-        latest = max(
-            (b for b in self.state.instruments.values() if b.at is not None),
-            key=lambda b: (b.at, b.tick_id),
-            default=None,
-        )
-        cause = latest.tick_id if latest is not None and latest.tick_id else event_id("end_of_input", newest)
         out: list[Outbound] = []
         for accounts in self._accounts.values():
             for account in accounts:
                 state = self.state.accounts[account.name]
-                if state.changed or (self._held_moved(state) and state.last_snapshot_at != newest):
-                    out.append(self._snapshot(account, state, newest, cause, cause))
+                if self._owed(state, newest):
+                    out.append(self._snapshot(account, state, newest))
         return out
+
+    def _owed(self, state: AccountState, newest: datetime) -> bool:
+        return state.changed or (self._held_moved(state) and state.last_snapshot_at != newest)
 
     @property
     def has_pending(self) -> bool:
-        """Whether some account changed since its last snapshot."""
-        return any(a.changed for a in self.state.accounts.values())
+        """Whether some account changed, or holds positions marked, since its last snapshot."""
+        newest = self.state.newest
+        return newest is not None and any(self._owed(a, newest) for a in self.state.accounts.values())
 
     def snapshot(self) -> ShardState:
         """A copy of the recoverable state."""

@@ -46,6 +46,9 @@ def _flag(strategy_id: str, row: Mapping[str, Any], name: str, default: bool) ->
 
 def _instruments(strategy_id: str, value: object) -> tuple[int, ...]:
     tokens: dict[int, None] = {}  # ordered and de-duplicated
+    if isinstance(value, list | tuple) and not value:
+        msg = f"strategy {strategy_id!r}: instruments must list at least one instrument token, got []"
+        raise ConfigError(msg)
     if isinstance(value, list | tuple):
         for token in value:
             if not isinstance(token, int) or isinstance(token, bool) or token <= 0:
@@ -132,15 +135,16 @@ class StrategyConfig:
     def brokers(self, active_brokers: Sequence[str]) -> tuple[str, ...]:
         """Return the brokers this strategy trades on, in order ``paper``, ``zerodha``.
 
-        An active strategy always trades on ``paper``; it trades on
-        ``zerodha`` too when ``zerodha_trading_enabled`` and ``"zerodha"`` is
-        among ``active_brokers``. An inactive strategy trades nowhere.
+        An active strategy trades on ``paper`` when ``"paper"`` is among
+        ``active_brokers``, and on ``zerodha`` when ``zerodha_trading_enabled``
+        and ``"zerodha"`` is among them. An inactive strategy trades nowhere.
         """
         if not self.is_active:
             return ()
+        paper = ("paper",) if "paper" in active_brokers else ()
         if self.zerodha_trading_enabled and "zerodha" in active_brokers:
-            return ("paper", "zerodha")
-        return ("paper",)
+            return (*paper, "zerodha")
+        return paper
 
 
 def build_strategy(config: StrategyConfig) -> Momentum | MeanReversion:

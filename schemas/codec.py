@@ -321,9 +321,18 @@ def _decode_each(values: list[bytes]) -> list[Any]:
             decoded.append(_hot_decoder.decode(raw))
         except DecodeError as err:
             decoded.append(err)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as err:
-            decoded.append(_fail(MARKET_TICKS, raw, _TickIn | BrokerEnvelope, err))
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            decoded.append(_why_not_a_tick(raw))
     return decoded
+
+
+def _why_not_a_tick(raw: bytes) -> DecodeError:
+    """The reason the full tick decoder gives (the hot one checks the same bounds)."""
+    try:
+        decode_tick(raw)
+    except DecodeError as err:
+        return err
+    return DecodeError(MARKET_TICKS, "message does not match its schema")
 
 
 def decode_tick_batch(values: list[bytes], times: TimeCache | None = None) -> TickBatch:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Final, Literal, NamedTuple, TypeAlias
+from typing import Any, Final, Literal, NamedTuple, TypeAlias
 
 import msgspec
 
@@ -73,35 +73,78 @@ def tick_id_of(token: int, at: datetime, price: float, occurrence: int = 0) -> s
 class TickOccurrences:
     """How many earlier ticks of one instrument had the same time and price.
 
-    Bounded: the counts of the ``keep`` most recent distinct (time, price)
-    pairs of the instrument are kept, so a duplicate arriving more than
-    ``keep`` distinct prices later is counted afresh. The counts are plain
-    data, part of the recoverable state of whoever owns them, so a message
-    redelivered after a restart gets the id it had before.
+    Within the instrument's newest second the count is exact (``same``:
+    price -> ticks so far; ``None`` while only ``first_price`` was seen). A
+    late tick, older than the newest, is counted in ``late``, which keeps
+    the ``keep`` most recent distinct (time, price) pairs. The counts are
+    plain data, part of the recoverable state of whoever owns them, so a
+    message redelivered after a restart gets the id it had before.
     """
 
-    __slots__ = ("counts", "keep")
+    __slots__ = ("at", "first_price", "keep", "late", "same")
 
-    def __init__(self, keep: int = 64, counts: dict[tuple[datetime, float], int] | None = None) -> None:
+    def __init__(self, keep: int = 64) -> None:
         self.keep = keep
-        self.counts: dict[tuple[datetime, float], int] = counts if counts is not None else {}
+        self.at: datetime | None = None
+        self.first_price = 0.0
+        self.same: dict[float, int] | None = None
+        self.late: dict[tuple[datetime, float], int] = {}
 
     def next(self, at: datetime, price: float) -> int:
         """Count one tick at (``at``, ``price``); return how many came before it."""
-        counts = self.counts
+        newest = self.at
+        if newest is None or at > newest:
+            self.at = at
+            self.first_price = price
+            self.same = None
+            return 0
+        if at == newest:
+            same = self.same
+            if same is None:
+                same = self.same = {self.first_price: 1}
+            seen = same.get(price, 0)
+            same[price] = seen + 1
+            return seen
+        late = self.late
         key = (at, price)
-        seen = counts.get(key, 0)
-        counts[key] = seen + 1
-        if not seen and len(counts) > self.keep:
-            del counts[next(iter(counts))]
+        seen = late.get(key, 0)
+        late[key] = seen + 1
+        if not seen and len(late) > self.keep:
+            del late[next(iter(late))]
         return seen
 
     def copy(self) -> TickOccurrences:
         """Return a copy that shares no mutable data with this one."""
-        return TickOccurrences(self.keep, dict(self.counts))
+        twin = TickOccurrences(self.keep)
+        twin.at, twin.first_price = self.at, self.first_price
+        twin.same = dict(self.same) if self.same is not None else None
+        twin.late = dict(self.late)
+        return twin
 
-    def __reduce__(self) -> tuple[type[TickOccurrences], tuple[int, dict[tuple[datetime, float], int]]]:
-        return (TickOccurrences, (self.keep, self.counts))
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.keep, self.at, self.first_price, self.same, self.late)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.keep, self.at, self.first_price, self.same, self.late = state
+
+
+class TickIdentity:
+    """Ids of a stream of ticks: the content id plus each tick's occurrence count.
+
+    One :class:`TickOccurrences` per instrument, so a tick's id does not
+    depend on other instruments' ticks. A producer-supplied id is kept.
+    """
+
+    def __init__(self) -> None:
+        self.instruments: dict[int, TickOccurrences] = {}
+
+    def id_of(self, tick: MarketTick, given: str | None = None) -> str:
+        """Count ``tick`` and return its id (``given`` when the producer set one)."""
+        counter = self.instruments.get(tick.instrument_token)
+        if counter is None:
+            counter = self.instruments[tick.instrument_token] = TickOccurrences()
+        occurrence = counter.next(tick.timestamp, tick.last_price)
+        return given or tick_id(tick, occurrence)
 
 
 def with_tick_id(tick: TickEnvelope) -> TickEnvelope:

@@ -23,7 +23,7 @@ MAX_DEPTH: Final = 64
 """No message of the contract nests deeper; deeper JSON is rejected unread."""
 
 _VALUE_CHARS: Final = 40
-_POST_INIT: Final = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_POST_INIT: Final = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
 class _NotAJsonNumberError(ValueError):
@@ -204,8 +204,9 @@ def _check_union(value: Any, info: Any, path: str) -> str | None:
         problem = _check(value, option, path)
         if problem is None:
             return None
-        problems.append(problem)
-    return problems[-1] if value is not None else problems[0]
+        if not isinstance(option, mi.NoneType):
+            problems.append(problem)
+    return problems[0] if problems else f"field {path} must be null, got {_kind(value)}"
 
 
 def _check_struct(value: Any, info: Any, path: str) -> str | None:
@@ -214,7 +215,8 @@ def _check_struct(value: Any, info: Any, path: str) -> str | None:
         return f"{where} must be an object, got {_kind(value)}"
     if info.tag_field and value.get(info.tag_field) != info.tag:
         got = value.get(info.tag_field)
-        return f"unexpected event type {_show(got)} in field {_join(path, info.tag_field)}, expected {info.tag!r}"
+        field = _join(path, info.tag_field)
+        return f"unexpected event type {_show(got)} in field {field}, expected {info.tag!r}"
     for field in info.fields:
         name = field.encode_name
         if name not in value:
@@ -251,10 +253,11 @@ def explain(raw: bytes, target: Any, err: Exception) -> str:
     problem = _check(value, mi.type_info(target), "")
     if problem:
         return problem
-    # The structure is right, so one of our own __post_init__ checks refused a value.
-    if isinstance(err, msgspec.ValidationError):
-        match = _POST_INIT.match(str(err))
-        if match:
-            path = match["path"].lstrip(".")
-            return f"{match['reason']} (field {path})" if path else match["reason"]
+    # The structure is right, so one of our own __post_init__ checks refused
+    # a value: its ValueError (our text) is the cause; the decoder adds where.
+    cause = err.__cause__
+    if isinstance(err, msgspec.ValidationError) and isinstance(cause, ValueError):
+        match = _POST_INIT.search(str(err))
+        path = match["path"].lstrip(".") if match else ""
+        return f"{cause} (field {path})" if path else str(cause)
     return "message does not match its schema"

@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import msgspec
+
 from connectors.files import TickFileSource
 from connectors.kafka import produce
 from connectors.marketdata.backfill import EventPacer, Speed
@@ -33,6 +35,7 @@ from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryFormatError
 from connectors.marketdata.streaming import tick_message, utc_now
 from schemas.codec import RawMessage, dead_letter, decode_tick, encode
+from schemas.envelope import TickIdentity, as_utc
 from schemas.errors import DecodeError
 from schemas.topics import MARKET_TICKS, dlq_topic, tick_key
 
@@ -141,9 +144,10 @@ def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the call
         ticks.clear()
         dead.clear()
 
+    identity = TickIdentity()  # the ids `replay` derives: content plus occurrence count
     for message in messages:
         try:
-            envelope = decode_tick(message.value, source=service)
+            envelope = decode_tick(message.value, source=service, derive_id=False)
         except DecodeError as err:
             letter = dead_letter(
                 topic=MARKET_TICKS,
@@ -159,6 +163,10 @@ def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the call
             )
             dead.append((letter.key.encode() or None, encode(letter)))
         else:
+            ident = identity.id_of(envelope.data, envelope.id or None)
+            envelope = msgspec.structs.replace(
+                envelope, id=ident, correlation_id=envelope.correlation_id or ident, ts=as_utc(envelope.ts)
+            )
             wait = pacer.delay(envelope.data.timestamp, clock())
             if wait > 0:
                 flush()  # what is due goes out before the wait

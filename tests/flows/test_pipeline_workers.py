@@ -16,7 +16,7 @@ from alpha_panda.strategy_file import load_strategy_file
 from connectors.simulator import MarketSpec, simulate_lines
 from dataflows.clock import event_time_clock
 from dataflows.pipeline import PipelineParams, build_pipeline
-from schemas.codec import RawMessage, encode
+from schemas.codec import RawBatch, encode
 from schemas.envelope import Outbound
 from tests.flows.conftest import run_with_workers
 
@@ -25,8 +25,12 @@ CONFIGS = load_strategy_file(EXAMPLES / "strategies.yaml")
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def raw_ticks(lines: list[bytes]) -> list[RawMessage]:
-    return [RawMessage("market.ticks", None, line, 0, n) for n, line in enumerate(lines)]
+def raw_ticks(lines: list[bytes], size: int = 64) -> list[RawBatch]:
+    """The lines as the tick-file source emits them: batches of ``size``, line numbers as offsets."""
+    return [
+        RawBatch("market.ticks", lines[i : i + size], list(range(i, min(i + size, len(lines)))))
+        for i in range(0, len(lines), size)
+    ]
 
 
 def simulated(instruments: int = 10, ticks: int = 400) -> list[bytes]:
@@ -35,17 +39,17 @@ def simulated(instruments: int = 10, ticks: int = 400) -> list[bytes]:
 
 
 def pipeline_outputs(
-    messages: list[RawMessage], run: Callable[[Dataflow], None], shards: int = 1
+    messages: list[RawBatch], run: Callable[[Dataflow], None], shards: int = 1
 ) -> list[Outbound]:
     flow = Dataflow("pipeline_test")
-    raw = op.input("ticks", flow, TestingSource(messages, batch_size=64))
-    out: list[Outbound] = []
+    raw = op.input("ticks", flow, TestingSource(messages))
+    batches: list[list[Outbound]] = []
     published = build_pipeline(
         raw, CONFIGS, PipelineParams(shards=shards), clock=event_time_clock, dlq_clock=lambda _msg: EPOCH
     )
-    op.output("out", published, TestingSink(out))
+    op.output("out", published, TestingSink(batches))
     run(flow)
-    return out
+    return [message for batch in batches for message in batch]
 
 
 def fingerprint(outputs: list[Outbound]) -> Counter[tuple[str, str, bytes]]:

@@ -107,3 +107,21 @@ def test_from_parameters_names_the_bad_parameter_and_value(
         MomentumConfig.from_parameters(parameters)
     for name in names:
         assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("oldest", "now", "expected"),
+    [
+        (123.0, 124.23, None),  # +1.000% exactly; 0.010000000000000033 in floats
+        (123.0, 121.77, None),  # -1.000% exactly
+        (123.0, 124.24, "BUY"),
+        (123.0, 121.76, "SELL"),
+        (100.0, 101.0, None),
+    ],
+)
+def test_threshold_is_strict_at_the_exact_boundary(oldest: float, now: float, expected: str | None) -> None:
+    logic = Momentum(MomentumConfig(lookback_period=2, momentum_threshold=0.01, position_size=1))
+    state = logic.new_state()
+    logic.on_price(state, oldest)
+    decision = logic.on_price(state, now)
+    assert (decision.side if decision else None) == expected

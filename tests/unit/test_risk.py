@@ -200,3 +200,40 @@ def test_price_deviation_ignores_ticks_from_the_signals_future_or_stale_ones() -
     rejected = risk.on_signal(state, signal("BUY", 10, 100.0, at=when))
     assert isinstance(rejected, RejectedSignal)
     assert rejected.rejection_reason.startswith("max_price_deviation: price 100.0 is 33.33% from last 150.0")
+
+
+def test_a_failed_order_releases_what_risk_booked() -> None:
+    risk = RiskFilter(RiskConfig(max_position_size=100, max_daily_trades=1))
+    state = risk.new_state()
+    before = state.copy()
+    validated = risk.on_signal(state, signal("BUY", 100))
+    assert isinstance(validated, ValidatedSignal)
+    assert state.positions[256265] == 100
+    risk.release(state, validated)
+    assert state.positions[256265] == 0
+    assert state.cash == before.cash
+    assert state.trades_today == 0
+    # With the booking released, the same order fits both limits again.
+    assert isinstance(risk.on_signal(state, signal("BUY", 100)), ValidatedSignal)
+
+
+def test_a_released_sell_gives_the_shares_back_and_takes_the_proceeds_back() -> None:
+    risk = RiskFilter(RiskConfig())
+    state = risk.new_state()
+    risk.on_signal(state, signal("BUY", 100))
+    held = state.copy()
+    sold = risk.on_signal(state, signal("SELL", 60))
+    assert isinstance(sold, ValidatedSignal)
+    risk.release(state, sold)
+    assert state.positions == held.positions
+    assert state.cash == held.cash
+
+
+def test_price_deviation_exactly_at_the_limit_passes() -> None:
+    risk = RiskFilter(RiskConfig(max_price_deviation=0.1))
+    state = risk.new_state()
+    # |110.0 - 100.0| / 100.0 is 0.10000000000000009 in floats: exactly 10% in decimals.
+    risk.on_mark(state, 256265, 100.0, T0)
+    assert isinstance(risk.on_signal(state, signal("BUY", 1, price=110.0)), ValidatedSignal)
+    risk.on_mark(state, 256265, 100.0, T0)
+    assert isinstance(risk.on_signal(state, signal("BUY", 1, price=110.01)), RejectedSignal)

@@ -84,7 +84,7 @@ def test_brokers_routing() -> None:
     enabled = StrategyConfig.from_mapping(row(zerodha_trading_enabled=True))
     assert enabled.brokers(["zerodha", "paper"]) == ("paper", "zerodha")
     assert enabled.brokers(["paper"]) == ("paper",)
-    assert enabled.brokers([]) == ("paper",)
+    assert enabled.brokers([]) == ()  # ACTIVE_BROKERS switches paper off too
     inactive = StrategyConfig.from_mapping(row(is_active=False, zerodha_trading_enabled=True))
     assert inactive.brokers(both) == ()
 
@@ -208,3 +208,18 @@ def test_mean_reversion_strategy_through_instrument_strategies() -> None:
     assert [len(r) for r in results] == [0, 0, 0, 0, 1]
     assert results[-1][0][1].side == "BUY"
     assert isinstance(build_strategy(config).config, MeanReversionConfig)
+
+
+def test_an_empty_instrument_list_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"strategy 'x': instruments must list at least one instrument token, got \[\]"):
+        StrategyConfig.from_mapping({"id": "x", "strategy_type": "momentum", "instruments": []})
+
+
+def test_active_brokers_can_switch_paper_off() -> None:
+    config = StrategyConfig.from_mapping(
+        {"id": "x", "strategy_type": "momentum", "instruments": [1], "zerodha_trading_enabled": True}
+    )
+    assert config.brokers(("zerodha",)) == ("zerodha",)
+    assert config.brokers(("paper",)) == ("paper",)
+    assert config.brokers(("paper", "zerodha")) == ("paper", "zerodha")
+    assert config.brokers(()) == ()
