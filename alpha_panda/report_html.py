@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import plotly.graph_objects as go
@@ -64,7 +65,12 @@ def _signed(text: str, value: float | None) -> str:
 
 
 def _time(iso: str | None) -> str:
-    return "–" if iso is None else iso.replace("T", " ").replace("+00:00", "")
+    """``2024-01-02T03:45:30.750000+00:00`` -> ``2024-01-02 03:45:30.750`` (UTC, milliseconds)."""
+    if iso is None:
+        return "–"
+    moment = datetime.fromisoformat(iso)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{moment.microsecond // 1000:03d}" if moment.microsecond else text
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1, row_class: str = "") -> str:
