@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from connectors.report_inputs import ReportInputError, ReportInputs, read_ledger_fills, read_replay_dir
+from connectors.report_inputs import ReportInputs, read_ledger_fills, read_replay_dir
 from operators.performance import (
     YEAR,
     EquityPoint,
@@ -46,6 +46,7 @@ from operators.performance import (
 )
 from operators.round_trips import OpenCycle, RoundTrip, round_trips
 from schemas.envelope import as_utc
+from schemas.errors import AlphaPandaError
 from schemas.events import OrderFilled
 
 REPORT_JSON: Final = "report.json"
@@ -70,8 +71,8 @@ CONVENTIONS: Final = (
 _UNITS: Final = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
-class ReportError(ReportInputError):
-    """Bad report options (window, interval) or nothing to report."""
+class ReportError(AlphaPandaError):
+    """Bad report options (window, interval), or nothing to report."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,9 @@ def interval_label(interval: timedelta) -> str:
 
 
 @dataclass(frozen=True)
-class _Account:
+class AccountSeries:
+    """One account's inputs: starting equity, equity points and fills, all in time order."""
+
     broker: str
     strategy_id: str
     initial: float
@@ -123,7 +126,7 @@ def _fills_by_account(fills: Sequence[OrderFilled]) -> dict[tuple[str, str], lis
     return grouped
 
 
-def _replay_accounts(inputs: ReportInputs) -> list[_Account]:
+def _replay_accounts(inputs: ReportInputs) -> list[AccountSeries]:
     snapshots = defaultdict(list)
     for snapshot in inputs.snapshots:
         snapshots[(snapshot.broker, snapshot.strategy_id)].append(snapshot)
@@ -135,18 +138,19 @@ def _replay_accounts(inputs: ReportInputs) -> list[_Account]:
         if reference is None:
             msg = f"report: account {key[0]}/{key[1]} has fills but no pnl_snapshot to value it"
             raise ReportError(msg)
-        accounts.append(_Account(*key, starting_equity(reference), snapshot_points(own), fills.get(key, [])))
+        initial = starting_equity(reference)
+        accounts.append(AccountSeries(*key, initial, snapshot_points(own), fills.get(key, [])))
     return accounts
 
 
-def _ledger_accounts(fills: Sequence[OrderFilled], starting_cash: Decimal) -> list[_Account]:
+def _ledger_accounts(fills: Sequence[OrderFilled], starting_cash: Decimal) -> list[AccountSeries]:
     return [
-        _Account(broker, strategy_id, float(starting_cash), equity_from_fills(own, starting_cash), own)
+        AccountSeries(broker, strategy_id, float(starting_cash), equity_from_fills(own, starting_cash), own)
         for (broker, strategy_id), own in sorted(_fills_by_account(fills).items())
     ]
 
 
-def _window(accounts: Sequence[_Account], options: ReportOptions, where: str) -> Window:
+def _window(accounts: Sequence[AccountSeries], options: ReportOptions, where: str) -> Window:
     times = [p.timestamp for a in accounts for p in a.points] + [
         as_utc(f.timestamp) for a in accounts for f in a.fills
     ]
@@ -239,13 +243,13 @@ def _curve(initial: float, points: Sequence[EquityPoint]) -> dict[str, Any]:
 
 
 def build_report(
-    accounts: Sequence[_Account], options: ReportOptions, source: dict[str, Any], equity_source: str
+    accounts: Sequence[AccountSeries], options: ReportOptions, source: dict[str, Any], equity_source: str
 ) -> dict[str, Any]:
     """Return the whole report as JSON-ready data (see the module docstring)."""
     where = source.get("path") or source["kind"]
     window = _window(accounts, options, where)
     interval = options.interval or choose_interval(window)
-    in_span: list[tuple[_Account, float, list[EquityPoint], list[OrderFilled]]] = []
+    in_span: list[tuple[AccountSeries, float, list[EquityPoint], list[OrderFilled]]] = []
     for account in accounts:
         initial, points = in_window(account.points, account.initial, window)
         fills = [f for f in account.fills if as_utc(f.timestamp) <= window.end]
@@ -303,8 +307,9 @@ def report_from_dir(
 
     Returns the path of ``report.html``; ``report.json`` is beside it.
 
-    :raises ReportInputError: the directory holds no replay outputs, a file
-        does not decode, or the options are bad.
+    :raises ReportInputError: the directory holds no replay outputs, or a
+        file does not decode.
+    :raises ReportError: bad options, or nothing to report.
     """
     options = options or ReportOptions()
     inputs = read_replay_dir(directory)

@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
+from operators.money import to_decimal
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.round_trips import RoundTrip
 from schemas.envelope import as_utc
@@ -346,7 +347,7 @@ def fees_paid(fills: Iterable[OrderFilled], window: Window) -> Decimal:
     seen: dict[tuple[str, str], Decimal] = {}
     for fill in fills:
         if window.start <= as_utc(fill.timestamp) <= window.end:
-            seen.setdefault((fill.broker, fill.order_id), Decimal(repr(fill.fees)))
+            seen.setdefault((fill.broker, fill.order_id), to_decimal(fill.fees))
     return sum(seen.values(), _ZERO)
 
 
