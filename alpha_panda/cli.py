@@ -87,6 +87,7 @@ def replay(
         "out"
     ),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    report: Annotated[bool, typer.Option(help="Then write DIR/report.html and DIR/report.json.")] = False,
 ) -> None:
     """Run the whole pipeline over a tick file in one process, with no servers."""
     from alpha_panda.replay import run_replay
@@ -110,6 +111,13 @@ def replay(
     except AlphaPandaError as err:
         raise _fail(err) from err
     print_replay_summary(summary, out)
+    if report:
+        from alpha_panda.report import write_report
+
+        try:
+            console.print(f"report: {write_report(out)}")
+        except AlphaPandaError as err:
+            raise _fail(err) from err
 
 
 @app.command()
@@ -467,6 +475,10 @@ app.command(name="bench")(bench_command)
 from alpha_panda.marketdata_cli import register  # noqa: E402 - backfill, feed, instruments
 
 register(app)
+
+from alpha_panda.report_cli import register as register_report  # noqa: E402 - report
+
+register_report(app)
 
 
 def main() -> None:
