@@ -212,3 +212,66 @@ def test_lag_of_a_partition_never_read_is_its_size(world: World) -> None:
         "paper.signals.validated": 0,
         "zerodha.signals.validated": 0,
     }
+
+
+def _bad_events(key: str) -> list[tuple[str, bytes]]:
+    """Hostile messages for a per-stage input topic: each a different way to be wrong."""
+    shape = {
+        "id": "x", "type": "order_filled", "ts": "2024-01-02T09:15:00Z", "broker": "paper",
+        "correlation_id": "c", "causation_id": None, "source": "t", "version": 1, "key": key,
+    }
+    huge = dict(shape, data={"order_id": "o", "strategy_id": key, "instrument_token": 256265,
+                             "side": "BUY", "quantity": 10**30, "timestamp": "2024-01-02T09:15:00Z",
+                             "broker": "paper", "execution_mode": "paper", "fill_price": 1.0, "fees": 0.1})
+    return [
+        (key, b"{not json"),
+        (key, b'{"type":"trading_signal","data":' + b"[" * 3000 + b"]" * 3000 + b"}"),
+        (key, orjson.dumps(dict(shape, source="t\u0000"))),
+        (key, json.dumps(huge).encode()),
+        (key, b"x" * 2_000_000),
+        (key, orjson.dumps(dict(shape, ts="not a time"))),
+    ]
+
+
+REASONS = {
+    "malformed JSON at character 1",
+    "JSON nested deeper than 64 levels",
+    "NUL character in a text field",
+    "field data.quantity must be <= 1000000000, got 1000000000000000000000000000000",
+    "message of 2000000 bytes exceeds the 65536 byte limit",
+    "field ts is not an ISO-8601 time: 'not a time'",
+}
+
+
+def test_per_stage_inputs_dead_letter_bad_messages_and_trade_like_replay(world: World, tmp_path: Path) -> None:
+    from connectors.kafka import produce  # noqa: PLC0415
+
+    rows = world.seed()
+    lines = simulated_ticks(seed=19)
+    world.produce_ticks(lines)
+    keys = [r["id"] for r in rows if r["is_active"]]
+    bad = [item for key in keys for item in _bad_events(key)]
+    settings = world.settings()
+    # Every input topic gets bad messages before its producer's good ones and
+    # after them, so each flow's polls mix the two.
+    stages = [
+        ("paper.signals.raw", dataflows.strategy_runner, dataflows.risk_manager),
+        ("paper.signals.validated", dataflows.risk_manager, dataflows.trading_engine),
+        ("paper.orders.filled", dataflows.trading_engine, dataflows.portfolio_manager),
+    ]
+    for topic, _producer, _consumer in stages:
+        produce(world.urls.kafka, topic, bad)
+    run_main(dataflows.strategy_runner.build(settings))
+    for topic, _producer, consumer in stages:
+        produce(world.urls.kafka, topic, bad)
+        run_main(consumer.build(settings))
+
+    for topic, _producer, _consumer in stages:
+        letters = world.topic(f"{topic}.dlq")
+        assert len(letters) == 2 * len(bad), topic
+        assert {letter["data"]["failure_info"]["error_message"] for letter in letters} == REASONS, topic
+        assert all(letter["data"]["failure_info"]["error_type"] == "poison" for letter in letters)
+        assert all(len(orjson.dumps(letter)) < 1_000_000 for letter in letters)
+    fills, reference = replay_reference(world, rows, lines, tmp_path)
+    assert world.fills() == fills
+    assert without_time(world.portfolios()) == without_time(reference)
