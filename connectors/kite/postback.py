@@ -67,6 +67,7 @@ class PostbackServer:
         port: int = 0,
     ) -> None:
         self.refused = 0
+        self.on_order = on_order
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,7 +88,7 @@ class PostbackServer:
                     server.refused += 1
                     self._answer(400, {"status": "error", "message": str(err)})
                     return
-                on_order(order)
+                server.on_order(order)
                 self._answer(200, {"status": "success"})
 
             def _answer(self, status: int, body: dict[str, str]) -> None:
