@@ -119,9 +119,11 @@ class KiteUpdatesSource(FixedPartitionedSource[Update, None]):
         self._postbacks = postbacks
 
     def list_parts(self) -> list[str]:
+        """One partition: the account's order book is one stream."""
         return ["kite"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _UpdatesPartition:
+        """A client, a store and the postback queue; nothing to resume (the tracker holds state)."""
         s = self._settings
         return _UpdatesPartition(
             kite_client(s),

@@ -215,7 +215,8 @@ def test_an_expired_token_halts_the_broker(
         assert "ALERT zerodha: Kite refused the access token; halting the broker" in caplog.text
         halts = read_postgres(servers.postgres)
         assert halts.reason("zerodha", strategy) == (
-            "halted: zerodha/* is halted: authentication failure (KiteTokenError); run `alpha-panda kite login`"
+            "halted: zerodha/* is halted: authentication failure (KiteTokenError);"
+            " run `alpha-panda kite login`"
         )
         # A new token comes, but the broker stays halted until someone resumes it.
         kite.tokens.add(ACCESS_TOKEN)
