@@ -468,6 +468,10 @@ from alpha_panda.marketdata_cli import register  # noqa: E402 - backfill, feed, 
 
 register(app)
 
+from alpha_panda.zerodha_cli import register as register_zerodha  # noqa: E402 - halt, resume, kite, reconcile
+
+register_zerodha(app)
+
 
 def main() -> None:
     """Console-script entry point."""
