@@ -284,3 +284,23 @@ def test_updates_flow_place_partial_fill_complete_reject_cancel(
         if row["strategy_id"] == strategy
     }
     assert fills == {ids[0]: 10, ids[2]: 3}
+
+
+@pytest.mark.integration
+def test_updates_flow_halts_the_broker_on_an_expired_token(
+    kite: FakeKite,
+    kafka_bootstrap: str,
+    redis_url: str,
+    migrated_postgres: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from connectors.kite.halts import clear_halts, read_postgres
+
+    kite.expire_token()
+    try:
+        with caplog.at_level("CRITICAL", logger="alpha_panda.zerodha"):
+            run_main(build(updates_settings(kite, kafka_bootstrap, redis_url, migrated_postgres)))
+        assert read_postgres(migrated_postgres).broker_halted("zerodha")
+        assert "ALERT zerodha: Kite refused the access token; halting the broker" in caplog.text
+    finally:
+        clear_halts(migrated_postgres, redis_url, "zerodha", None)
