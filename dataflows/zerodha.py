@@ -113,7 +113,11 @@ def zerodha_route(settings: Settings, servers: Servers | None = None) -> Executi
     placer = KiteOrderPlacer(
         kite_client(settings),
         ZerodhaStore(servers.postgres),
-        PlacerConfig(settings.zerodha_max_order_notional, settings.zerodha_max_daily_orders),
+        PlacerConfig(
+            settings.zerodha_max_order_notional,
+            settings.zerodha_max_daily_orders,
+            confirm_s=settings.kite_timeout_s,
+        ),
         strategy_orders=StrategyOrdersCache(servers.postgres, settings),
         halts=halt_flags(settings, servers),
         on_authentication_failure=halt_on_authentication_failure(servers),

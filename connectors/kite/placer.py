@@ -10,7 +10,8 @@ One call:
    (``KiteGuardError`` / ``KiteInstrumentError``: business, not retried);
 2. looks up the day's Kite orders for the order's tag and, if one exists
    (a retry after a timeout, a replayed signal), returns its status
-   without placing another;
+   without placing another; when we tried this order before and Kite does
+   not show it yet, it looks once more after ``confirm_s``;
 3. records the intent in Postgres, places the order (rate-limited), and
    returns ``SUBMITTED``.
 
@@ -22,6 +23,7 @@ dead-letters the signal as ``authentication``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -74,6 +76,10 @@ class PlacerConfig:
 
     max_order_notional: Decimal = Decimal(100_000)
     max_daily_orders: int = 100
+    confirm_s: float = 1.0
+    """A retried order whose tag is not in the book yet is looked up once more
+    after this long before it is placed: Kite may still be processing the
+    request that timed out."""
 
 
 class KiteOrderPlacer:
@@ -89,6 +95,7 @@ class KiteOrderPlacer:
         halts: HaltFlags | None = None,
         on_authentication_failure: Callable[[BaseException], None] = lambda _err: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._store = store
@@ -97,6 +104,7 @@ class KiteOrderPlacer:
         self._halts = halts
         self._on_auth = on_authentication_failure
         self._now = now
+        self._sleep = sleep
         self._instruments: dict[int, Instrument] = {}
 
     def __call__(self, order_id: str, data: ValidatedSignal) -> str:
@@ -152,7 +160,11 @@ class KiteOrderPlacer:
         orders = self._guard(order_id, data)
         instrument = self._instrument(order_id, signal.instrument_token)
         tag = order_tag(order_id)
+        tried_before = bool(self._store.intents([tag]))
         existing = self._existing(tag)
+        if existing is None and tried_before and self._config.confirm_s > 0:
+            self._sleep(self._config.confirm_s)
+            existing = self._existing(tag)
         if existing is not None:
             log.info(
                 "zerodha order %s already at Kite as %s (%s); not placed again",
@@ -178,7 +190,7 @@ class KiteOrderPlacer:
             price=_tick_round(data.validated_price, instrument.tick_size) if limit else None,
             trading_day=day,
         )
-        if not self._store.intents([tag]):
+        if not tried_before:
             if self._store.orders_on(day) >= self._config.max_daily_orders:
                 msg = (
                     f"zerodha live order {order_id}: {self._config.max_daily_orders} orders already "

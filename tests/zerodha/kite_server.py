@@ -57,6 +57,7 @@ class FakeKite:
     requests: list[Request] = field(default_factory=list)
     scripted: dict[str, deque[Scripted]] = field(default_factory=dict)
     delays: dict[str, deque[float]] = field(default_factory=dict)
+    pre_delays: dict[str, deque[float]] = field(default_factory=dict)
     max_orders_per_s: int = 10
     order_starts: deque[float] = field(default_factory=deque)
     rate_limited: int = 0
@@ -69,6 +70,10 @@ class FakeKite:
     def script(self, route: str, *answers: Scripted) -> None:
         """Answer the next requests to ``route`` (``"POST /orders/regular"``) with these."""
         self.scripted.setdefault(route, deque()).extend(answers)
+
+    def slow_oms(self, route: str, seconds: float) -> None:
+        """The next request to ``route`` takes effect (and is answered) only after ``seconds``."""
+        self.pre_delays.setdefault(route, deque()).append(seconds)
 
     def delay(self, route: str, seconds: float) -> None:
         """Answer the next request to ``route`` only after ``seconds`` (its effect happens at once)."""
@@ -287,8 +292,13 @@ def serve_kite() -> Iterator[FakeKite]:
             raw = self.rfile.read(length).decode() if length else ""
             form = {k: v[-1] for k, v in parse_qs(raw).items()}
             headers = {k.lower(): v for k, v in self.headers.items()}
-            answer = kite.handle(self.command, parts.path, form, headers)
             route = f"{self.command} {parts.path}"
+            with kite.lock:
+                slow = kite.pre_delays.get(route)
+                before = slow.popleft() if slow else 0.0
+            if before:
+                time.sleep(before)
+            answer = kite.handle(self.command, parts.path, form, headers)
             with kite.lock:
                 pending = kite.delays.get(route)
                 delay = pending.popleft() if pending else 0.0

@@ -150,6 +150,20 @@ def test_retry_after_a_timeout_does_not_place_a_second_order(
     assert len(kite.orders_tagged(order_tag(order_id_of(signal)))) == 1
 
 
+def test_retry_while_kite_is_still_processing_the_timed_out_order(
+    kite: FakeKite, servers: Servers, token: int, unique: str
+) -> None:
+    strategy = f"slow_{unique}"
+    seed(servers.postgres, strategy, token)
+    kite.slow_oms("POST /orders/regular", 0.8)  # the order reaches the book 0.3 s after our timeout
+    signal = validated(strategy, token)
+    [submitted] = executor(kite, servers).execute(signal)
+    assert isinstance(submitted, SubmittedEnvelope)
+    assert submitted.data.status == "OPEN"
+    assert len(kite.placements()) == 1
+    assert len(kite.orders_tagged(order_tag(order_id_of(signal)))) == 1
+
+
 def test_refusals_become_failed_orders(kite: FakeKite, servers: Servers, token: int, unique: str) -> None:
     strategy = f"guard_{unique}"
     seed(servers.postgres, strategy, token)
