@@ -1,5 +1,8 @@
 """The Zerodha commands as a user runs them: halt/resume in a stream, --cancel-open, reconcile, login.
 
+The stream is a Bytewax flow placing one order every 50 ms through the
+live executor while ``alpha-panda halt`` and ``resume`` run beside it.
+
 Each runs the real ``alpha-panda`` console script against the session's
 Postgres and Redis and the local Kite server; the fake credentials must
 appear in no output.
@@ -13,11 +16,16 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bytewax.operators as op
 import orjson
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.testing import TestingSink, run_main
 
 from alpha_panda.settings import Settings
 from connectors.kite.halts import clear_halts
@@ -80,17 +88,31 @@ def test_kill_switch_during_a_stream(
     env = cli_env(kite, servers, tmp_path)
     results: list[tuple[float, Any]] = []
     stop = threading.Event()
+    signals = (validated(strategy, token, quantity=1, price=10.0, n=n) for n in range(10_000))
 
-    def stream() -> None:
-        n = 0
-        while not stop.is_set():
-            started = time.monotonic()
-            [out] = ex.execute(validated(strategy, token, quantity=1, price=10.0, n=n))
-            results.append((started, out))
-            n += 1
-            time.sleep(0.05)
+    class Paced(StatelessSourcePartition[Any]):
+        """One validated signal every 50 ms until the test says stop."""
 
-    worker = threading.Thread(target=stream)
+        def next_batch(self) -> list[Any]:
+            if stop.is_set():
+                raise StopIteration
+            return [next(signals)]
+
+        def next_awake(self) -> datetime:
+            return datetime.now(UTC) + timedelta(milliseconds=50)
+
+    class PacedSource(DynamicSource[Any]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Paced:
+            return Paced()
+
+    def execute(signal: Any) -> list[tuple[float, Any]]:
+        started = time.monotonic()
+        return [(started, out) for out in ex.execute(signal)]
+
+    flow = Dataflow("kill_switch_stream")
+    orders = op.flat_map("execute", op.input("signals", flow, PacedSource()), execute)
+    op.output("orders", orders, TestingSink(results))
+    worker = threading.Thread(target=run_main, args=(flow,))
     worker.start()
     try:
         time.sleep(1.0)
