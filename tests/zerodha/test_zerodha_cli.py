@@ -26,6 +26,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, run_main
+from pydantic import SecretStr
 
 from alpha_panda.settings import Settings
 from connectors.kite.halts import clear_halts
@@ -281,7 +282,7 @@ def test_kite_login_stores_the_token_as_a_0600_secret(
     assert path.read_text() == NEW_ACCESS_TOKEN
     [session] = [r for r in kite.requests if r.path == "/session/token"]
     assert session.form["checksum"] != API_SECRET and API_SECRET not in str(session.form)
-    live = Settings(data_dir=tmp_path, zerodha_live_trading=True, kite_api_key=API_KEY)
+    live = Settings(data_dir=tmp_path, zerodha_live_trading=True, kite_api_key=SecretStr(API_KEY))
     assert live.kite_access_token.get_secret_value() == NEW_ACCESS_TOKEN
     assert live.zerodha_live is True
     bad = run(env, "kite", "login", "--request-token", "used-token")
