@@ -17,7 +17,7 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 
-from connectors.errors import PostgresConnectorError, RedisConnectorError, redact_url
+from connectors.errors import PostgresConnectorError, redact_url
 from connectors.redis_portfolio import redis_client
 from operators.halts import Halt, HaltSet
 
@@ -99,7 +99,8 @@ def _sync(postgres_url: str, redis_url: str) -> HaltSet:
     try:
         mirror_to_redis(client, halts)
     except redis.RedisError as err:
-        # Postgres holds the flag; readers fall back to it while Redis is out.
+        # Postgres holds the flag: readers use it while Redis is out, and
+        # their periodic check against Postgres catches a stale Redis after.
         log.warning(
             "halt flags: Redis at %s not updated (%s); readers use Postgres", redact_url(redis_url), err
         )
@@ -109,12 +110,20 @@ def _sync(postgres_url: str, redis_url: str) -> HaltSet:
 
 
 class HaltReader:
-    """``fetch`` for :class:`operators.halts.HaltFlags`: Redis, else Postgres (and re-mirror)."""
+    """``fetch`` for :class:`operators.halts.HaltFlags`: Redis, else Postgres (and re-mirror).
 
-    def __init__(self, redis_url: str, postgres_url: str) -> None:
+    Every ``verify_every``-th read also reads Postgres and, if Redis
+    disagrees (a halt written while Redis was unreachable, then Redis came
+    back with its old hash), re-mirrors it and answers with Postgres: at a
+    1 s refresh such a halt is seen within ``verify_every`` seconds.
+    """
+
+    def __init__(self, redis_url: str, postgres_url: str, *, verify_every: int = 5) -> None:
         self._redis_url = redis_url
         self._postgres_url = postgres_url
         self._client = redis_client(redis_url, retries=1)
+        self._verify_every = verify_every
+        self._reads = 0
 
     def __call__(self) -> HaltSet:
         """The halts in force.
@@ -130,9 +139,12 @@ class HaltReader:
                 type(err).__name__,
             )
             return read_postgres(self._postgres_url)
-        if _SYNCED.encode() in raw:
+        self._reads += 1
+        if _SYNCED.encode() in raw and self._reads % self._verify_every:
             return _from_hash(raw)
         halts = read_postgres(self._postgres_url)
+        if _SYNCED.encode() in raw and _from_hash(raw) == halts:
+            return halts
         try:
             mirror_to_redis(self._client, halts)
         except redis.RedisError as err:
@@ -143,6 +155,3 @@ class HaltReader:
     def close(self) -> None:
         """Close the Redis client."""
         self._client.close()
-
-
-__all__ = ["HALTS_KEY", "HaltReader", "RedisConnectorError", "clear_halts", "read_postgres", "set_halt"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from connectors.kite.halts import HALTS_KEY, HaltReader, clear_halts, set_halt
+from connectors.kite.halts import HALTS_KEY, HaltReader, clear_halts, mirror_to_redis, set_halt
 from connectors.kite.placer import order_tag, trading_day
 from connectors.redis_portfolio import redis_client
 from operators.halts import Halt, HaltFlags, HaltSet
@@ -50,8 +52,6 @@ def test_flags_re_read_at_most_every_refresh_and_keep_the_last_good_answer() -> 
 
 
 def test_order_tag_and_trading_day() -> None:
-    from datetime import UTC, datetime
-
     assert order_tag("9f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1") == "ap9f1c6a524d1e5b8e9a"
     assert len(order_tag("9f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")) == 20
     assert str(trading_day(datetime(2024, 1, 2, 19, 0, tzinfo=UTC))) == "2024-01-03"  # 00:30 IST
@@ -68,6 +68,16 @@ def test_halt_flags_survive_redis_losing_them(migrated_postgres: str, redis_url:
         client.delete(HALTS_KEY)  # Redis restarted without persistence
         assert reader().reason("zerodha", strategy) == f"halted: zerodha/{strategy} is halted: manual"
         assert client.hexists(HALTS_KEY, f"zerodha/{strategy}")  # re-mirrored from Postgres
+        # Redis came back with a stale hash that says nothing is halted.
+        stale = HaltReader(redis_url, migrated_postgres, verify_every=3)
+        mirror_to_redis(client, HaltSet())
+        assert [stale().reason("zerodha", strategy) for _ in range(3)] == [
+            None,
+            None,
+            f"halted: zerodha/{strategy} is halted: manual",
+        ]
+        assert reader().reason("zerodha", strategy) == f"halted: zerodha/{strategy} is halted: manual"
+        stale.close()
         client.close()
         broken = HaltReader("redis://127.0.0.1:1/0", migrated_postgres)  # nothing listens there
         assert broken().reason("zerodha", strategy) == f"halted: zerodha/{strategy} is halted: manual"
