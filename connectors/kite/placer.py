@@ -11,7 +11,9 @@ One call:
 2. looks up the day's Kite orders for the order's tag and, if one exists
    (a retry after a timeout, a replayed signal), returns its status
    without placing another; when we tried this order before and Kite does
-   not show it yet, it looks once more after ``confirm_s``;
+   not show it yet, it looks once more after ``confirm_s``; an order first
+   attempted on an earlier day is never sent again (Kite's book covers
+   only today);
 3. records the intent in Postgres, places the order (rate-limited), and
    returns ``SUBMITTED``.
 
@@ -160,7 +162,8 @@ class KiteOrderPlacer:
         orders = self._guard(order_id, data)
         instrument = self._instrument(order_id, signal.instrument_token)
         tag = order_tag(order_id)
-        tried_before = bool(self._store.intents([tag]))
+        earlier = self._store.intents([tag]).get(tag)
+        tried_before = earlier is not None
         existing = self._existing(tag)
         if existing is None and tried_before and self._config.confirm_s > 0:
             self._sleep(self._config.confirm_s)
@@ -175,6 +178,14 @@ class KiteOrderPlacer:
             self._store.set_kite_order_id(tag, existing.order_id)
             return existing.status
         day = trading_day(self._now())
+        if earlier is not None and earlier.trading_day != day:
+            # Kite's order book holds only today's orders: we cannot tell whether
+            # the earlier attempt reached the exchange, so never send it again.
+            msg = (
+                f"zerodha live order {order_id}: first attempted on {earlier.trading_day}; "
+                "not placed again on a later day (check Kite's order history by its tag)"
+            )
+            raise KiteGuardError(msg)
         limit = orders.order_type == "LIMIT"
         intent = OrderIntent(
             tag=tag,

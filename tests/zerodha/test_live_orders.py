@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from alpha_panda.settings import Settings
 from connectors.kite.halts import clear_halts, read_postgres
 from connectors.kite.placer import order_tag, trading_day
-from connectors.kite.store import ZerodhaStore
+from connectors.kite.store import OrderIntent, ZerodhaStore
 from connectors.postgres import seed_strategies
 from dataflows.accounts import Executor
 from dataflows.clock import event_time_clock
@@ -162,6 +162,38 @@ def test_retry_while_kite_is_still_processing_the_timed_out_order(
     assert submitted.data.status == "OPEN"
     assert len(kite.placements()) == 1
     assert len(kite.orders_tagged(order_tag(order_id_of(signal)))) == 1
+
+
+def test_an_order_first_tried_on_an_earlier_day_is_never_sent_again(
+    kite: FakeKite, servers: Servers, token: int, unique: str, store: ZerodhaStore
+) -> None:
+    strategy = f"old_{unique}"
+    seed(servers.postgres, strategy, token)
+    signal = validated(strategy, token)
+    tag = order_tag(order_id_of(signal))
+    store.record_intent(
+        OrderIntent(
+            tag=tag,
+            order_id=order_id_of(signal),
+            strategy_id=strategy,
+            instrument_token=token,
+            exchange="NSE",
+            tradingsymbol=f"T{unique.upper()}",
+            side="BUY",
+            quantity=10,
+            product="MIS",
+            order_type="MARKET",
+            price=None,
+            trading_day=date(2024, 1, 2),
+        )
+    )
+    [failed] = executor(kite, servers).execute(signal)  # e.g. a dead letter replayed days later
+    assert isinstance(failed, FailedEnvelope)
+    assert failed.data.error_message == (
+        f"KiteGuardError: zerodha live order {order_id_of(signal)}: first attempted on 2024-01-02; "
+        "not placed again on a later day (check Kite's order history by its tag)"
+    )
+    assert kite.placements() == []
 
 
 def test_refusals_become_failed_orders(kite: FakeKite, servers: Servers, token: int, unique: str) -> None:
