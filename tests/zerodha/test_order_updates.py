@@ -29,7 +29,7 @@ from dataflows.zerodha_updates import build
 from operators.zerodha_charges import ChargesSchedule, order_charges
 from schemas.envelope import FailedEnvelope, FilledEnvelope, SubmittedEnvelope
 from tests.zerodha.conftest import validated
-from tests.zerodha.kite_server import API_SECRET, FakeKite
+from tests.zerodha.kite_server import API_SECRET, FakeKite, Scripted
 from tests.zerodha.test_live_orders import executor, live_settings, order_id_of, seed
 
 NOW = datetime(2024, 1, 2, 3, 50, tzinfo=UTC)
@@ -304,3 +304,40 @@ def test_updates_flow_halts_the_broker_on_an_expired_token(
         assert "ALERT zerodha: Kite refused the access token; halting the broker" in caplog.text
     finally:
         clear_halts(migrated_postgres, redis_url, "zerodha", None)
+
+
+@pytest.mark.integration
+def test_updates_flow_takes_postbacks_when_polling_fails(
+    kite: FakeKite, kafka_bootstrap: str, redis_url: str, migrated_postgres: str, token: int, unique: str
+) -> None:
+    from dataflows.live import Servers
+
+    create_pipeline_topics(kafka_bootstrap, partitions=4, retention_ms=3_600_000)
+    strategy = f"pb_{unique}"
+    seed(migrated_postgres, strategy, token)
+    signal = validated(strategy, token, quantity=10, price=1500.0)
+    executor(kite, Servers(kafka_bootstrap, redis_url, migrated_postgres)).execute(signal)
+    [order] = kite.orders_tagged(order_tag(order_id_of(signal)))
+    completed = kite.fill(order["order_id"], 10, 1500.6)
+    server = PostbackServer(SecretStr(API_SECRET), lambda _order: None)
+    flow = build(
+        updates_settings(kite, kafka_bootstrap, redis_url, migrated_postgres), postback_server=server
+    )
+    server.start()
+    try:
+        forged = httpx.post(server.url, content=postback_body({**completed, "average_price": 1.0}, "forged"))
+        assert forged.status_code == 403
+        assert httpx.post(server.url, content=postback_body(completed, API_SECRET)).status_code == 200
+        kite.script(
+            "GET /orders",
+            Scripted(503, {"status": "error", "error_type": "NetworkException", "message": "OMS down"}),
+        )
+        run_main(flow)
+    finally:
+        server.stop()
+    [filled] = events_of(kafka_bootstrap, "zerodha.orders.filled", strategy)
+    assert (filled["data"]["quantity"], filled["data"]["fill_price"], filled["data"]["fees"]) == (
+        10,
+        1500.6,
+        6.31,
+    )
