@@ -10,9 +10,10 @@ from datetime import UTC, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -68,6 +69,25 @@ class Settings(BaseSettings):
     kite_api_secret: SecretStr = SecretStr("")
     kite_ws_url: str = "wss://ws.kite.trade"
     kite_api_url: str = "https://api.kite.trade"
+    kite_login_url: str = "https://kite.zerodha.com/connect/login"
+    kite_timeout_s: float = Field(default=10.0, gt=0)
+    # Live order guards and shape (connectors/kite). Products and order types
+    # per strategy are JSON maps, e.g. ZERODHA_PRODUCTS='{"swing": "CNC"}'.
+    zerodha_max_order_notional: Decimal = Field(default=Decimal(100_000), gt=0)
+    zerodha_max_daily_orders: int = Field(default=100, ge=1)
+    zerodha_orders_per_second: int = Field(default=8, ge=1, le=9)
+    zerodha_default_product: Literal["MIS", "CNC"] = "MIS"
+    zerodha_products: dict[str, Literal["MIS", "CNC"]] = Field(default_factory=dict)
+    zerodha_order_type: Literal["MARKET", "LIMIT"] = "MARKET"
+    zerodha_order_types: dict[str, Literal["MARKET", "LIMIT"]] = Field(default_factory=dict)
+    # Overrides of operators.zerodha_charges.ChargesSchedule, e.g. '{"intraday_brokerage_cap": "20"}'.
+    zerodha_charges: dict[str, Decimal] = Field(default_factory=dict)
+    # dataflows.zerodha_updates: order-book poll interval, postback listener (port 0: off).
+    zerodha_poll_s: float = Field(default=1.0, gt=0)
+    zerodha_postback_host: str = "127.0.0.1"
+    zerodha_postback_port: int = Field(default=0, ge=0)
+    # Kill switch: how often flows re-read the halt flags (<= 1 s).
+    halt_refresh_s: float = Field(default=1.0, gt=0, le=1.0)
 
     # Alpaca market data.
     alpaca_api_key: SecretStr = SecretStr("")
@@ -101,6 +121,20 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=0.1, ge=0)
     retry_max_s: float = Field(default=5.0, ge=0)
     retry_budget_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_kite_token(cls, data: Any) -> Any:
+        # KITE_ACCESS_TOKEN wins; else the token `alpha-panda kite login` stored
+        # (DATA_DIR/secrets/kite_access_token, mode 0600).
+        if not isinstance(data, dict) or data.get("kite_access_token"):
+            return data
+        path = Path(data.get("data_dir") or ".alpha-panda") / "secrets" / "kite_access_token"
+        if path.is_file() and not path.stat().st_mode & 0o077:
+            token = path.read_text("utf-8").strip()
+            if token:
+                return {**data, "kite_access_token": token}
+        return data
 
     @field_validator("active_brokers", mode="before")
     @classmethod
