@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,7 +99,8 @@ def replay(
 
     try:
         configs = load_strategy_file(strategies)
-        params = PipelineParams.from_settings(get_settings())
+        # A replay never places live orders, whatever ZERODHA_LIVE_TRADING says.
+        params = dataclasses.replace(PipelineParams.from_settings(get_settings()), zerodha_mode="dry_run")
         columns = (
             TextColumn("replaying"),
             BarColumn(),

@@ -29,7 +29,7 @@ from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryL
 from operators.execution import SimulatedExecution, order_id_of
 from operators.fills import FillSimulator
 from operators.portfolio import Portfolio, PortfolioState
-from operators.risk import RiskFilter, RiskState
+from operators.risk import RiskFilter, RiskState, halted_rejection
 from schemas.codec import REPLAYABLE, dead_letter, encode
 from schemas.envelope import (
     AnyEnvelope,
@@ -123,8 +123,10 @@ class RiskStep:
         state: RiskState | None = None,
         *,
         dedupe: bool = True,
+        halts: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._risk = risk
+        self._halts = halts
         self._clock = clock
         self._source = f"{service}.risk"
         # Only a flow reading signals from Kafka can see one twice; in-process
@@ -145,7 +147,9 @@ class RiskStep:
         """
         if self._dedupe and not self.state.seen_signals.add(signal.id):
             return None
-        decision = self._risk.on_signal(self.state, signal.data)
+        data = signal.data
+        halted = self._halts(signal.broker, data.strategy_id) if self._halts is not None else None
+        decision = halted_rejection(data, halted) if halted else self._risk.on_signal(self.state, data)
         return envelop(  # type: ignore[return-value]
             decision,
             id=event_id("risk_decision", signal.id),
@@ -379,6 +383,8 @@ class AccountSteps:
     snapshot_interval: timedelta = timedelta(seconds=1)
     idle_flush_after: timedelta | None = None
     """Live flows: emit a held-back snapshot after this much quiet (wall clock)."""
+    halts: Callable[[str, str], str | None] | None = None
+    """The kill switch: ``(broker, strategy_id)`` -> the ``halted`` reason, or None."""
 
     def books(self, state: BooksState | None) -> PortfolioStep:
         """A :class:`PortfolioStep` over ``state`` (fresh when None)."""
@@ -425,7 +431,8 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
 
     def __init__(self, steps: AccountSteps, resume: AccountState | None) -> None:
         self._risk = RiskStep(
-            steps.risk, steps.clock, steps.service, resume.risk if resume else None, dedupe=False
+            steps.risk, steps.clock, steps.service, resume.risk if resume else None, dedupe=False,
+            halts=steps.halts,
         )
         self._books = steps.books(resume.books if resume else None)
         self._executor = steps.executor
@@ -464,7 +471,7 @@ def account_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSt
 
 class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
     def __init__(self, steps: AccountSteps, resume: RiskState | None) -> None:
-        self._risk = RiskStep(steps.risk, steps.clock, steps.service, resume)
+        self._risk = RiskStep(steps.risk, steps.clock, steps.service, resume, halts=steps.halts)
 
     def on_item(self, value: Any) -> tuple[Iterable[AnyEnvelope], bool]:
         if isinstance(value, Mark):

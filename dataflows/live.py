@@ -7,6 +7,7 @@ CLI do). A server URL left empty falls back to the local stack started by
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -277,9 +278,15 @@ def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Server
     """
     from dataflows.pipeline import PipelineParams  # noqa: PLC0415 - pipeline imports this module lazily
 
+    from dataflows.zerodha import halt_flags, zerodha_route  # noqa: PLC0415 - imports the Kite connector
+
     servers = start(settings)
     await_servers(servers, kafka=True, redis=redis, postgres=True)
-    return servers, PipelineParams.from_settings(settings, live=True), Dataflow(f"alpha_panda_{name}")
+    params = PipelineParams.from_settings(settings, live=True)
+    flags = halt_flags(settings, servers)
+    route = zerodha_route(settings, servers) if settings.zerodha_live else None
+    params = dataclasses.replace(params, zerodha_route=route, halts=flags.reason)
+    return servers, params, Dataflow(f"alpha_panda_{name}")
 
 
 def broker_events(

@@ -57,6 +57,10 @@ class PipelineParams:
     service: str = "alpha-panda"
     shards: int = 1
     idle_mark_after: timedelta | None = None
+    zerodha_route: ExecutionRoute | None = None
+    """Live Zerodha orders (:func:`dataflows.zerodha.zerodha_route`); None: ``zerodha_mode`` simulated."""
+    halts: Callable[[str, str], str | None] | None = None
+    """The kill switch: ``(broker, strategy_id)`` -> the ``halted`` reason, or None to trade."""
 
     @classmethod
     def from_settings(cls, settings: Any, *, live: bool = False) -> PipelineParams:
@@ -95,7 +99,7 @@ class PipelineParams:
 
     def routes(self) -> dict[str, ExecutionRoute]:
         """How each broker's orders execute."""
-        return {"paper": ExecutionRoute("paper"), "zerodha": ExecutionRoute(self.zerodha_mode)}
+        return {"paper": ExecutionRoute("paper"), "zerodha": self.zerodha_route or ExecutionRoute(self.zerodha_mode)}
 
     def account_steps(self, clock: Clock) -> AccountSteps:
         """The risk, execution and portfolio steps every account is built from (per-stage flows)."""
@@ -108,6 +112,7 @@ class PipelineParams:
             self.service,
             snapshot_interval=self.snapshot_interval,
             idle_flush_after=self.idle_mark_after,
+            halts=self.halts,
         )
 
     def shard_config(self) -> ShardConfig:
@@ -240,7 +245,7 @@ def build_pipeline(
     def build(shard: int, state: ShardState | None) -> TradingShard:
         return TradingShard(
             mine(shard, configs), shard_config, risk, portfolio, executor.execute, clock, state,
-            emit_dead_letters=shard == 0,
+            emit_dead_letters=shard == 0, halts=params.halts,
         )
 
     times = TimeCache(params.naive_tz)

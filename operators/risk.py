@@ -39,6 +39,15 @@ RULES = (
 """Rule names, in the order reasons list them."""
 
 
+def halted_rejection(signal: TradingSignal, reason: str) -> RejectedSignal:
+    """The rejection of a signal of a halted broker or strategy (rule ``halted``, see ``alpha-panda halt``)."""
+    checks = dict.fromkeys(RULES, True)
+    checks["halted"] = False
+    return RejectedSignal(
+        original_signal=signal, rejection_reason=reason, risk_checks=checks, timestamp=signal.timestamp
+    )
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     """Limits of one account.

@@ -27,7 +27,7 @@ from operators.decision import Decision
 from operators.errors import ConfigError
 from operators.money import to_decimal
 from operators.portfolio import Portfolio, PortfolioState
-from operators.risk import RiskFilter, RiskState
+from operators.risk import RiskFilter, RiskState, halted_rejection
 from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
 from schemas.codec import dead_letter
 from schemas.envelope import (
@@ -206,8 +206,10 @@ class TradingShard:
         state: ShardState | None = None,
         *,
         emit_dead_letters: bool = True,
+        halts: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.config = config
+        self._halts = halts
         self._risk = risk
         self._portfolio = portfolio
         self._execute = execute
@@ -362,7 +364,8 @@ class TradingShard:
         token = signal.data.instrument_token
         # Risk judges against the latest tick of the instrument, not a mark.
         state.risk.last_prices[token] = (book.price, book.tick_at)
-        decision = self._risk.on_signal(state.risk, signal.data)
+        halted = self._halts(account.broker, account.strategy_id) if self._halts is not None else None
+        decision = halted_rejection(signal.data, halted) if halted else self._risk.on_signal(state.risk, signal.data)
         kind = ValidatedEnvelope if isinstance(decision, ValidatedSignal) else RejectedEnvelope
         decided = kind(
             id=event_id("risk_decision", signal.id),
