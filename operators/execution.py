@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import Literal
 
 from operators.fills import FillSimulator
-from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, SubmittedEnvelope, ValidatedEnvelope, event_id
+from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, SubmittedEnvelope, ValidatedEnvelope, uuid5_of
 
 Clock = Callable[[datetime], datetime]
 
 
 def order_id_of(validated: ValidatedEnvelope) -> str:
     """The order id of a validated signal: the same for every delivery of it."""
-    return event_id("order", validated.broker, validated.id)
+    return uuid5_of(f"order|{validated.broker}|{validated.id}")
 
 
 class SimulatedExecution:
@@ -53,6 +53,6 @@ class SimulatedExecution:
             "key": validated.key,
         }
         return [
-            SubmittedEnvelope(id=event_id("order_submitted", order_id), data=submitted, **common),
-            FilledEnvelope(id=event_id("order_filled", order_id), data=filled, **common),
+            SubmittedEnvelope(id=uuid5_of(f"order_submitted|{order_id}"), data=submitted, **common),
+            FilledEnvelope(id=uuid5_of(f"order_filled|{order_id}"), data=filled, **common),
         ]

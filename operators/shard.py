@@ -44,6 +44,7 @@ from schemas.envelope import (
     ValidatedEnvelope,
     event_id,
     tick_id_of,
+    uuid5_of,
 )
 from schemas.events import TradingSignal, ValidatedSignal
 from schemas.topics import (
@@ -345,7 +346,7 @@ class TradingShard:
             key = signal_key(config.id, token)
             for account in self._accounts[config.id]:
                 envelope = SignalEnvelope(
-                    id=event_id("trading_signal", account.broker, config.id, cause),
+                    id=uuid5_of(f"trading_signal|{account.broker}|{config.id}|{cause}"),
                     ts=self._clock(at),
                     broker=account.broker,  # type: ignore[arg-type]
                     correlation_id=correlation,
@@ -368,7 +369,7 @@ class TradingShard:
         decision = halted_rejection(signal.data, halted) if halted else self._risk.on_signal(state.risk, signal.data)
         kind = ValidatedEnvelope if isinstance(decision, ValidatedSignal) else RejectedEnvelope
         decided = kind(
-            id=event_id("risk_decision", signal.id),
+            id=uuid5_of(f"risk_decision|{signal.id}"),
             ts=self._clock(signal.data.timestamp),
             broker=signal.broker,
             correlation_id=signal.correlation_id,

@@ -46,6 +46,10 @@ def _uuid5(name: str) -> str:
     return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{variant}{text[17:20]}-{text[20:32]}"
 
 
+uuid5_of = _uuid5
+"""The UUIDv5 of a name in the project's namespace: ``event_id(kind, *parts)`` is that of ``"kind|part|..."``."""
+
+
 def event_id(kind: str, *parts: object) -> str:
     """Return the deterministic id (a UUIDv5) of a ``kind`` event caused by ``parts``."""
     if len(parts) == 1:
