@@ -220,15 +220,17 @@ def _bad_events(key: str) -> list[tuple[str, bytes]]:
         "id": "x", "type": "order_filled", "ts": "2024-01-02T09:15:00Z", "broker": "paper",
         "correlation_id": "c", "causation_id": None, "source": "t", "version": 1, "key": key,
     }
-    huge = dict(shape, data={"order_id": "o", "strategy_id": key, "instrument_token": 256265,
-                             "side": "BUY", "quantity": 10**30, "timestamp": "2024-01-02T09:15:00Z",
-                             "broker": "paper", "execution_mode": "paper", "fill_price": 1.0, "fees": 0.1})
+    fill = {"order_id": "o", "strategy_id": key, "instrument_token": 256265, "side": "BUY", "quantity": 1,
+            "timestamp": "2024-01-02T09:15:00Z", "broker": "paper", "execution_mode": "paper",
+            "fill_price": 1.0, "fees": 0.1}
+    huge = dict(shape, data=dict(fill, quantity=10**30))
+    nul = dict(shape, data=dict(fill, strategy_id=key + "\u0000"))  # valid but for the NUL
     return [
         (key, b"{not json"),
         (key, b'{"type":"trading_signal","data":' + b"[" * 3000 + b"]" * 3000 + b"}"),
-        (key, orjson.dumps(dict(shape, source="t\u0000"))),
+        (key, orjson.dumps(nul)),
         (key, json.dumps(huge).encode()),
-        (key, b"x" * 2_000_000),
+        (key, b"x" * 900_000),  # the broker takes at most 1 MB a message
         (key, orjson.dumps(dict(shape, ts="not a time"))),
     ]
 
@@ -238,7 +240,7 @@ REASONS = {
     "JSON nested deeper than 64 levels",
     "NUL character in a text field",
     "field data.quantity must be <= 1000000000, got 1000000000000000000000000000000",
-    "message of 2000000 bytes exceeds the 65536 byte limit",
+    "message of 900000 bytes exceeds the 65536 byte limit",
     "field ts is not an ISO-8601 time: 'not a time'",
 }
 
