@@ -85,7 +85,12 @@ def run_replay(
 
     portfolio = Portfolio(params.portfolio)
     portfolios: dict[str, dict[str, Any]] = {broker: {} for broker in params.brokers}
-    stages = {"signals": SIGNALS_RAW, "validated": SIGNALS_VALIDATED, "rejected": SIGNALS_REJECTED, "fills": ORDERS_FILLED}
+    stages = {
+        "signals": SIGNALS_RAW,
+        "validated": SIGNALS_VALIDATED,
+        "rejected": SIGNALS_REJECTED,
+        "fills": ORDERS_FILLED,
+    }
     for broker in params.brokers:
         for config in configs:
             if not config.is_active or broker not in config.brokers(params.brokers):

@@ -157,7 +157,9 @@ class Settings(BaseSettings):
             try:
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError) as err:
-                msg = f"NAIVE_TIMEZONE must be an IANA time zone (e.g. Asia/Kolkata) or 'reject', got {value!r}"
+                msg = (
+                    f"NAIVE_TIMEZONE must be an IANA time zone (e.g. Asia/Kolkata) or 'reject', got {value!r}"
+                )
                 raise ValueError(msg) from err
         return value
 

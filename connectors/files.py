@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from itertools import islice
 from collections import Counter
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +24,6 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from schemas.codec import RawBatch, encode_lines
 from schemas.envelope import Outbound, PnlEnvelope
 from schemas.topics import MARKET_TICKS
-
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes consumed since the previous call."""

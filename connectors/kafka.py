@@ -53,7 +53,6 @@ DELIVERY_TIMEOUT_MS: Final = 60_000
 the flow (bytewax recovery then resumes from the last snapshot)."""
 
 
-
 def kafka_config(bootstrap: str) -> dict[str, Any]:
     """Return the librdkafka settings every client shares: where and how to connect.
 

@@ -25,8 +25,8 @@ from bytewax.operators import StatefulLogic
 
 from dataflows.clock import Clock
 from dataflows.metrics import DLQ_MESSAGES, RETRIES
-from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
 from operators.execution import SimulatedExecution, order_id_of
+from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
 from operators.fills import FillSimulator
 from operators.portfolio import Portfolio, PortfolioState
 from operators.risk import RiskFilter, RiskState, halted_rejection
@@ -431,7 +431,11 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
 
     def __init__(self, steps: AccountSteps, resume: AccountState | None) -> None:
         self._risk = RiskStep(
-            steps.risk, steps.clock, steps.service, resume.risk if resume else None, dedupe=False,
+            steps.risk,
+            steps.clock,
+            steps.service,
+            resume.risk if resume else None,
+            dedupe=False,
             halts=steps.halts,
         )
         self._books = steps.books(resume.books if resume else None)

@@ -42,7 +42,9 @@ def _dead(raw: RawMessage, err: DecodeError, service: str, now: datetime) -> Out
     return Outbound(dlq_topic(raw.topic), letter.key, letter)
 
 
-def dead_tick(raw: RawMessage, err: DecodeError, service: str, dlq_clock: Callable[[RawMessage], datetime]) -> Outbound:
+def dead_tick(
+    raw: RawMessage, err: DecodeError, service: str, dlq_clock: Callable[[RawMessage], datetime]
+) -> Outbound:
     """The dead letter of a tick that failed to decode (counted in ``alpha_panda_dlq_messages``)."""
     return _dead(raw, err, service, dlq_clock(raw))
 

@@ -277,7 +277,6 @@ def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Server
     ``redis`` adds Redis. Params are :class:`dataflows.pipeline.PipelineParams`.
     """
     from dataflows.pipeline import PipelineParams  # noqa: PLC0415 - pipeline imports this module lazily
-
     from dataflows.zerodha import halt_flags, zerodha_route  # noqa: PLC0415 - imports the Kite connector
 
     servers = start(settings)

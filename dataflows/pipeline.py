@@ -99,7 +99,10 @@ class PipelineParams:
 
     def routes(self) -> dict[str, ExecutionRoute]:
         """How each broker's orders execute."""
-        return {"paper": ExecutionRoute("paper"), "zerodha": self.zerodha_route or ExecutionRoute(self.zerodha_mode)}
+        return {
+            "paper": ExecutionRoute("paper"),
+            "zerodha": self.zerodha_route or ExecutionRoute(self.zerodha_mode),
+        }
 
     def account_steps(self, clock: Clock) -> AccountSteps:
         """The risk, execution and portfolio steps every account is built from (per-stage flows)."""
@@ -136,7 +139,7 @@ class DecodedTicks(NamedTuple):
     ticks: list[Any]
     times: list[datetime]
     raw: RawBatch
-    index: list[int]
+    positions: list[int]
 
 
 class _Origins:
@@ -146,10 +149,10 @@ class _Origins:
         self._decoded = decoded
 
     def __len__(self) -> int:
-        return len(self._decoded.index)
+        return len(self._decoded.positions)
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
-        message = self._decoded.raw.message(self._decoded.index[i])
+        message = self._decoded.raw.message(self._decoded.positions[i])
         return (message.topic, message.key, message.value, message.partition, message.offset)
 
 
@@ -244,8 +247,15 @@ def build_pipeline(
 
     def build(shard: int, state: ShardState | None) -> TradingShard:
         return TradingShard(
-            mine(shard, configs), shard_config, risk, portfolio, executor.execute, clock, state,
-            emit_dead_letters=shard == 0, halts=params.halts,
+            mine(shard, configs),
+            shard_config,
+            risk,
+            portfolio,
+            executor.execute,
+            clock,
+            state,
+            emit_dead_letters=shard == 0,
+            halts=params.halts,
         )
 
     times = TimeCache(params.naive_tz)
@@ -254,9 +264,11 @@ def build_pipeline(
         decoded = decode_tick_batch(batch.values, times)
         items: list[Any] = []
         if decoded.ticks:
-            items.append(DecodedTicks(decoded.ticks, decoded.times, batch, decoded.index))
+            items.append(DecodedTicks(decoded.ticks, decoded.times, batch, decoded.positions))
         if decoded.failed:
-            items.append([dead_tick(batch.message(i), err, params.service, dlq_clock) for i, err in decoded.failed])
+            items.append(
+                [dead_tick(batch.message(i), err, params.service, dlq_clock) for i, err in decoded.failed]
+            )
         return items
 
     parts = op.flat_map("ingest_decode", raw_ticks, decode)
@@ -271,7 +283,10 @@ def build_pipeline(
             lambda new: [(str(i), ShardItem(i, configs=tuple(mine(i, new)))) for i in range(shards)],
         )
         keyed = op.merge("shard_work", keyed, reloads)
-    published = op.key_rm("unkey", op.stateful("trading", keyed, lambda resume: _ShardLogic(build, resume, params.idle_mark_after)))
+    published = op.key_rm(
+        "unkey",
+        op.stateful("trading", keyed, lambda resume: _ShardLogic(build, resume, params.idle_mark_after)),
+    )
     return op.merge("published", published, split.falses)
 
 

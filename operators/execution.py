@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from operators.fills import FillSimulator
 from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, SubmittedEnvelope, ValidatedEnvelope, uuid5_of
@@ -40,10 +40,12 @@ class SimulatedExecution:
         data = validated.data
         broker = validated.broker
         status = "DRY_RUN" if mode == "dry_run" else "FILLED"
-        submitted = self._simulator.submitted(order_id, data, broker=broker, execution_mode=mode, status=status)
+        submitted = self._simulator.submitted(
+            order_id, data, broker=broker, execution_mode=mode, status=status
+        )
         filled = self._simulator.fill(order_id, data, broker=broker, execution_mode=mode)
         ts = self._clock(data.timestamp)
-        common = {
+        common: dict[str, Any] = {
             "ts": ts,
             "broker": broker,
             "correlation_id": validated.correlation_id,

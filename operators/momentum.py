@@ -19,7 +19,6 @@ from operators.money import to_decimal
 from operators.parameters import build_config, require
 from schemas.events import Side
 
-
 _NEAR = 1e-9
 """Relative distance from the threshold inside which the comparison is made exactly."""
 

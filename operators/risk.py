@@ -40,7 +40,7 @@ RULES = (
 
 
 def halted_rejection(signal: TradingSignal, reason: str) -> RejectedSignal:
-    """The rejection of a signal of a halted broker or strategy (rule ``halted``, see ``alpha-panda halt``)."""
+    """The rejection of a signal of a halted broker or strategy (rule ``halted``; ``alpha-panda halt``)."""
     checks = dict.fromkeys(RULES, True)
     checks["halted"] = False
     return RejectedSignal(
@@ -244,7 +244,10 @@ class RiskFilter:
         token = signal.instrument_token
         quantity = validated.validated_quantity
         buying = signal.signal_type == "BUY"
-        fill = slipped_price(signal.signal_type, to_decimal(validated.validated_price), cfg.slippage_bps) * quantity
+        fill = (
+            slipped_price(signal.signal_type, to_decimal(validated.validated_price), cfg.slippage_bps)
+            * quantity
+        )
         fees = commission(fill, cfg.commission_bps)
         held = state.positions.get(token, 0)
         state.positions[token] = held - quantity if buying else held + quantity

@@ -18,7 +18,7 @@ Engine-free: the clock and the executor are injected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -232,7 +232,9 @@ class TradingShard:
         self._runs.clear()
         self._accounts: dict[str, tuple[_Account, ...]] = {}
         for config in active:
-            self._accounts[config.id] = tuple(_account(b, config.id) for b in config.brokers(self.config.brokers))
+            self._accounts[config.id] = tuple(
+                _account(b, config.id) for b in config.brokers(self.config.brokers)
+            )
         for account in (a for accounts in self._accounts.values() for a in accounts):
             if account.name not in self.state.accounts:
                 self.state.accounts[account.name] = AccountState(
@@ -250,7 +252,9 @@ class TradingShard:
 
     # --- the hot path ---------------------------------------------------------
 
-    def on_batch(self, ticks: Sequence[Any], times: Sequence[datetime], origins: Sequence[Any] = ()) -> list[Outbound]:
+    def on_batch(  # noqa: C901 - the per-tick loop stays in one frame: no call per tick it can avoid
+        self, ticks: Sequence[Any], times: Sequence[datetime], origins: Sequence[Any] = ()
+    ) -> list[Outbound]:
         """Run one batch of ticks in order; return every message it caused.
 
         ``ticks[i]``: a producer-form tick (``data`` with the
@@ -316,7 +320,7 @@ class TradingShard:
         return run
 
     def _tick_id(self, book: InstrumentBook, token: int, price: float) -> str:
-        if not book.tick_id:
+        if not book.tick_id and book.tick_at is not None:
             book.tick_id = tick_id_of(token, book.tick_at, price, 0)
         return book.tick_id
 
@@ -359,14 +363,18 @@ class TradingShard:
                 out.append(Outbound(account.signals_topic, key, envelope, account.key))
                 self._decide(out, account, envelope, book)
 
-    def _decide(self, out: list[Outbound], account: _Account, signal: SignalEnvelope, book: InstrumentBook) -> None:
+    def _decide(
+        self, out: list[Outbound], account: _Account, signal: SignalEnvelope, book: InstrumentBook
+    ) -> None:
         """Risk, execution and books for one signal of one account."""
         state = self.state.accounts[account.name]
         token = signal.data.instrument_token
         # Risk judges against the latest tick of the instrument, not a mark.
         state.risk.last_prices[token] = (book.price, book.tick_at)
         halted = self._halts(account.broker, account.strategy_id) if self._halts is not None else None
-        decision = halted_rejection(signal.data, halted) if halted else self._risk.on_signal(state.risk, signal.data)
+        decision = (
+            halted_rejection(signal.data, halted) if halted else self._risk.on_signal(state.risk, signal.data)
+        )
         kind = ValidatedEnvelope if isinstance(decision, ValidatedSignal) else RejectedEnvelope
         decided = kind(
             id=uuid5_of(f"risk_decision|{signal.id}"),
@@ -421,7 +429,9 @@ class TradingShard:
             book = instruments.get(token)
             if holding.quantity and book is not None:
                 holding.last_price = to_decimal(book.price)
-        data = self._portfolio.snapshot(state.books, strategy_id=account.strategy_id, broker=account.broker, timestamp=at)
+        data = self._portfolio.snapshot(
+            state.books, strategy_id=account.strategy_id, broker=account.broker, timestamp=at
+        )
         state.last_snapshot_at = at
         state.changed = False
         state.snapshots += 1
@@ -489,4 +499,3 @@ class TradingShard:
             offset=offset,
         )
         return Outbound(dlq_topic(topic), letter.key, letter)
-

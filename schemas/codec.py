@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
@@ -25,7 +25,6 @@ from schemas.envelope import (
     tick_id,
 )
 from schemas.errors import DecodeError
-from schemas.explain import explain, too_deep
 from schemas.events import (
     MAX_PRICE,
     DlqMetadata,
@@ -37,6 +36,7 @@ from schemas.events import (
     OriginalMessage,
     ReplayMetadata,
 )
+from schemas.explain import explain, too_deep
 from schemas.topics import MARKET_TICKS, tick_key
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -269,14 +269,14 @@ def complete_tick(tick_in: Any, tick: MarketTick, *, source: str, derive_id: boo
 class TickBatch(NamedTuple):
     """Decoded ticks of one batch, in input order, and the messages that failed.
 
-    ``ticks[i]`` is the producer-form message of ``values[index[i]]``: its
+    ``ticks[i]`` is the producer-form message of ``values[positions[i]]``: its
     ``data`` has ``instrument_token``, ``last_price`` and the other
     :class:`MarketTick` fields, and ``times[i]`` is its exchange time in UTC.
     """
 
     ticks: list[Any]
     times: list[datetime]
-    index: list[int]
+    positions: list[int]
     failed: list[tuple[int, DecodeError]]
 
 

@@ -47,7 +47,7 @@ def _uuid5(name: str) -> str:
 
 
 uuid5_of = _uuid5
-"""The UUIDv5 of a name in the project's namespace: ``event_id(kind, *parts)`` is that of ``"kind|part|..."``."""
+"""The UUIDv5 of a name in our namespace: ``event_id(kind, *parts)`` is that of ``"kind|part|..."``."""
 
 
 def event_id(kind: str, *parts: object) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -115,15 +117,16 @@ def _bad_utf8_field(raw: bytes) -> str | None:
 
 
 def _check_number(value: Any, info: Any, path: str) -> str | None:
-    for attr, op, ok in (
-        ("gt", ">", lambda v, b: v > b),
-        ("ge", ">=", lambda v, b: v >= b),
-        ("lt", "<", lambda v, b: v < b),
-        ("le", "<=", lambda v, b: v <= b),
-    ):
+    checks: tuple[tuple[str, str, Callable[[Any, Any], bool]], ...] = (
+        ("gt", ">", operator.gt),
+        ("ge", ">=", operator.ge),
+        ("lt", "<", operator.lt),
+        ("le", "<=", operator.le),
+    )
+    for attr, symbol, holds in checks:
         bound = getattr(info, attr, None)
-        if bound is not None and not ok(value, bound):
-            return f"field {path} must be {op} {bound}, got {_show(value)}"
+        if bound is not None and not holds(value, bound):
+            return f"field {path} must be {symbol} {bound}, got {_show(value)}"
     return None
 
 
@@ -192,7 +195,7 @@ def _check(value: Any, info: Any, path: str) -> str | None:  # noqa: C901 - one 
 def _check_union(value: Any, info: Any, path: str) -> str | None:
     structs = [t for t in info.types if isinstance(t, mi.StructType) and t.tag_field]
     if structs and isinstance(value, dict):
-        tag_field = structs[0].tag_field
+        tag_field = str(structs[0].tag_field)
         if tag_field not in value:
             return f"missing required field {_join(path, tag_field)}"
         for struct in structs:

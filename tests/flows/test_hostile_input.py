@@ -26,7 +26,11 @@ CONFIGS = load_strategy_file(EXAMPLES / "strategies.yaml")
 
 
 def _tick(**data: object) -> bytes:
-    base: dict[str, object] = {"instrument_token": 256265, "last_price": 100.0, "timestamp": "2024-01-02T09:15:00Z"}
+    base: dict[str, object] = {
+        "instrument_token": 256265,
+        "last_price": 100.0,
+        "timestamp": "2024-01-02T09:15:00Z",
+    }
     base.update(data)
     return orjson.dumps({"type": "market_tick", "data": base})
 
@@ -44,14 +48,19 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     ),
     "several MB": (_tick(symbol="X" * 3_000_000), "message of 3000123 bytes exceeds the 65536 byte limit"),
     "NUL in text": (_tick(symbol="IN\u0000FY"), "NUL character in a text field"),
-    "huge number": (_tick().replace(b'"last_price"', b'"volume":1000000000000000000000000000000,"last_price"'),
-                    "field data.volume must be <= 9223372036854775807"),
+    "huge number": (
+        _tick().replace(b'"last_price"', b'"volume":1000000000000000000000000000000,"last_price"'),
+        "field data.volume must be <= 9223372036854775807",
+    ),
     "invalid UTF-8": (
         b'{"type":"market_tick","data":{"instrument_token":1,"last_price":1.0,'
         b'"timestamp":"2024-01-02T09:15:00Z","symbol":"\xff"}}',
         "invalid UTF-8 in field data.symbol",
     ),
-    "far future": (_tick(timestamp="2031-01-02T09:15:00Z"), "is more than 1 day, 0:00:00 after the newest tick"),
+    "far future": (
+        _tick(timestamp="2031-01-02T09:15:00Z"),
+        "is more than 1 day, 0:00:00 after the newest tick",
+    ),
 }
 
 
@@ -113,8 +122,16 @@ def test_naive_times_can_be_read_in_a_zone_or_rejected(tmp_path: Path) -> None:
     strategies.write_text(MOMENTUM_ONLY)
     configs = load_strategy_file(strategies)
     lines = [
-        orjson.dumps({"type": "market_tick", "data": {"instrument_token": 256265, "last_price": 100.0 + s,
-                                                       "timestamp": f"2024-01-02T09:15:{s:02d}"}})
+        orjson.dumps(
+            {
+                "type": "market_tick",
+                "data": {
+                    "instrument_token": 256265,
+                    "last_price": 100.0 + s,
+                    "timestamp": f"2024-01-02T09:15:{s:02d}",
+                },
+            }
+        )
         for s in range(21)
     ]
     ticks = tmp_path / "naive.jsonl"
@@ -125,7 +142,9 @@ def test_naive_times_can_be_read_in_a_zone_or_rejected(tmp_path: Path) -> None:
     summary = run_replay(ticks, configs, tmp_path / "rejected", PipelineParams(naive_tz="reject"))
     assert summary.dead_letters == 21
     letter = orjson.loads((tmp_path / "rejected" / "market.ticks.dlq.jsonl").read_bytes().splitlines()[0])
-    assert "has no UTC offset and NAIVE_TIMEZONE is 'reject'" in letter["data"]["failure_info"]["error_message"]
+    assert (
+        "has no UTC offset and NAIVE_TIMEZONE is 'reject'" in letter["data"]["failure_info"]["error_message"]
+    )
 
 
 def test_distinct_ticks_at_one_price_and_second_get_distinct_ids(tmp_path: Path) -> None:
@@ -134,12 +153,20 @@ def test_distinct_ticks_at_one_price_and_second_get_distinct_ids(tmp_path: Path)
     configs = load_strategy_file(strategies)
     # Two trades at 100.0 in one second after a fall: both are SELL-side ticks
     # of the same instant; then two rises in one second at one price.
-    lines = [tick_line(256265, 100.0, 0), tick_line(256265, 102.0, 1), tick_line(256265, 104.0, 2),
-             tick_line(256265, 100.0, 3), tick_line(256265, 103.0, 4), tick_line(256265, 103.0, 4)]
+    lines = [
+        tick_line(256265, 100.0, 0),
+        tick_line(256265, 102.0, 1),
+        tick_line(256265, 104.0, 2),
+        tick_line(256265, 100.0, 3),
+        tick_line(256265, 103.0, 4),
+        tick_line(256265, 103.0, 4),
+    ]
     ticks = tmp_path / "dup.jsonl"
     ticks.write_bytes(b"".join(line + b"\n" for line in lines))
     run_replay(ticks, configs, tmp_path / "out", PipelineParams(brokers=("paper",)))
-    signals = [orjson.loads(x) for x in (tmp_path / "out" / "paper.signals.raw.jsonl").read_bytes().splitlines()]
+    signals = [
+        orjson.loads(x) for x in (tmp_path / "out" / "paper.signals.raw.jsonl").read_bytes().splitlines()
+    ]
     ids = [s["correlation_id"] for s in signals]
     assert len(ids) == len(set(ids))
 

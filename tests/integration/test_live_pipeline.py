@@ -217,12 +217,28 @@ def test_lag_of_a_partition_never_read_is_its_size(world: World) -> None:
 def _bad_events(key: str) -> list[tuple[str, bytes]]:
     """Hostile messages for a per-stage input topic: each a different way to be wrong."""
     shape = {
-        "id": "x", "type": "order_filled", "ts": "2024-01-02T09:15:00Z", "broker": "paper",
-        "correlation_id": "c", "causation_id": None, "source": "t", "version": 1, "key": key,
+        "id": "x",
+        "type": "order_filled",
+        "ts": "2024-01-02T09:15:00Z",
+        "broker": "paper",
+        "correlation_id": "c",
+        "causation_id": None,
+        "source": "t",
+        "version": 1,
+        "key": key,
     }
-    fill = {"order_id": "o", "strategy_id": key, "instrument_token": 256265, "side": "BUY", "quantity": 1,
-            "timestamp": "2024-01-02T09:15:00Z", "broker": "paper", "execution_mode": "paper",
-            "fill_price": 1.0, "fees": 0.1}
+    fill = {
+        "order_id": "o",
+        "strategy_id": key,
+        "instrument_token": 256265,
+        "side": "BUY",
+        "quantity": 1,
+        "timestamp": "2024-01-02T09:15:00Z",
+        "broker": "paper",
+        "execution_mode": "paper",
+        "fill_price": 1.0,
+        "fees": 0.1,
+    }
     huge = dict(shape, data=dict(fill, quantity=10**30))
     nul = dict(shape, data=dict(fill, strategy_id=key + "\u0000"))  # valid but for the NUL
     return [
@@ -245,7 +261,9 @@ REASONS = {
 }
 
 
-def test_per_stage_inputs_dead_letter_bad_messages_and_trade_like_replay(world: World, tmp_path: Path) -> None:
+def test_per_stage_inputs_dead_letter_bad_messages_and_trade_like_replay(
+    world: World, tmp_path: Path
+) -> None:
     from connectors.kafka import produce  # noqa: PLC0415
 
     rows = world.seed()

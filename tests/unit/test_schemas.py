@@ -79,9 +79,18 @@ GOOD = {"instrument_token": 5, "last_price": 100.0, "timestamp": "2024-01-02T09:
             "field data.last_price must be a finite number",
         ),
         (tick_bytes({**GOOD, "instrument_token": 0}), "field data.instrument_token must be > 0, got 0"),
-        (tick_bytes({**GOOD, "instrument_token": True}), "field data.instrument_token must be an integer, got a boolean"),
-        (tick_bytes({**GOOD, "timestamp": "yesterday"}), "field data.timestamp is not an ISO-8601 time: 'yesterday'"),
-        (orjson.dumps({"type": "quote_update", "data": GOOD}), "unknown event type 'quote_update' in field type"),
+        (
+            tick_bytes({**GOOD, "instrument_token": True}),
+            "field data.instrument_token must be an integer, got a boolean",
+        ),
+        (
+            tick_bytes({**GOOD, "timestamp": "yesterday"}),
+            "field data.timestamp is not an ISO-8601 time: 'yesterday'",
+        ),
+        (
+            orjson.dumps({"type": "quote_update", "data": GOOD}),
+            "unknown event type 'quote_update' in field type",
+        ),
         (orjson.dumps({"data": GOOD}), "missing required field type"),
         (tick_bytes({**GOOD, "symbol": "x" * 70_000}), "byte limit"),
     ],

@@ -15,7 +15,12 @@ from schemas.envelope import SCHEMA_VERSION, FailedEnvelope, ValidatedEnvelope, 
 from schemas.events import OrderFailed
 from tests.flows.conftest import tick_line
 
-MOMENTUM = StrategyConfig("mom", "momentum", (256265,), (("lookback_period", 2), ("momentum_threshold", 0.01), ("position_size", 10)))
+MOMENTUM = StrategyConfig(
+    "mom",
+    "momentum",
+    (256265,),
+    (("lookback_period", 2), ("momentum_threshold", 0.01), ("position_size", 10)),
+)
 T0 = datetime(2024, 1, 2, 3, 45, tzinfo=UTC)
 
 
@@ -44,8 +49,14 @@ def run(logic: TradingShard, prices: list[tuple[float, int]]) -> list:
 def test_a_rise_buys_once_and_a_fall_sells() -> None:
     topics, _ = run(shard(), [(100.0, 0), (102.0, 1), (103.0, 2), (100.0, 3)])
     assert topics == [
-        "paper.signals.raw", "paper.signals.validated", "paper.orders.submitted", "paper.orders.filled",
-        "paper.signals.raw", "paper.signals.validated", "paper.orders.submitted", "paper.orders.filled",
+        "paper.signals.raw",
+        "paper.signals.validated",
+        "paper.orders.submitted",
+        "paper.orders.filled",
+        "paper.signals.raw",
+        "paper.signals.validated",
+        "paper.orders.submitted",
+        "paper.orders.filled",
     ]
 
 
@@ -63,14 +74,29 @@ def test_a_failed_order_releases_the_position_so_the_next_buy_fits() -> None:
     def fail(validated: ValidatedEnvelope) -> list:
         signal = validated.data.original_signal
         failed = OrderFailed(
-            order_id=order_id_of(validated), strategy_id=signal.strategy_id,
-            instrument_token=signal.instrument_token, side=signal.signal_type,
-            quantity=validated.data.validated_quantity, timestamp=validated.data.timestamp,
-            broker="paper", execution_mode="live", error_message="refused",
+            order_id=order_id_of(validated),
+            strategy_id=signal.strategy_id,
+            instrument_token=signal.instrument_token,
+            side=signal.signal_type,
+            quantity=validated.data.validated_quantity,
+            timestamp=validated.data.timestamp,
+            broker="paper",
+            execution_mode="live",
+            error_message="refused",
         )
-        return [FailedEnvelope(id=event_id("order_failed", failed.order_id), ts=failed.timestamp, broker="paper",
-                               correlation_id=validated.correlation_id, causation_id=validated.id, source="t",
-                               version=SCHEMA_VERSION, key=validated.key, data=failed)]
+        return [
+            FailedEnvelope(
+                id=event_id("order_failed", failed.order_id),
+                ts=failed.timestamp,
+                broker="paper",
+                correlation_id=validated.correlation_id,
+                causation_id=validated.id,
+                source="t",
+                version=SCHEMA_VERSION,
+                key=validated.key,
+                data=failed,
+            )
+        ]
 
     logic = shard(execute=fail)
     # BUY 10 (limit 10) fails; the next BUY edge would exceed the limit had it stayed booked.

@@ -211,7 +211,9 @@ def test_mean_reversion_strategy_through_instrument_strategies() -> None:
 
 
 def test_an_empty_instrument_list_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigError, match=r"strategy 'x': instruments must list at least one instrument token, got \[\]"):
+    with pytest.raises(
+        ConfigError, match=r"strategy 'x': instruments must list at least one instrument token, got \[\]"
+    ):
         StrategyConfig.from_mapping({"id": "x", "strategy_type": "momentum", "instruments": []})
 
 
