@@ -210,7 +210,8 @@ class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
     def on_notify(self) -> tuple[Iterable[list[Outbound]], bool]:
         # A quiet market: bring Redis to the latest books without waiting for the next tick.
         self._flush_at = None
-        return self.on_eof()
+        out = self._shard.flush(end_of_input=False) if self._shard is not None else []
+        return ((out,) if out else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> Any:
         assert self._shard is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
@@ -343,7 +344,11 @@ def live_flow(settings: Any) -> Dataflow:
 
 def __getattr__(name: str) -> Any:
     # `python -m bytewax.run dataflows.pipeline` looks up `flow`; build it
-    # only then, so the replay path never imports the live connectors.
+    # only then, so the replay path never imports the live connectors (any
+    # other name, e.g. the `__path__` an import asks for, fails at once).
+    if name != "flow":
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
     from dataflows.live import lazy_flow  # noqa: PLC0415
 
     return lazy_flow(__name__, live_flow)(name)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 from operators.decision import Decision
 from operators.errors import ConfigError
@@ -150,6 +150,10 @@ class ShardState:
     accounts: dict[str, AccountState] = field(default_factory=dict)
     newest: datetime | None = None
     next_snapshot_at: datetime | None = None
+    held: list[HeldTick] = field(default_factory=list)
+    """Ticks beyond the skew, waiting for others to confirm the jump in time."""
+    since_held: int = 0
+    """Ticks of the old time processed since the first held one."""
 
     def copy(self) -> ShardState:
         """Return a deep copy (the snapshot of this state)."""
@@ -158,7 +162,24 @@ class ShardState:
             {name: account.copy() for name, account in self.accounts.items()},
             self.newest,
             self.next_snapshot_at,
+            list(self.held),
+            self.since_held,
         )
+
+
+class HeldTick(NamedTuple):
+    """A tick dated beyond the skew, with where it came from (for its dead letter)."""
+
+    tick: Any
+    at: datetime
+    origin: tuple[Any, ...]
+
+
+CONFIRM_AFTER: Final = 3
+"""Held ticks (or 2 of distinct instruments) that confirm a jump in time: a gap in the market."""
+
+REFUTE_AFTER: Final = 100
+"""Ticks of the old time after which held ones are outliers, dead-lettered."""
 
 
 @dataclass(frozen=True)
@@ -274,10 +295,15 @@ class TradingShard:
             position += 1
             if newest is None or at > newest:
                 if newest is not None and at - newest > skew:
-                    if self._emit_dead:
-                        out.append(self._too_far_ahead(tick_in, at, newest, origins, position))
+                    state.newest, state.next_snapshot_at = newest, due
+                    self._hold(out, tick_in, at, origins, position)
+                    newest, due = state.newest, state.next_snapshot_at
                     continue
                 newest = at
+            if state.held:
+                state.since_held += 1
+                if state.since_held > REFUTE_AFTER:
+                    self._refute(out, newest)
             if due is None or at >= due:
                 # Before this tick: the books as of the boundary, the same in every shard.
                 state.newest = newest
@@ -448,12 +474,17 @@ class TradingShard:
         )
         return Outbound(account.topics[PnlEnvelope], account.key, envelope, account.key)
 
-    def flush(self) -> list[Outbound]:
-        """The snapshots still owed: every account changed since its last one (end of input, quiet spell)."""
+    def flush(self, *, end_of_input: bool = True) -> list[Outbound]:
+        """The snapshots still owed: every account changed since its last one (end of input, quiet spell).
+
+        At the end of input, ticks still held beyond the skew are dead-lettered.
+        """
         newest = self.state.newest
         if newest is None:
             return []
         out: list[Outbound] = []
+        if end_of_input and self.state.held:
+            self._refute(out, newest)
         for accounts in self._accounts.values():
             for account in accounts:
                 state = self.state.accounts[account.name]
@@ -476,15 +507,30 @@ class TradingShard:
 
     # --- dead letters ----------------------------------------------------------
 
-    def _too_far_ahead(
-        self, tick_in: Any, at: datetime, newest: datetime, offsets: Sequence[Any], position: int
-    ) -> Outbound:
-        del tick_in
-        origin = offsets[position] if position < len(offsets) else (MARKET_TICKS, None, b"", None, None)
-        topic, key, value, partition, offset = origin
+    def _hold(self, out: list[Outbound], tick_in: Any, at: datetime, origins: Sequence[Any], i: int) -> None:
+        """Hold a tick beyond the skew; replay the held ones once others confirm the jump."""
+        origin = tuple(origins[i]) if i < len(origins) else (MARKET_TICKS, None, b"", None, None)
+        state = self.state
+        state.held.append(HeldTick(tick_in, at, origin))
+        if len(state.held) == 1:
+            state.since_held = 0
+        instruments = {h.tick.data.instrument_token for h in state.held}
+        if len(state.held) >= CONFIRM_AFTER or len(instruments) >= 2:
+            held, state.held = state.held, []
+            state.newest = held[0].at  # a real gap in the market: time moves on
+            out.extend(self.on_batch([h.tick for h in held], [h.at for h in held], [h.origin for h in held]))
+
+    def _refute(self, out: list[Outbound], newest: datetime | None) -> None:
+        """Dead-letter the held ticks: the market went on without them."""
+        held, self.state.held = self.state.held, []
+        if self._emit_dead and newest is not None:
+            out.extend(self._too_far_ahead(h, newest) for h in held)
+
+    def _too_far_ahead(self, held: HeldTick, newest: datetime) -> Outbound:
+        topic, key, value, partition, offset = held.origin
         reason = (
-            f"field data.timestamp {at.isoformat()} is more than {self.config.max_tick_skew} "
-            f"after the newest tick seen ({newest.isoformat()})"
+            f"field data.timestamp {held.at.isoformat()} is more than {self.config.max_tick_skew} "
+            f"after the newest tick seen ({newest.isoformat()}) and no other tick followed it there"
         )
         letter = dead_letter(
             topic=topic,

@@ -117,11 +117,40 @@ def test_snapshots_at_most_once_per_interval_and_once_at_the_end() -> None:
     assert logic.flush() == []  # nothing owed twice
 
 
-def test_a_tick_beyond_the_skew_is_dead_lettered_and_marks_go_on() -> None:
+def test_a_lone_tick_beyond_the_skew_is_dead_lettered_and_trading_goes_on() -> None:
     logic = shard()
-    lines = [tick_line(256265, 100.0, 0), tick_line(256265, 100.0, 86_401), tick_line(256265, 102.0, 1)]
+    lines = [tick_line(256265, 100.0, 0), tick_line(256265, 100.0, 86_401)]
+    lines += [tick_line(256265, 102.0 + s / 100, s) for s in range(1, 102)]
     batch = decode_tick_batch(lines)
     out = logic.on_batch(batch.ticks, batch.times)
-    assert [m.topic for m in out][0] == "market.ticks.dlq"
-    assert "after the newest tick seen" in out[0].envelope.data.failure_info.error_message
-    assert "paper.signals.raw" in [m.topic for m in out]  # the next good tick still trades
+    letters = [m for m in out if m.topic == "market.ticks.dlq"]
+    assert len(letters) == 1
+    reason = letters[0].envelope.data.failure_info.error_message
+    assert reason.endswith(
+        "after the newest tick seen (2024-01-02T03:46:41+00:00) and no other tick followed it there"
+    )
+    assert "paper.signals.raw" in [m.topic for m in out]  # the good ticks still trade
+
+
+def test_a_held_tick_is_dead_lettered_at_the_end_of_input() -> None:
+    logic = shard()
+    batch = decode_tick_batch([tick_line(256265, 100.0, 0), tick_line(256265, 100.0, 86_401)])
+    assert [m.topic for m in logic.on_batch(batch.ticks, batch.times)] == []
+    assert [m.topic for m in logic.flush()] == ["market.ticks.dlq"]
+
+
+def test_a_gap_in_the_market_longer_than_the_skew_moves_time_on() -> None:
+    logic = shard()
+    day = 86_400
+    lines = [tick_line(256265, 100.0, 0), tick_line(256265, 100.5, 1)]
+    lines += [
+        tick_line(256265, 102.0, 3 * day),
+        tick_line(256265, 104.0, 3 * day + 1),
+        tick_line(256265, 105.0, 3 * day + 2),
+    ]
+    batch = decode_tick_batch(lines)
+    out = logic.on_batch(batch.ticks, batch.times)
+    assert "market.ticks.dlq" not in [m.topic for m in out]
+    buys = [m.envelope.data for m in out if m.topic == "paper.signals.raw"]
+    assert [(b.signal_type, b.price) for b in buys] == [("BUY", 102.0)]
+    assert logic.state.newest == datetime(2024, 1, 5, 3, 45, 2, tzinfo=UTC)
