@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from alpha_panda.bench.config import SCENARIO_NAMES, BenchConfig
 from alpha_panda.bench.harness import CountingSink, bare_flow, bench_configs, market, pipeline_flow, run_timed
+from alpha_panda.bench.peer_tape import write_peer_tape
 from alpha_panda.bench.run import SCENARIOS, run_bench
+from alpha_panda.bench.scenarios.peers import run_replay_child
 from alpha_panda.cli import app
 from alpha_panda.replay import run_replay
 from dataflows.pipeline import PipelineParams
@@ -220,3 +222,10 @@ def test_cli_import_loads_no_bench_engine_or_live_connectors() -> None:
     code = f"import sys, alpha_panda.cli; print([m for m in {heavy!r} if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_peers_names_a_replay_that_failed(tmp_path: Path) -> None:
+    tape = write_peer_tape(2, 10, tmp_path / "tape")
+    tape.jsonl.unlink()
+    with pytest.raises(RuntimeError, match=r"alpha-panda replay over .*ticks\.jsonl exited 2:"):
+        run_replay_child(tape, tmp_path)

@@ -6,8 +6,10 @@ a child process, exactly as ``../shared/peers/alpha_panda_bench.sh`` runs it:
 one momentum strategy over every token (lookback 20, threshold 0.01,
 position size 1), paper broker only, risk limits opened
 (``MAX_DAILY_TRADES``/``MAX_POSITION_SIZE`` huge, ``MAX_PRICE_DEVIATION``
-1.0) so that only the rule decides. Time is the whole child process, as
-the peers' script times it; peak RSS is the child's (``os.wait4``). Fills
+1.0) so that only the rule decides, and, as the peers have, a cash of 1e9
+(``STARTING_CASH``; at 10,000 instruments the default 1,000,000 runs out
+and risk rejects BUYs the rule makes). Time is the whole child process, as
+the peers' script times it; peak RSS is the child's. Fills
 are counted in ``paper.orders.filled.jsonl`` and compared with the
 plain-Python reference rule (:mod:`alpha_panda.bench.reference`) over the
 same tape's CSV: they must be equal.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,9 +40,27 @@ OPEN_LIMITS = {
     "MAX_DAILY_TRADES": "1000000000",
     "MAX_POSITION_SIZE": "1000000000",
     "MAX_PRICE_DEVIATION": "1.0",
+    "STARTING_CASH": "1000000000",
     "ACTIVE_BROKERS": "paper",
 }
-"""The settings the replay runs with: paper only, risk limits out of the rule's way."""
+"""The settings the replay runs with: paper only, risk limits out of the rule's way, the peers' cash."""
+
+LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawn(sys.executable, sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    json.dump({"status": status, "maxrss_kib": usage.ru_maxrss, "seconds": seconds}, out)
+"""
+"""A small process between the bench and the replay, which spawns the replay and reaps it.
+
+Linux counts in a process's peak RSS the memory of the process it was
+forked from (the image it replaced at exec), so a replay forked straight
+from the bench would report the bench's RSS if that is larger. Spawned from
+this launcher, it starts from a few MiB and reports its own peak.
+"""
 
 FILLS_FILE = "paper.orders.filled.jsonl"
 
@@ -73,7 +94,7 @@ def count_fills(path: Path) -> tuple[int, int]:
         for line in lines:
             if b'"side":"BUY"' in line:
                 buys += 1
-            elif line.strip():
+            elif b'"side":"SELL"' in line:
                 sells += 1
     return buys, sells
 
@@ -82,53 +103,44 @@ def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[
     """Run ``alpha-panda replay`` over ``tape`` in a child process; seconds, peak RSS and fills.
 
     :raises RuntimeError: the replay exited non-zero (its last output lines are in the message).
+    :raises TimeoutError: it ran longer than ``timeout`` seconds (it is killed).
     """
     strategies = work / "strategies.yaml"
     strategies.write_text(json.dumps(strategy_rows(tape)))  # JSON is YAML
-    out = work / "out"
-    log = work / "replay.log"
-    command = [sys.executable, "-m", "alpha_panda.cli", "replay", "--quiet"]
-    command += ["--ticks", str(tape.jsonl), "--strategies", str(strategies), "--out", str(out)]
+    out, log, result = work / "out", work / "replay.log", work / "replay.json"
+    replay = [sys.executable, "-m", "alpha_panda.cli", "replay", "--quiet"]
+    replay += ["--ticks", str(tape.jsonl), "--strategies", str(strategies), "--out", str(out)]
+    command = [sys.executable, "-c", LAUNCHER, str(result), *replay]
     with log.open("wb") as output:
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **OPEN_LIMITS}
+        launcher = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **OPEN_LIMITS},
+            start_new_session=True,  # its own process group, so that a timeout stops the replay too
         )
         try:
-            _pid, status, usage = _wait4(child, timeout)
-        finally:
-            if child.returncode is None:
-                child.kill()
-        seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+            launcher.wait(timeout)
+        except subprocess.TimeoutExpired as err:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+            msg = f"alpha-panda replay over {tape.jsonl} did not finish within {timeout:.0f} s"
+            raise TimeoutError(msg) from err
+    measured = json.loads(result.read_text()) if launcher.returncode == 0 else {"status": -1}
+    code = os.waitstatus_to_exitcode(measured["status"]) if measured["status"] >= 0 else launcher.returncode
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         msg = f"alpha-panda replay over {tape.jsonl} exited {code}:\n{tail}"
         raise RuntimeError(msg)
     buys, sells = count_fills(out / FILLS_FILE)
     return {
-        "seconds": seconds,
-        "peak_rss_bytes": usage.ru_maxrss * 1024,  # Linux reports kB
+        "seconds": measured["seconds"],
+        "peak_rss_bytes": measured["maxrss_kib"] * 1024,  # Linux reports kB
         "buys": buys,
         "sells": sells,
         "fills": buys + sells,
         "outputs": sorted(path.name for path in out.glob("*.jsonl")),
     }
-
-
-def _wait4(child: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, Any]:
-    """Reap ``child`` with its resource usage; kill it after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid == child.pid:
-            child.returncode = os.waitstatus_to_exitcode(status)
-            return pid, status, usage
-        if time.monotonic() > deadline:
-            child.kill()
-            msg = f"alpha-panda replay did not finish within {timeout:.0f} s"
-            raise TimeoutError(msg)
-        time.sleep(0.02)
 
 
 def peer_run(instruments: int, ticks: int, log: Log) -> dict[str, Any]:
