@@ -74,8 +74,10 @@ def test_counting_sink_counts_what_replay_writes(tmp_path: Path) -> None:
     tick_file = tmp_path / "ticks.jsonl"
     tick_file.write_bytes(b"\n".join(ticks.lines) + b"\n")
     configs = bench_configs(ticks.spec.tokens())
-    run_replay(tick_file, configs, tmp_path / "out", PipelineParams())
+    summary = run_replay(tick_file, configs, tmp_path / "out", PipelineParams())
     written = _line_counts(tmp_path / "out")
+    assert summary.topic_counts == written  # the replay's own summary, kept while streaming
+    assert summary.lines == ticks.ticks
 
     sink = CountingSink(by_topic=True)
     run_timed(pipeline_flow(ticks.batches(), ticks.spec.tokens(), sink))

@@ -43,15 +43,14 @@ def stored_snapshots(db_dir: Path) -> dict[str, list[bytes]]:
 
 
 def shard_states(db_dir: Path) -> list[tuple[int, ShardState]]:
-    """Every stored ``(shard index, ShardState)`` of the ``trading`` step, with its pickled size."""
+    """``(pickled bytes, ShardState)`` of every key the ``trading`` step stored (its shards)."""
     found: list[tuple[int, ShardState]] = []
     for step, blobs in stored_snapshots(db_dir).items():
         if ".trading" not in step:  # e.g. "bench_pipeline.trading.stateful_batch"
             continue
         for blob in blobs:
-            index, state = pickle.loads(blob)  # noqa: S301 - our own recovery store, just written
+            _shard_index, state = pickle.loads(blob)  # noqa: S301 - our own recovery store, just written
             found.append((len(blob), state))
-            del index
     return found
 
 

@@ -122,12 +122,17 @@ def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[
         try:
             launcher.wait(timeout)
         except subprocess.TimeoutExpired as err:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
             msg = f"alpha-panda replay over {tape.jsonl} did not finish within {timeout:.0f} s"
             raise TimeoutError(msg) from err
-    measured = json.loads(result.read_text()) if launcher.returncode == 0 else {"status": -1}
-    code = os.waitstatus_to_exitcode(measured["status"]) if measured["status"] >= 0 else launcher.returncode
+        finally:
+            if launcher.poll() is None:  # timed out or interrupted: stop the replay with it
+                os.killpg(launcher.pid, signal.SIGKILL)
+                launcher.wait()
+    if launcher.returncode != 0:  # the launcher itself failed
+        measured, code = {}, launcher.returncode
+    else:
+        measured = json.loads(result.read_text())
+        code = os.waitstatus_to_exitcode(measured["status"])
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         msg = f"alpha-panda replay over {tape.jsonl} exited {code}:\n{tail}"
