@@ -28,7 +28,7 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def bench_command(  # noqa: C901 - one branch per option
+def bench_command(
     scenarios: Annotated[
         str,
         typer.Option(help=f"Comma-separated, among {','.join(SCENARIO_NAMES)} (live starts local servers)."),
