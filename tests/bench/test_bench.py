@@ -88,7 +88,7 @@ def test_counting_sink_counts_what_replay_writes(tmp_path: Path) -> None:
     assert written["zerodha.orders.filled"] > 0
 
 
-def test_counting_sink_counts_messages_inside_lists() -> None:
+def test_bare_flow_emits_one_keyed_item_per_tick() -> None:
     ticks = market(2, 10)
     sink = CountingSink()
     run_timed(bare_flow(ticks.messages(), sink, per_batch=3))
