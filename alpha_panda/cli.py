@@ -470,7 +470,7 @@ def _apply_replayed(urls: Any) -> int:
     return 1
 
 
-from alpha_panda.bench import bench_command  # noqa: E402 - registered after the commands above
+from alpha_panda.bench.command import bench_command  # noqa: E402 - registered after the commands above
 
 app.command(name="bench")(bench_command)
 

@@ -19,17 +19,17 @@ import pstats
 from collections import Counter
 from pathlib import Path
 
-from alpha_panda.bench import CountingSink, market, pipeline_flow, run_timed
+from alpha_panda.bench.harness import CountingSink, market, pipeline_flow, run_timed
 
 
 def timed_run(instruments: int, ticks: int) -> None:
     """Generate ticks, then run the pipeline once and print ticks/s."""
-    messages, spec = market(instruments, ticks)
+    simulated = market(instruments, ticks)
     sink = CountingSink()
-    flow = pipeline_flow(messages, spec, sink)
+    flow = pipeline_flow(simulated.batches(), simulated.spec.tokens(), sink)
     seconds = _run(flow)
-    rate = len(messages) / seconds
-    print(f"{len(messages):,} ticks in {seconds:.2f} s: {rate:,.0f} ticks/s, {sink.total:,} outputs")
+    rate = simulated.ticks / seconds
+    print(f"{simulated.ticks:,} ticks in {seconds:.2f} s: {rate:,.0f} ticks/s, {sink.total:,} messages")
 
 
 def _run(flow: object) -> float:
@@ -81,8 +81,8 @@ def main() -> None:
     if args.summarise:
         summarise(args.summarise)
     elif args.cprofile:
-        messages, spec = market(args.instruments, args.ticks)
-        flow = pipeline_flow(messages, spec, CountingSink())
+        simulated = market(args.instruments, args.ticks)
+        flow = pipeline_flow(simulated.batches(), simulated.spec.tokens(), CountingSink())
         profile = cProfile.Profile()
         profile.runcall(_run, flow)
         stats = pstats.Stats(profile).sort_stats("tottime")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alpha_panda import orchestration  # noqa: E402
-from alpha_panda.bench_live import INSTRUMENTS, _rss_kib, _Stack  # noqa: E402
+from alpha_panda import orchestration
+from alpha_panda.bench.scenarios.live import INSTRUMENTS, _rss_kib, _Stack
 
 
 def main() -> None:

@@ -1,27 +1,38 @@
 """``alpha-panda bench`` runs end to end at tiny sizes and writes a complete report.
 
-Behaviour only: keys and positive numbers, never wall-clock thresholds.
+Behaviour only: exact counts where they are knowable, never wall-clock thresholds.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from alpha_panda.bench import (
-    BenchConfig,
-    CountingSink,
-    market,
-    pipeline_flow,
-    run_bench,
-    run_timed,
-)
+from alpha_panda.bench.config import SCENARIO_NAMES, BenchConfig
+from alpha_panda.bench.harness import CountingSink, bare_flow, bench_configs, market, pipeline_flow, run_timed
+from alpha_panda.bench.peer_tape import write_peer_tape
+from alpha_panda.bench.run import SCENARIOS, run_bench
+from alpha_panda.bench.scenarios.peers import run_replay_child
 from alpha_panda.cli import app
+from alpha_panda.replay import run_replay
+from dataflows.pipeline import PipelineParams
 
-TINY = BenchConfig(instruments=(3, 7), ticks=700, scaling_instruments=3, scaling_ticks=600, processes=False)
+TINY = BenchConfig(
+    scenarios=("replay", "memory", "scaling", "peers"),
+    instruments=(3, 7),
+    ticks=700,
+    scaling_instruments=3,
+    scaling_ticks=600,
+    processes=False,
+    peer_instruments=(3,),
+    peer_ticks=900,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,49 +40,122 @@ def report() -> dict:
     return run_bench(TINY)
 
 
+def _line_counts(out_dir: Path) -> Counter[str]:
+    return Counter({path.stem: len(path.read_bytes().splitlines()) for path in out_dir.glob("*.jsonl")})
+
+
 def test_report_names_machine_and_versions(report: dict) -> None:
     assert {"cpu_model", "cores", "memory_bytes"} <= report["hardware"].keys()
     assert report["hardware"]["cores"] > 0
-    assert {"python", "bytewax", "msgspec"} <= report["software"].keys()
+    assert {"python", "alpha-panda", "bytewax", "msgspec"} <= report["software"].keys()
     assert report["software"]["bytewax"] == "0.21.1"
+    assert report["config"]["peer_instruments"] == [3]
+
+
+def test_every_scenario_name_runs_something() -> None:
+    assert tuple(SCENARIOS) == SCENARIO_NAMES
 
 
 def test_replay_reports_pipeline_and_bare_rates(report: dict) -> None:
     rows = report["scenarios"]["replay"]
-    assert [row["instruments"] for row in rows] == [3, 7]
+    assert [(row["instruments"], row["ticks"]) for row in rows] == [(3, 699), (7, 700)]
     for row in rows:
-        assert row["ticks"] > 0
         for run in ("pipeline", "bare"):
             assert row[run]["seconds"] > 0
-            assert row[run]["ticks_per_s"] > 0
+            assert row[run]["ticks_per_s"] == pytest.approx(row["ticks"] / row[run]["seconds"])
         assert row["bare"]["outputs"] == row["ticks"]  # one keyed tick per tick
         assert row["pipeline"]["outputs"] > 0
         assert row["pipeline_over_bare"] > 0
         assert row["rss_bytes"] > 0
 
 
-def test_memory_reports_state_per_strategy_instrument(report: dict) -> None:
+def test_counting_sink_counts_what_replay_writes(tmp_path: Path) -> None:
+    ticks = market(4, 2_000)
+    tick_file = tmp_path / "ticks.jsonl"
+    tick_file.write_bytes(b"\n".join(ticks.lines) + b"\n")
+    configs = bench_configs(ticks.spec.tokens())
+    summary = run_replay(tick_file, configs, tmp_path / "out", PipelineParams())
+    written = _line_counts(tmp_path / "out")
+    assert summary.topic_counts == written  # the replay's own summary, kept while streaming
+    assert summary.lines == ticks.ticks
+
+    sink = CountingSink(by_topic=True)
+    run_timed(pipeline_flow(ticks.batches(), ticks.spec.tokens(), sink))
+
+    assert sink.topics == written
+    assert sink.total == sum(written.values())
+    assert written["paper.orders.filled"] > 0
+    assert written["zerodha.orders.filled"] > 0
+
+
+def test_bare_flow_emits_one_keyed_item_per_tick() -> None:
+    ticks = market(2, 10)
+    sink = CountingSink()
+    run_timed(bare_flow(ticks.messages(), sink, per_batch=3))
+    assert sink.total == 10
+
+
+def test_memory_reports_shard_state_per_strategy_instrument(report: dict) -> None:
     for row in report["scenarios"]["memory"]:
-        assert row["strategy_keys"] == 1  # one shard
-        assert row["account_keys"] == 4  # 2 strategies x 2 brokers
+        assert row["shard_keys"] == 1  # one shard
         assert row["instruments_in_state"] == row["instruments"]
+        assert row["account_names"] == [
+            "paper:bench_mean_reversion",
+            "paper:bench_momentum",
+            "zerodha:bench_mean_reversion",
+            "zerodha:bench_momentum",
+        ]
         assert row["strategy_instrument_pairs"] == 2 * row["instruments"]
-        assert row["strategy_bytes_per_pair"] > 0
+        assert row["bytes_per_pair"] == pytest.approx(row["state_bytes"] / row["strategy_instrument_pairs"])
+        assert row["instrument_bytes_per_pair"] > 0
         assert row["account_bytes_per_pair"] > 0
-        assert row["bytes_per_pair"] == pytest.approx(
-            row["strategy_bytes_per_pair"] + row["account_bytes_per_pair"]
-        )
 
 
 def test_scaling_compares_worker_layouts(report: dict) -> None:
     rows = report["scenarios"]["scaling"]
-    assert [row["workers"] for row in rows] == [1, 1, 2]
+    assert [(row["workers"], row["shards"]) for row in rows] == [(1, 1), (1, 2), (2, 2)]
     assert rows[0]["speedup"] == pytest.approx(1.0)
-    outputs = {row["outputs"] for row in rows}
-    assert len(outputs) == 1  # same messages whatever the layout
+    assert len({row["outputs"] for row in rows}) == 1  # same messages whatever the layout
+    assert rows[0]["outputs"] > 0
     for row in rows:
+        assert row["ticks"] == 600
         assert row["ticks_per_s"] > 0
-        assert row["speedup"] > 0
+
+
+def test_peers_replay_fills_equal_the_reference_rule(report: dict) -> None:
+    (row,) = report["scenarios"]["peers"]
+    assert (row["instruments"], row["ticks"]) == (3, 900)
+    replay, reference = row["replay"], row["reference"]
+    assert reference["fills"] > 0
+    assert (replay["buys"], replay["sells"]) == (reference["buys"], reference["sells"])
+    assert row["fills_match"] is True
+    # Paper only: no zerodha topic was written.
+    assert all(name.startswith("paper.") for name in replay["outputs"])
+    assert replay["peak_rss_bytes"] > 0
+    assert replay["ticks_per_s"] == pytest.approx(900 / replay["seconds"])
+
+
+def test_targets_are_checked_for_what_ran(report: dict) -> None:
+    checks = {check["target"].split(" (")[0]: check for check in report["targets"]}
+    assert {"pipeline_over_bare", "state_bytes_per_strategy_instrument", "peer_peak_rss_mib"} <= checks.keys()
+    assert "two_process_speedup" not in checks  # processes=False
+    fills = checks["peer_fills_equal_reference"]
+    assert fills["met"] is True
+    assert fills["measured"] == fills["threshold"] == report["scenarios"]["peers"][0]["reference"]["fills"]
+    assert checks["peer_peak_rss_mib"]["threshold"] == 175
+    assert all(isinstance(check["met"], bool) for check in report["targets"])
+    assert any("10x" in note for note in report["notes"])
+
+
+@pytest.mark.slow
+def test_two_processes_cluster() -> None:
+    config = BenchConfig(scenarios=("scaling",), scaling_instruments=3, scaling_ticks=600)
+    report = run_bench(config)
+    rows = report["scenarios"]["scaling"]
+    assert rows[-1]["processes"] == 2
+    assert rows[-1]["outputs"] == rows[0]["outputs"] > 0
+    assert rows[-1]["seconds"] > 0
+    assert any(check["target"].startswith("two_process_speedup") for check in report["targets"])
 
 
 @pytest.mark.integration
@@ -95,54 +179,55 @@ def test_live_scenario_measures_on_real_servers() -> None:
     assert set(latency["rss_growth_kib"]) == {"pipeline"}
 
 
-def test_targets_are_checked_for_what_ran(report: dict) -> None:
-    names = {check["target"] for check in report["targets"]}
-    assert any(name.startswith("pipeline_over_bare") for name in names)
-    assert any(name.startswith("two_worker_speedup") for name in names)
-    assert all(isinstance(check["met"], bool) for check in report["targets"])
-
-
-def test_pipeline_counts_the_same_outputs_each_run() -> None:
-    messages, spec = market(4, 400)
-    counts = []
-    for _ in range(2):
-        sink = CountingSink()
-        assert run_timed(pipeline_flow(messages, spec, sink)) > 0
-        counts.append(sink.total)
-    assert counts[0] == counts[1] > 0
-
-
-@pytest.mark.slow
-def test_two_processes_cluster(tmp_path: Path) -> None:
-    config = BenchConfig(scenarios=("scaling",), scaling_instruments=3, scaling_ticks=600)
-    rows = run_bench(config)["scenarios"]["scaling"]
-    assert rows[-1]["processes"] == 2
-    assert rows[-1]["outputs"] == rows[0]["outputs"]
-    assert rows[-1]["seconds"] > 0
-
-
 def test_command_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    args = [
-        "bench",
-        "--quick",
-        "--scenarios",
-        "replay",
-        "--instruments",
-        "5",
-        "--ticks",
-        "500",
-        "--json",
-        str(out),
-    ]
-    result = CliRunner().invoke(app, args)
+    args = ["bench", "--quick", "--scenarios", "replay", "--instruments", "5", "--ticks", "500"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "pipeline/bare" in result.output
     data = json.loads(out.read_text())
     assert data["config"]["instruments"] == [5]
-    assert data["scenarios"]["replay"][0]["pipeline"]["ticks_per_s"] > 0
+    assert data["scenarios"]["replay"][0]["ticks"] == 500
+    assert data["scenarios"]["replay"][0]["bare"]["outputs"] == 500
+
+
+def test_command_runs_the_peers_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--scenarios", "peers", "--peer-instruments", "2", "--peer-ticks", "400"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Peers' tape" in result.output
+    (row,) = json.loads(out.read_text())["scenarios"]["peers"]
+    assert (row["instruments"], row["ticks"]) == (2, 400)
+    assert row["fills_match"] is True
 
 
 def test_command_rejects_unknown_scenarios(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "--scenarios", "warp", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 2
+    assert "unknown: ['warp']" in result.output
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_cli_import_loads_no_bench_engine_or_live_connectors() -> None:
+    heavy = [
+        "alpha_panda.bench.harness",
+        "alpha_panda.bench.run",
+        "alpha_panda.bench.scenarios",
+        "dataflows.pipeline",
+        "dataflows.live",
+        "bytewax",
+        "redis",
+        "psycopg",
+        "confluent_kafka",
+    ]
+    code = f"import sys, alpha_panda.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_peers_names_a_replay_that_failed(tmp_path: Path) -> None:
+    tape = write_peer_tape(2, 10, tmp_path / "tape")
+    tape.jsonl.unlink()
+    with pytest.raises(RuntimeError, match=r"alpha-panda replay over .*ticks\.jsonl exited 2:"):
+        run_replay_child(tape, tmp_path)

@@ -12,6 +12,12 @@ Measures, each on a fresh local stack (Tansu, Redis, PostgreSQL):
   creation time (wall clock, in the flow) minus the tick's Kafka create time,
   joined by correlation id; p50/p95/p99 in milliseconds;
 - RSS of every dataflow process at the start and end of each latency run.
+
+Every tick the bench produces itself (warm-up, sustained runs) is dated from
+the wall clock at the moment it is built, like the live feed's: the
+pipeline dead-letters a tick dated more than ``MAX_TICK_SKEW_S`` after the
+newest one it has seen, so a warm-up from the simulator's default 2024
+start would send every later live tick to ``market.ticks.dlq``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +45,22 @@ INSTRUMENTS = 20
 FLOW_ENV = {"MAX_DAILY_TRADES": "1000000"}
 
 
+def _live_market(ticks_per_instrument: int, seed: int = 7) -> list[bytes]:
+    """Simulated tick lines (no newline) of the bench's instruments, dated from now."""
+    spec = MarketSpec(
+        instruments=INSTRUMENTS, ticks_per_instrument=ticks_per_instrument, seed=seed, start=datetime.now(UTC)
+    )
+    return [line.rstrip(b"\n") for line in simulate_lines(spec)]
+
+
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {"count": 0}
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return {
         "count": len(ordered),
         "p50": pick(0.50),
@@ -89,10 +106,7 @@ class _Stack:
 
     def warm_up(self, flows: Sequence[str], timeout_s: float = 60) -> None:
         """Produce a few ticks and wait until every flow has snapshotted past them."""
-        lines = [
-            line.rstrip(b"\n")
-            for line in simulate_lines(MarketSpec(instruments=INSTRUMENTS, ticks_per_instrument=3, seed=99))
-        ]
+        lines = _live_market(3, seed=99)
         produce(self.urls.kafka, MARKET_TICKS, [(None, line) for line in lines])
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -114,12 +128,7 @@ class _Stack:
 
 def raw_broker(ticks: int) -> dict[str, Any]:
     """Produce then consume ``ticks`` tick-sized messages with the pipeline's client settings."""
-    lines = [
-        line.rstrip(b"\n")
-        for line in simulate_lines(
-            MarketSpec(instruments=INSTRUMENTS, ticks_per_instrument=ticks // INSTRUMENTS)
-        )
-    ]
+    lines = _live_market(ticks // INSTRUMENTS)
     world = _Stack()
     try:
         items = [(str(orjson.loads(line)["data"]["instrument_token"]), line) for line in lines]
@@ -141,12 +150,7 @@ def raw_broker(ticks: int) -> dict[str, Any]:
 
 def sustained(mode: str, flows: Sequence[str], ticks: int, log: Log) -> dict[str, Any]:
     """Ticks/s from the first produce until the ledger is complete and all input consumed."""
-    lines = [
-        line.rstrip(b"\n")
-        for line in simulate_lines(
-            MarketSpec(instruments=INSTRUMENTS, ticks_per_instrument=ticks // INSTRUMENTS, seed=21)
-        )
-    ]
+    lines = _live_market(ticks // INSTRUMENTS, seed=21)
     items = [(str(orjson.loads(line)["data"]["instrument_token"]), line) for line in lines]
     world = _Stack()
     try:

@@ -1,0 +1,182 @@
+"""The ``peers`` scenario: ``alpha-panda replay`` on the peers' tape, against their reference rule.
+
+Per instrument count: the tape of ``../shared/peers/make_tape.py``
+(:mod:`alpha_panda.bench.peer_tape`, seed 7), then ``alpha-panda replay`` as
+a child process, exactly as ``../shared/peers/alpha_panda_bench.sh`` runs it:
+one momentum strategy over every token (lookback 20, threshold 0.01,
+position size 1), paper broker only, risk limits opened
+(``MAX_DAILY_TRADES``/``MAX_POSITION_SIZE`` huge, ``MAX_PRICE_DEVIATION``
+1.0) so that only the rule decides, and, as the peers have, a cash of 1e9
+(``STARTING_CASH``; at 10,000 instruments the default 1,000,000 runs out
+and risk rejects BUYs the rule makes). Time is the whole child process, as
+the peers' script times it; peak RSS is the child's. Fills
+are counted in ``paper.orders.filled.jsonl`` and compared with the
+plain-Python reference rule (:mod:`alpha_panda.bench.reference`) over the
+same tape's CSV: they must be equal.
+
+The peers themselves (NautilusTrader, backtrader) are not run here: compare
+with ``../shared/peers/run_all.sh`` on the same machine, in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from alpha_panda.bench.config import BenchConfig
+from alpha_panda.bench.peer_tape import PeerTape, write_peer_tape
+from alpha_panda.bench.reference import LOOKBACK, THRESHOLD, read_csv_ticks, reference_fills
+from alpha_panda.bench.scenarios import Log
+
+OPEN_LIMITS = {
+    "MAX_DAILY_TRADES": "1000000000",
+    "MAX_POSITION_SIZE": "1000000000",
+    "MAX_PRICE_DEVIATION": "1.0",
+    "STARTING_CASH": "1000000000",
+    "ACTIVE_BROKERS": "paper",
+}
+"""The settings the replay runs with: paper only, risk limits out of the rule's way, the peers' cash."""
+
+LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawn(sys.executable, sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    json.dump({"status": status, "maxrss_kib": usage.ru_maxrss, "seconds": seconds}, out)
+"""
+"""A small process between the bench and the replay, which spawns the replay and reaps it.
+
+Linux counts in a process's peak RSS the memory of the process it was
+forked from (the image it replaced at exec), so a replay forked straight
+from the bench would report the bench's RSS if that is larger. Spawned from
+this launcher, it starts from a few MiB and reports its own peak.
+"""
+
+FILLS_FILE = "paper.orders.filled.jsonl"
+
+
+def strategy_rows(tape: PeerTape) -> dict[str, Any]:
+    """The strategies file: one momentum strategy over every token of the tape, paper only."""
+    return {
+        "strategies": [
+            {
+                "id": "mom",
+                "strategy_type": "momentum",
+                "instruments": tape.tokens(),
+                "parameters": {
+                    "lookback_period": LOOKBACK,
+                    "momentum_threshold": THRESHOLD,
+                    "position_size": 1,
+                },
+                "is_active": True,
+                "zerodha_trading_enabled": False,
+            }
+        ]
+    }
+
+
+def count_fills(path: Path) -> tuple[int, int]:
+    """(BUY, SELL) fills of a ``*.orders.filled.jsonl`` file, read line by line (0, 0 if absent)."""
+    buys = sells = 0
+    if not path.exists():
+        return 0, 0
+    with path.open("rb") as lines:
+        for line in lines:
+            if b'"side":"BUY"' in line:
+                buys += 1
+            elif b'"side":"SELL"' in line:
+                sells += 1
+    return buys, sells
+
+
+def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[str, Any]:
+    """Run ``alpha-panda replay`` over ``tape`` in a child process; seconds, peak RSS and fills.
+
+    :raises RuntimeError: the replay exited non-zero (its last output lines are in the message).
+    :raises TimeoutError: it ran longer than ``timeout`` seconds (it is killed).
+    """
+    strategies = work / "strategies.yaml"
+    strategies.write_text(json.dumps(strategy_rows(tape)))  # JSON is YAML
+    out, log, result = work / "out", work / "replay.log", work / "replay.json"
+    replay = [sys.executable, "-m", "alpha_panda.cli", "replay", "--quiet"]
+    replay += ["--ticks", str(tape.jsonl), "--strategies", str(strategies), "--out", str(out)]
+    command = [sys.executable, "-c", LAUNCHER, str(result), *replay]
+    with log.open("wb") as output:
+        launcher = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **OPEN_LIMITS},
+            start_new_session=True,  # its own process group, so that a timeout stops the replay too
+        )
+        try:
+            launcher.wait(timeout)
+        except subprocess.TimeoutExpired as err:
+            msg = f"alpha-panda replay over {tape.jsonl} did not finish within {timeout:.0f} s"
+            raise TimeoutError(msg) from err
+        finally:
+            if launcher.poll() is None:  # timed out or interrupted: stop the replay with it
+                os.killpg(launcher.pid, signal.SIGKILL)
+                launcher.wait()
+    if launcher.returncode != 0:  # the launcher itself failed
+        measured, code = {}, launcher.returncode
+    else:
+        measured = json.loads(result.read_text())
+        code = os.waitstatus_to_exitcode(measured["status"])
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        msg = f"alpha-panda replay over {tape.jsonl} exited {code}:\n{tail}"
+        raise RuntimeError(msg)
+    buys, sells = count_fills(out / FILLS_FILE)
+    return {
+        "seconds": measured["seconds"],
+        "peak_rss_bytes": measured["maxrss_kib"] * 1024,  # Linux reports kB
+        "buys": buys,
+        "sells": sells,
+        "fills": buys + sells,
+        "outputs": sorted(path.name for path in out.glob("*.jsonl")),
+    }
+
+
+def peer_run(instruments: int, ticks: int, log: Log) -> dict[str, Any]:
+    """One tape: generate it, run the reference and the replay, compare the fills."""
+    work = Path(tempfile.mkdtemp(prefix="alpha-panda-peers-"))
+    try:
+        start = time.perf_counter()
+        tape = write_peer_tape(instruments, ticks, work / "tape")
+        generated = time.perf_counter() - start
+        reference = reference_fills(read_csv_ticks(tape.csv))
+        log(f"peers: {instruments:,} instruments, {ticks:,} ticks; reference {reference.fills:,} fills")
+        replay = run_replay_child(tape, work)
+        log(f"peers: replay {replay['fills']:,} fills in {replay['seconds']:.1f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "instruments": instruments,
+        "ticks": ticks,
+        "tape_seconds": generated,
+        "replay": {**replay, "ticks_per_s": ticks / replay["seconds"]},
+        "reference": {
+            "buys": reference.buys,
+            "sells": reference.sells,
+            "fills": reference.fills,
+            "seconds": reference.seconds,
+            "ticks_per_s": ticks / reference.seconds if reference.seconds else None,
+        },
+        "fills_match": (replay["buys"], replay["sells"]) == (reference.buys, reference.sells),
+    }
+
+
+def peers_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
+    """The peers' workload at every ``peer_instruments`` size, ``peer_ticks`` ticks each."""
+    return [peer_run(instruments, config.peer_ticks, log) for instruments in config.peer_instruments]

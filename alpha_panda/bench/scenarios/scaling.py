@@ -1,0 +1,157 @@
+"""The ``scaling`` scenario: one worker against two worker threads and two processes.
+
+The strategy stage is split into ``PipelineParams(shards=2)`` for the
+two-worker layouts (the two bench strategies land in different shards). The
+two-process run starts two children of this module (``python -m
+alpha_panda.bench.scenarios.scaling JOB``), each a ``cluster_main`` process
+with one worker; every layout must count the same messages.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+from bytewax.testing import cluster_main
+
+import dataflows.pipeline as pipeline
+from alpha_panda.bench.config import BenchConfig
+from alpha_panda.bench.harness import CountingSink, MemorySource, market, pipeline_flow
+from alpha_panda.bench.machine import rss
+from alpha_panda.bench.scenarios import Log
+from alpha_panda.bench.scenarios.replay import median_run
+
+MODES = (
+    ("1 worker", 1, 1, 1),
+    ("1 worker, 2 shards", 1, 1, 2),
+    ("2 worker threads, 1 process", 2, 1, 2),
+)
+"""(name, workers, processes, shards) of the in-process layouts."""
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def two_processes(instruments: int, ticks: int, shards: int = 2, timeout: float = 600) -> dict[str, Any]:
+    """Run the pipeline as a 2-process cluster (one worker each); seconds and messages counted.
+
+    Each process builds the same ticks, then reports ``time.perf_counter``
+    (CLOCK_MONOTONIC on Linux, shared by processes) around its
+    ``cluster_main``, and when its source read the first batch. ``seconds``
+    runs from the first input batch (the cluster is connected) until both
+    processes are done; ``seconds_with_startup`` from when both had called
+    ``cluster_main``, so it includes connecting the two processes.
+    """
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    children = []
+    for proc_id in range(2):
+        job = {"instruments": instruments, "ticks": ticks, "shards": shards, "addresses": addresses}
+        job["proc_id"] = proc_id
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", __name__, json.dumps(job)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+        )
+    results = []
+    for child in children:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in children:
+                other.kill()
+            raise
+        if child.returncode != 0:
+            msg = f"bench cluster process {child.pid} exited {child.returncode}: {err.strip()[-2000:]}"
+            raise RuntimeError(msg)
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    end = max(r["end"] for r in results)
+    first_batch = min(r["first_batch"] for r in results if r["first_batch"] is not None)
+    return {
+        "seconds": end - first_batch,
+        "seconds_with_startup": end - max(r["start"] for r in results),
+        "outputs": sum(r["outputs"] for r in results),
+    }
+
+
+def cluster_child(job: dict[str, Any]) -> dict[str, Any]:
+    """One process of :func:`two_processes`: build the ticks, run, return the timings."""
+    ticks = market(job["instruments"], job["ticks"])
+    sink = CountingSink()
+    source = MemorySource(ticks.batches())
+    flow = pipeline_flow(source, ticks.spec.tokens(), sink, pipeline.PipelineParams(shards=job["shards"]))
+    gc.collect()
+    start = time.perf_counter()
+    cluster_main(flow, job["addresses"], job["proc_id"], worker_count_per_proc=1)
+    end = time.perf_counter()
+    return {"start": start, "first_batch": source.first_batch_at, "end": end, "outputs": sink.total}
+
+
+def scaling_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
+    """One worker vs two (threads of one process, and two processes), strategy stage in shards."""
+    ticks = market(config.scaling_instruments, config.scaling_ticks)
+    batches, tokens = ticks.batches(), ticks.spec.tokens()
+    size = f"{config.scaling_instruments:,} instruments, {ticks.ticks:,} ticks"
+    rows: list[dict[str, Any]] = []
+    for name, workers, processes, shards in MODES:
+        log(f"scaling: {name} ({size})")
+
+        def make(shards: int = shards) -> tuple[Dataflow, CountingSink]:
+            sink = CountingSink()
+            return pipeline_flow(batches, tokens, sink, pipeline.PipelineParams(shards=shards)), sink
+
+        run = median_run(make, config.repeat, workers)
+        rows.append({"mode": name, "workers": workers, "processes": processes, "shards": shards, **run})
+    if config.processes:
+        log(f"scaling: 2 processes ({size})")
+        runs = [two_processes(config.scaling_instruments, config.scaling_ticks) for _ in range(config.repeat)]
+        seconds = [r["seconds"] for r in runs]
+        rows.append(
+            {
+                "seconds_with_startup": statistics.median(r["seconds_with_startup"] for r in runs),
+                "mode": "2 processes, 1 worker each",
+                "workers": 2,
+                "processes": 2,
+                "shards": 2,
+                "seconds_runs": seconds,
+                "seconds": statistics.median(seconds),
+                "outputs": runs[-1]["outputs"],
+            }
+        )
+    base = rows[0]["seconds"]
+    for row in rows:
+        row.update(
+            instruments=config.scaling_instruments,
+            ticks=ticks.ticks,
+            ticks_per_s=ticks.ticks / row["seconds"],
+            speedup=base / row["seconds"],
+            **rss(),
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    # The parent reads the last line of stdout.
+    sys.stdout.write(json.dumps(cluster_child(json.loads(sys.argv[1]))) + "\n")
