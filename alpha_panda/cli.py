@@ -468,6 +468,10 @@ from alpha_panda.marketdata_cli import register  # noqa: E402 - backfill, feed, 
 
 register(app)
 
+from alpha_panda.schedules import register as register_schedules  # noqa: E402 - schedule start-of-day|...
+
+register_schedules(app)
+
 
 def main() -> None:
     """Console-script entry point."""
