@@ -472,6 +472,10 @@ from alpha_panda.schedules import register as register_schedules  # noqa: E402 -
 
 register_schedules(app)
 
+from alpha_panda.pnl_cli import register as register_pnl  # noqa: E402 - pnl close-day
+
+register_pnl(app)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -91,6 +91,7 @@ def test_the_steps_of_each_schedule() -> None:
         "alpha-panda report --from ledger",
         "alpha-panda pnl close-day --date 2024-01-02",
     ]
+    assert has_command(ROOT, end_of_day_steps(date(2024, 1, 2))[1].argv)  # alpha_panda/pnl_cli.py
 
 
 @pytest.fixture
