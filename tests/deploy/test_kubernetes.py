@@ -327,3 +327,14 @@ def test_images_are_pinned_per_overlay(overlay: tuple[str, Objects]) -> None:
     name, objects = overlay
     images = {c["image"] for _, spec in pod_specs(objects) for c in containers(spec)}
     assert images == {"alpha-panda:dev" if name == "local" else "registry.example.com/alpha-panda:0.1.0"}
+
+
+def test_one_shot_pods_are_bounded_instead_of_probed(overlay: tuple[str, Objects]) -> None:
+    # Probes are for the long-running flows; a Job or CronJob run is bounded in time and retries.
+    jobs = [o["spec"] for o in overlay[1] if o["kind"] == "Job"]
+    jobs += [o["spec"]["jobTemplate"]["spec"] for o in overlay[1] if o["kind"] == "CronJob"]
+    assert len(jobs) == 4
+    for spec in jobs:
+        assert 0 < spec["activeDeadlineSeconds"] <= 1800
+        assert 0 < spec["backoffLimit"] <= 6
+        assert spec["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
