@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +31,7 @@ import redis
 
 from alpha_panda.stack import StackUrls
 from connectors.postgres import apply_migrations, ledger_orders, seed_strategies
-from tests.integration.live_world import World, live_world, simulated_ticks
+from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -102,19 +105,107 @@ def _forget_portfolios(world: World) -> None:
     assert world.portfolios() == {"paper": {}, "zerodha": {}}
 
 
-def test_two_process_cluster_matches_one_process(world: World, second_database: str, tmp_path: Path) -> None:
-    rows = world.seed()
-    world.produce_ticks(simulated_ticks(instruments=10, ticks=300, seed=21))
+class LoopbackCluster:
+    """Two pipeline processes on loopback, each started as a pod starts it (launcher, own recovery dir)."""
 
+    def __init__(self, urls: StackUrls, base: Path, **env: str) -> None:
+        self.urls = urls
+        self.base = base
+        self.env = env
+        self.addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _env(self, ordinal: int) -> dict[str, str]:
+        return _env(
+            self.urls,
+            self.base / f"data-{ordinal}",
+            POD_NAME=f"pipeline-{ordinal}",
+            CLUSTER_ADDRESSES=self.addresses,
+            **self.env,
+        )
+
+    def log(self, ordinal: int) -> str:
+        return (self.base / f"pipeline-{ordinal}.log").read_text(errors="replace")
+
+    def start(self) -> list[str]:
+        """Init each process's recovery partition, then start both; return what init printed."""
+        printed = []
+        for ordinal in range(2):
+            recovery = self.base / f"recovery-{ordinal}"
+            init = subprocess.run(
+                [sys.executable, "-m", "alpha_panda.cluster", "init-recovery", str(recovery)],
+                env=self._env(ordinal),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert init.returncode == 0, init.stderr
+            printed.append(init.stdout)
+        self.processes = []
+        for ordinal in range(2):
+            recovery = self.base / f"recovery-{ordinal}"
+            command = [
+                "run",
+                "dataflows.pipeline",
+                "--",
+                "-w",
+                "1",
+                "-r",
+                str(recovery),
+                "-s",
+                "1",
+                "-b",
+                "0",
+            ]
+            with (self.base / f"pipeline-{ordinal}.log").open("ab") as out:
+                self.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "alpha_panda.cluster", *command],
+                        env=self._env(ordinal),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        return printed
+
+    def wait(self, timeout_s: float = RUN_TIMEOUT_S) -> list[int]:
+        return [p.wait(timeout=timeout_s) for p in self.processes]
+
+    def kill(self) -> None:
+        for p in self.processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def clusters() -> Iterator[list[LoopbackCluster]]:
+    started: list[LoopbackCluster] = []
+    try:
+        yield started
+    finally:
+        for cluster in started:
+            cluster.kill()
+
+
+def _one_process(world: World, data_dir: Path) -> None:
     one = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.pipeline"],
-        env=_env(world.urls, tmp_path / "one"),
+        env=_env(world.urls, data_dir),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
         check=False,
     )
     assert one.returncode == 0, one.stderr[-3000:]
+
+
+def test_two_process_cluster_matches_one_process(
+    world: World, second_database: str, tmp_path: Path, clusters: list[LoopbackCluster]
+) -> None:
+    rows = world.seed()
+    world.produce_ticks(simulated_ticks(instruments=10, ticks=300, seed=21))
+    _one_process(world, tmp_path / "one")
     single = _outcome(world)
     assert single[0] and single[1] and single[2]["paper"], "the reference run traded"
 
@@ -122,45 +213,60 @@ def test_two_process_cluster_matches_one_process(world: World, second_database: 
     _forget_portfolios(world)
     seed_strategies(second_database, rows)
     cluster_world = dataclasses.replace(world, urls=dataclasses.replace(world.urls, postgres=second_database))
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    processes = []
+    cluster = LoopbackCluster(cluster_world.urls, tmp_path)
+    clusters.append(cluster)
+    assert cluster.start() == [
+        f"created recovery partition {n} of 2 in {tmp_path / f'recovery-{n}'}\n" for n in range(2)
+    ]
+    assert cluster.wait() == [0, 0], cluster.log(0)[-3000:] + cluster.log(1)[-3000:]
     for ordinal in range(2):
-        recovery = tmp_path / f"recovery-{ordinal}"
-        env = _env(
-            cluster_world.urls,
-            tmp_path / f"cluster-{ordinal}",
-            POD_NAME=f"pipeline-{ordinal}",
-            CLUSTER_ADDRESSES=addresses,
+        assert cluster.log(ordinal).startswith(
+            f"exec -m bytewax.run dataflows.pipeline -i {ordinal} -a {cluster.addresses} -w 1 -r "
         )
-        init = subprocess.run(
-            [sys.executable, "-m", "alpha_panda.cluster", "init-recovery", str(recovery)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert init.stdout == f"created recovery partition {ordinal} of 2 in {recovery}\n", init.stderr
-        command = ["run", "dataflows.pipeline", "--", "-w", "1", "-r", str(recovery), "-s", "5", "-b", "0"]
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "alpha_panda.cluster", *command],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    try:
-        results = [p.communicate(timeout=RUN_TIMEOUT_S) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for ordinal, (p, (stdout, stderr)) in enumerate(zip(processes, results, strict=True)):
-        assert p.returncode == 0, f"process {ordinal}: {stderr[-3000:]}"
-        assert stdout.startswith(
-            f"exec -m bytewax.run dataflows.pipeline -i {ordinal} -a {addresses} -w 1 -r "
-        )
-
     assert _outcome(cluster_world) == single
+
+
+def test_cluster_resumes_from_per_process_partitions_after_a_kill(
+    redis_url: str, postgres_url: str, tmp_path: Path, clusters: list[LoopbackCluster]
+) -> None:
+    """A pod dies mid-stream: its peer stops too, both restart on their volumes, nothing is counted twice."""
+    lines = simulated_ticks(instruments=10, ticks=400, seed=13)
+    with live_world(redis_url, postgres_url) as reference:
+        rows = reference.seed()
+        reference.produce_ticks(lines)
+        _one_process(reference, tmp_path / "one")
+        expected = _outcome(reference)
+        assert expected[1], "the reference run traded"
+        _forget_portfolios(reference)
+        prefix = reference.prefix
+
+    with live_world(redis_url, postgres_url) as fresh:
+        world = dataclasses.replace(fresh, prefix=prefix)  # the same strategy ids, so the same order ids
+        world.seed(rows)
+        half = len(lines) // 2
+        world.produce_ticks(lines[:half])
+        cluster = LoopbackCluster(world.urls, tmp_path / "cluster", KAFKA_TAIL="true")
+        (tmp_path / "cluster").mkdir()
+        clusters.append(cluster)
+        cluster.start()
+        wait_until(lambda: len(world.fills()) >= 20, 60, "fills before the kill")
+        time.sleep(2.5)  # a snapshot (every 1 s) lands after the first fills
+        cluster.processes[1].send_signal(signal.SIGKILL)
+        # Its peer cannot go on alone: it exits, so Kubernetes restarts that pod too.
+        assert cluster.processes[0].wait(timeout=60) != 0
+        cluster.processes[1].wait(timeout=10)
+        # Each process committed epochs to its own partition: the restart resumes, it does not start over.
+        for n in range(2):
+            with sqlite3.connect(tmp_path / "cluster" / f"recovery-{n}" / f"part-{n}.sqlite3") as db:
+                assert db.execute("SELECT count(*) FROM commits").fetchone()[0] > 0, n
+
+        world.produce_ticks(lines[half:])
+        printed = cluster.start()
+        assert printed == [
+            f"recovery partition {n} of 2 already in {tmp_path / 'cluster' / f'recovery-{n}'}\n"
+            for n in range(2)
+        ]
+        wait_until(lambda: world.fills() == expected[1], 90, "the ledger to equal one uninterrupted process")
+        wait_until(lambda: _outcome(world) == expected, 30, "orders and portfolios to settle")
+        cluster.kill()
+        _forget_portfolios(world)
