@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -124,6 +125,7 @@ def run_steps(root: Any, steps: Sequence[Step], executable: Sequence[str]) -> li
             results.append(StepResult(step, "not available"))
             continue
         console.print(f"[bold]==> {step.purpose}:[/] {step.command}", soft_wrap=True)
+        console.file.flush()  # before the step's own output, which goes straight to the same stdout
         code = subprocess.run([*executable, *step.argv], check=False).returncode
         results.append(StepResult(step, "ok" if code == 0 else "failed", code))
     return results
@@ -168,7 +170,10 @@ def register(app: typer.Typer) -> None:
     """Add the ``schedule`` group to the ``alpha-panda`` app."""
     schedule_app = typer.Typer(no_args_is_help=True, help="The daily jobs (Kubernetes CronJobs), by hand.")
     app.add_typer(schedule_app, name="schedule")
-    executable = (sys.executable, "-m", "alpha_panda.cli")
+    # Steps run as `alpha-panda ...` (the console script beside this interpreter), so their
+    # messages name the command as typed by hand.
+    script = Path(sys.executable).with_name("alpha-panda")
+    executable = (str(script),) if script.exists() else (sys.executable, "-m", "alpha_panda.cli")
 
     def finish(name: str, steps: list[Step], strict: bool) -> None:
         code = summarise(name, run_steps(typer.main.get_command(app), steps, executable), strict=strict)
