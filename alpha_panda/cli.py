@@ -486,6 +486,14 @@ from alpha_panda.zerodha_cli import register as register_zerodha  # noqa: E402 -
 
 register_zerodha(app)
 
+from alpha_panda.schedules import register as register_schedules  # noqa: E402 - schedule start-of-day|...
+
+register_schedules(app)
+
+from alpha_panda.pnl_cli import register as register_pnl  # noqa: E402 - pnl close-day
+
+register_pnl(app)
+
 
 def main() -> None:
     """Console-script entry point."""
