@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -240,12 +240,15 @@ def start(settings: Settings) -> Servers:
 
 
 def marks_from_ticks(
-    flow: Dataflow, servers: Servers, settings: Settings, params: Any
+    flow: Dataflow, servers: Servers, settings: Settings, params: Any, *, every_tick: bool = False
 ) -> Stream[tuple[str, Any]]:
     """``market.ticks`` as ``(account_id, Mark)`` for the per-stage risk and portfolio flows.
 
     Marks follow the live strategy set (hot reload). Bad ticks are dropped
     here: the strategy runner, which reads the same topic, dead-letters them.
+    ``every_tick`` (risk) marks each tick, so the price-deviation check
+    compares with the latest tick whatever ``MARK_INTERVAL_S`` is; else
+    marks are throttled to one per mark interval of event time.
     """
     from dataflows.clock import wall_clock  # noqa: PLC0415
     from dataflows.ingest import decode_ticks  # noqa: PLC0415
@@ -259,7 +262,7 @@ def marks_from_ticks(
     context = context_for(
         initial_configs(servers),
         brokers=params.brokers,
-        mark_interval=params.mark_interval,
+        mark_interval=timedelta(0) if every_tick else params.mark_interval,
         clock=wall_clock,
         service=params.service,
         emit_signals=False,

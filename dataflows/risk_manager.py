@@ -26,7 +26,7 @@ def build(settings: Any) -> Dataflow:
     signals, dead_signals = live.broker_events(
         flow, "signals", servers, settings, params, SIGNALS_RAW, SignalEnvelope
     )
-    marks = live.marks_from_ticks(flow, servers, settings, params)
+    marks = live.marks_from_ticks(flow, servers, settings, params, every_tick=True)
     keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(s), s))
     decisions = risk_stage(
         "risk", op.merge("risk_inputs", marks, keyed_signals), params.account_steps(wall_clock)

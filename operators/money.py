@@ -15,9 +15,22 @@ BPS: Final = Decimal(10_000)
 """Basis points per unit: 1 bp = 1/10 000."""
 
 
+_DECIMALS: dict[float, Decimal] = {}
+_DECIMALS_KEPT: Final = 1 << 16
+
+
 def to_decimal(value: float) -> Decimal:
-    """Return the Decimal that prints like ``value`` (never ``Decimal(float)``)."""
-    return Decimal(repr(value))
+    """Return the Decimal that prints like ``value`` (never ``Decimal(float)``).
+
+    Prices repeat (they move in ticks), so conversions are remembered: a
+    pure function's cache, bounded, the same result whatever it holds.
+    """
+    cached = _DECIMALS.get(value)
+    if cached is None:
+        if len(_DECIMALS) >= _DECIMALS_KEPT:
+            _DECIMALS.clear()
+        cached = _DECIMALS[value] = Decimal(repr(value))
+    return cached
 
 
 def slipped_price(side: Literal["BUY", "SELL"], price: Decimal, slippage_bps: Decimal) -> Decimal:
