@@ -20,6 +20,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from alpha_panda.settings import Settings
 from connectors.dlq import Resilience
+from connectors.equity import EquityHistorySink
 from connectors.kafka import kafka_sink, kafka_source, raw_message
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
@@ -199,6 +200,9 @@ def attach_sinks(
 ) -> None:
     """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger.
 
+    With ``redis``, every snapshot is also appended to the Postgres
+    ``equity_history`` table (the dashboard's equity curves).
+
     Redis and ledger writes retry per ``settings`` (``RETRY_*``); when that
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
@@ -208,6 +212,8 @@ def attach_sinks(
         snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
         sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
         op.output("redis_portfolios", snapshots, sink)
+        history = EquityHistorySink(servers.postgres, resilience=resilience(servers, settings))
+        op.output("equity_history", snapshots, history)
     if ledger:
         orders = op.filter(
             "orders_for_ledger",
