@@ -25,8 +25,18 @@ function cell(text, opts) {
 }
 
 function fill(tableId, rows, render) {
-  const body = document.querySelector(`#${tableId} tbody`);
+  const table = document.getElementById(tableId);
+  const body = table.querySelector("tbody");
   const fresh = document.createElement("tbody");
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = cell("none yet");
+    td.colSpan = table.querySelectorAll("thead th").length;
+    td.className = "muted";
+    tr.className = "empty";
+    tr.appendChild(td);
+    fresh.appendChild(tr);
+  }
   for (const row of rows) {
     const tr = document.createElement("tr");
     for (const td of render(row, tr)) { tr.appendChild(td); }
