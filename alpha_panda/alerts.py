@@ -5,7 +5,7 @@ values come out (time is injected, nothing is sent). It fires on
 - a signal rejected by the ``halted`` rule (a broker or strategy halted),
   and a dead letter of class ``authentication`` (refused credentials);
 - a dataflow process of the local stack that is no longer running;
-- dead letters arriving faster than ``dlq_per_minute`` on a DLQ topic;
+- more than ``dlq_per_minute`` dead letters on a DLQ topic in the trailing minute;
 - a dataflow's consumer lag on a topic above ``lag_messages``;
 - once a day at ``daily_at`` (UTC), a P&L summary of every account.
 A condition that stays true fires again only after ``cooldown_s``.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -30,6 +31,9 @@ from connectors.webhook import Delivery, WebhookNotifier
 from schemas.topics import is_dlq
 
 log = logging.getLogger(__name__)
+
+DLQ_WINDOW = timedelta(minutes=1)
+"""Dead-letter rates are counted over this trailing window."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,10 @@ class AlertConfig:
 
 @dataclass
 class AlertState:
-    """What the rules remember: when each key last fired, the last DLQ totals, the last summary day."""
+    """What the rules remember: when each key last fired, recent DLQ totals, the last summary day."""
 
     fired_at: dict[str, datetime] = field(default_factory=dict)
-    dlq_totals: dict[str, int] | None = None
-    dlq_seen_at: datetime | None = None
+    dlq_samples: deque[tuple[datetime, dict[str, int]]] = field(default_factory=deque)
     summary_done: date | None = None
 
 
@@ -175,19 +178,25 @@ class AlertRules:
         return alerts
 
     def _dlq_rate(self, now: datetime, totals: Mapping[str, int]) -> list[Alert]:
-        before, seen_at = self.state.dlq_totals, self.state.dlq_seen_at
-        self.state.dlq_totals, self.state.dlq_seen_at = dict(totals), now
-        if before is None or seen_at is None or now <= seen_at:
+        """Dead letters per minute in the trailing minute (one burst is counted over a whole minute)."""
+        samples = self.state.dlq_samples
+        samples.append((now, dict(totals)))
+        window_start = now - DLQ_WINDOW
+        while len(samples) > 1 and samples[1][0] <= window_start:
+            samples.popleft()  # keep the newest sample at or before the window as the baseline
+        seen_at, before = samples[0]
+        if seen_at >= now:
             return []
-        minutes = (now - seen_at).total_seconds() / 60
+        elapsed_s = (now - seen_at).total_seconds()
+        minutes = max(1.0, elapsed_s / 60)
         alerts: list[Alert] = []
         for topic, total in sorted(totals.items()):
-            arrived = total - before.get(topic, 0)
+            arrived = total - before.get(topic, total)
             rate = arrived / minutes
             if arrived > 0 and rate > self.config.dlq_per_minute:
                 alerts += self._fire(
                     Alert("dlq_rate", f"dlq_rate:{topic}", "warning",
-                          f"{arrived:,} dead letters on {topic} in {minutes * 60:.0f} s",
+                          f"{arrived:,} dead letters on {topic} in the last {elapsed_s:.0f} s",
                           f"{rate:,.1f} per minute > threshold {self.config.dlq_per_minute:,.1f}", now,
                           {"topic": topic, "dead_letters": arrived, "per_minute": round(rate, 3)})
                 )  # fmt: skip
