@@ -4,7 +4,7 @@
 values come out (time is injected, nothing is sent). It fires on
 - a signal rejected by the ``halted`` rule (a broker or strategy halted),
   and a dead letter of class ``authentication`` (refused credentials);
-- a dataflow process of the local stack that is no longer running;
+- a dataflow process of the local stack that stopped running;
 - more than ``dlq_per_minute`` dead letters on a DLQ topic in the trailing minute;
 - a dataflow's consumer lag on a topic above ``lag_messages``;
 - once a day at ``daily_at`` (UTC), a P&L summary of every account.
@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -90,6 +90,7 @@ class AlertState:
     fired_at: dict[str, datetime] = field(default_factory=dict)
     dlq_samples: deque[tuple[datetime, dict[str, int]]] = field(default_factory=deque)
     summary_done: date | None = None
+    flows_running: set[str] = field(default_factory=set)
 
 
 def _money(value: float) -> str:
@@ -154,15 +155,22 @@ class AlertRules:
         *,
         dlq_totals: Mapping[str, int],
         lag: Mapping[tuple[str, str, int], int],
-        flows_down: Iterable[str] = (),
+        flows: Mapping[str, bool] | None = None,
     ) -> list[Alert]:
-        """Health observations: DLQ totals per topic, lag per (dataflow, topic, partition), dead flows."""
+        """Health observations: DLQ totals per topic, lag per (dataflow, topic, partition), flows running.
+
+        A dataflow alerts when it was running at the previous look and is not now
+        (one already stopped when the rules started does not).
+        """
         alerts: list[Alert] = []
-        for name in sorted(flows_down):
+        running = {name for name, alive in (flows or {}).items() if alive}
+        for name in sorted(self.state.flows_running - running):
             alerts += self._fire(
-                Alert("dataflow_down", f"dataflow_down:{name}", "critical", f"dataflow {name} is not running",
-                      f"the process of dataflow {name} exited; see its log", now, {"dataflow": name})
+                Alert("dataflow_down", f"dataflow_down:{name}", "critical", f"dataflow {name} stopped",
+                      f"the process of dataflow {name} is no longer running; see its log", now,
+                      {"dataflow": name})
             )  # fmt: skip
+        self.state.flows_running = running
         alerts += self._dlq_rate(now, dlq_totals)
         behind: dict[tuple[str, str], int] = {}
         for (flow, topic, _partition), messages in lag.items():
@@ -241,7 +249,7 @@ class HealthView:
 
     dlq_totals: dict[str, int]
     lag: dict[tuple[str, str, int], int]
-    flows_down: list[str]
+    flows: dict[str, bool]
 
 
 class AlertWatcher:
@@ -294,9 +302,7 @@ class AlertWatcher:
                 break
         view = self._health()
         if view is not None:
-            fired += self._rules.on_health(
-                now, dlq_totals=view.dlq_totals, lag=view.lag, flows_down=view.flows_down
-            )
+            fired += self._rules.on_health(now, dlq_totals=view.dlq_totals, lag=view.lag, flows=view.flows)
         try:
             fired += self._rules.on_clock(now, self._accounts())
         except Exception as err:  # noqa: BLE001 - a failed read skips this round's summary check

@@ -30,7 +30,7 @@ from schemas.topics import SIGNALS_RAW, SIGNALS_REJECTED, broker_topic, dlq_topi
 
 log = logging.getLogger(__name__)
 
-RECENT = 25
+RECENT = 15
 """Rows of each recent list (signals, rejections, orders, fills) on the page."""
 EQUITY_POINTS = 500
 """Points per account of the equity chart."""
@@ -63,7 +63,7 @@ class Health:
         return HealthView(
             dlq_totals=dict(self.dlq),
             lag={(r["dataflow"], r["topic"], r["partition"]): r["lag"] for r in self.lag},
-            flows_down=[f["name"] for f in self.flows if not f["alive"]],
+            flows={f["name"]: bool(f["alive"]) for f in self.flows},
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -92,8 +92,11 @@ def test_lag_sums_partitions_per_dataflow_and_topic() -> None:
     [alert] = rules.on_health(NOW, dlq_totals={}, lag=lag)
     assert alert.title == "pipeline is 11,000 messages behind on market.ticks"
     assert alert.text == "consumer lag 11,000 > threshold 10,000"
-    [down] = rules.on_health(NOW, dlq_totals={}, lag={}, flows_down=["market_feed"])
-    assert (down.key, down.title) == ("dataflow_down:market_feed", "dataflow market_feed is not running")
+    flows = {"pipeline": True, "market_feed": False}  # market_feed had already stopped: no alert
+    assert rules.on_health(NOW, dlq_totals={}, lag={}, flows=flows) == []
+    [down] = rules.on_health(NOW, dlq_totals={}, lag={}, flows={"pipeline": False, "market_feed": False})
+    assert (down.key, down.title) == ("dataflow_down:pipeline", "dataflow pipeline stopped")
+    assert rules.on_health(NOW, dlq_totals={}, lag={}, flows={"pipeline": False}) == []
 
 
 def test_daily_summary_once_a_day_after_its_time() -> None:

@@ -9,8 +9,11 @@ const count = new Intl.NumberFormat("en-US");
 function fmtMoney(value) { return value === null || value === undefined ? "–" : money.format(value); }
 function fmtCount(value) { return value === null || value === undefined ? "–" : count.format(value); }
 function fmtTime(value) {
+  // Every time shows in UTC, to the second (events may carry an exchange offset such as +05:30).
   if (!value) { return ""; }
-  return String(value).replace("T", " ").replace(/(\.\d+)?(\+00:00|Z)$/, " UTC");
+  const parsed = new Date(value);
+  if (Number.isNaN(parsed.getTime())) { return String(value); }
+  return parsed.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
 }
 
 function cell(text, opts) {
