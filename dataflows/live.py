@@ -24,7 +24,7 @@ from connectors.equity import EquityHistorySink
 from connectors.kafka import kafka_sink, kafka_source, raw_message
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
-from dataflows.metrics import DLQ_MESSAGES, RETRIES, serve_metrics
+from dataflows.metrics import DLQ_MESSAGES, RETRIES, input_counter, observe_published, serve_metrics
 from operators.errors import ConfigError
 from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
@@ -125,10 +125,16 @@ def kafka_input(
     ``tail=False`` ends the input at the current end of every partition.
     """
     messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
+    counted: dict[str, Callable[[], None]] = {}
 
     def keep(message: Any) -> RawMessage | None:
         if isinstance(message, KafkaSourceMessage):
-            return raw_message(message)
+            raw = raw_message(message)
+            inc = counted.get(raw.topic)
+            if inc is None:
+                inc = counted[raw.topic] = input_counter(raw.topic)
+            inc()
+            return raw
         log.warning("Kafka consumer error in %s: %s", step_id, message)
         return None
 
@@ -200,6 +206,8 @@ def attach_sinks(
 ) -> None:
     """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger.
 
+    Every message is counted first (:func:`dataflows.metrics.observe_published`).
+
     With ``redis``, every snapshot is also appended to the Postgres
     ``equity_history`` table (the dashboard's equity curves).
 
@@ -207,6 +215,7 @@ def attach_sinks(
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
+    op.inspect("metrics", published, lambda _step, item: observe_published(item))
     op.output("kafka", published, kafka_sink(servers.kafka))
     if redis:
         snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
