@@ -58,7 +58,7 @@ def wait_count(page: Page, selector: str, count: int) -> None:
 
 
 def signed_in(browser: Browser, dashboard: Dashboard) -> Page:
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
     page.goto(f"{dashboard.url}#token={dashboard.token}")
     page.wait_for_selector("#accounts tbody tr[data-account]", timeout=15_000)
     return page

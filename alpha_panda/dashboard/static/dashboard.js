@@ -13,7 +13,7 @@ function fmtTime(value) {
   if (!value) { return ""; }
   const parsed = new Date(value);
   if (Number.isNaN(parsed.getTime())) { return String(value); }
-  return parsed.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  return parsed.toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
 }
 
 function cell(text, opts) {
