@@ -39,7 +39,9 @@ def record_health(
     lag: Iterable[Mapping[str, Any]],
     dlq: Mapping[str, int],
 ) -> None:
-    """Set the health gauges from one health check."""
+    """Set the health gauges from one health check (series no longer seen are dropped)."""
+    DATAFLOW_UP.clear()
+    CONSUMER_LAG.clear()
     for server in servers:
         SERVER_UP.labels(server["name"]).set(1 if server["up"] else 0)
     for flow in flows:
@@ -51,7 +53,9 @@ def record_health(
 
 
 def record_accounts(accounts: Iterable[Mapping[str, Any]]) -> None:
-    """Set the account gauges from the overview's account rows."""
+    """Set the account gauges from the overview's account rows (only these accounts remain)."""
+    for gauge in (ACCOUNT_TOTAL_PNL, ACCOUNT_TOTAL_VALUE, ACCOUNT_FILLS):
+        gauge.clear()
     for row in accounts:
         labels = (row["broker"], row["strategy_id"])
         if row.get("total_pnl") is not None:

@@ -75,6 +75,7 @@ def build(
     tail = TopicTail(urls.kafka, tailed_topics(brokers), on_message=on_message).start()
     monitor = HealthMonitor(lambda: check_health(urls, stack, brokers), every_s=health_every_s).start()
     sources = DashboardSources(urls, tuple(brokers), LedgerReader(urls.postgres), tail, monitor)
+    monitor.after.append(sources.record_account_gauges)
     if notifier.configured:
         config = AlertConfig(
             dlq_per_minute=settings.alert_dlq_per_minute,

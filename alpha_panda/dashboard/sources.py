@@ -127,6 +127,8 @@ class HealthMonitor:
 
     def __init__(self, check: Callable[[], Health], every_s: float = 3.0) -> None:
         self._check = check
+        self.after: list[Callable[[], None]] = []
+        """Also run after each check (e.g. refreshing the account gauges); failures are logged."""
         self._every_s = every_s
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -139,6 +141,11 @@ class HealthMonitor:
         metrics.record_health(health.servers, health.flows, health.lag, health.dlq)
         self.latest = health
         self._ready.set()
+        for hook in self.after:
+            try:
+                hook()
+            except Exception as err:  # noqa: BLE001 - a hook never stops the health checks
+                log.warning("health monitor: %s failed: %s", getattr(hook, "__name__", hook), err)
         return health
 
     def wait_ready(self, timeout_s: float) -> bool:
@@ -234,6 +241,10 @@ class DashboardSources:
                     )
                 rows.append(row)
         return rows
+
+    def record_account_gauges(self) -> None:
+        """Refresh the per-account gauges of ``/metrics`` from Redis and the ledger."""
+        metrics.record_accounts(self.accounts(self.portfolios(), self.ledger.account_counts()))
 
     def overview(self) -> dict[str, Any]:
         """Everything the page shows, in one body; a failing source leaves its part empty."""

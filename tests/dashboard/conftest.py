@@ -6,6 +6,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from alpha_panda.dashboard.server import RunningDashboard, start_dashboard
+from connectors.redis_portfolio import redis_client
 from tests.dashboard.seed import Seeded, seed_world
 from tests.integration.live_world import World, live_world
 
@@ -38,27 +40,46 @@ class Dashboard:
         return self.running.url
 
 
-@pytest.fixture
-def dashboard(redis_url: str, postgres_url: str) -> Iterator[Dashboard]:
-    """A running dashboard (free port) over a seeded world; the token is random per test."""
-    # Logical databases 1..15 keep the page's account list to this test's writes.
-    private_redis = redis_db(redis_url, 1 + uuid.uuid4().int % 15)
-    with live_world(private_redis, postgres_url) as world:
-        seeded = seed_world(world.urls.kafka, world.urls.redis, world.urls.postgres, world.prefix)
-        token = uuid.uuid4().hex
-        settings = world.settings(dashboard_token=token, dashboard_port=0)
-        running = start_dashboard(settings, world.urls, world.stack, health_every_s=1.0)
-        try:
-            assert running.sources.monitor.wait_ready(30), "first health check"
-            yield Dashboard(world, running, token, seeded)
-        finally:
-            running.stop()
-            from connectors.redis_portfolio import redis_client
+@contextmanager
+def private_world(redis_url: str, postgres_url: str) -> Iterator[World]:
+    """A live world on a Redis logical database of its own choosing; its keys are deleted afterwards.
 
+    Logical databases 1..15 keep the page's account list to this test's writes
+    (the shared tests use 0); the keys carry the world's prefix, so a test that
+    happens to pick the same database as another still finds only its own.
+    """
+    with live_world(redis_db(redis_url, 1 + uuid.uuid4().int % 15), postgres_url) as world:
+        try:
+            yield world
+        finally:
             client = redis_client(world.urls.redis)
-            for broker, strategy in seeded.accounts:
-                client.delete(f"{broker}:portfolio:{strategy}")
-            client.close()
+            try:
+                for broker in ("paper", "zerodha"):
+                    keys = list(client.scan_iter(match=f"{broker}:portfolio:{world.prefix}*"))
+                    if keys:
+                        client.delete(*keys)
+            finally:
+                client.close()
+
+
+@pytest.fixture
+def world(redis_url: str, postgres_url: str) -> Iterator[World]:
+    with private_world(redis_url, postgres_url) as w:
+        yield w
+
+
+@pytest.fixture
+def dashboard(world: World) -> Iterator[Dashboard]:
+    """A running dashboard (free port) over a seeded world; the token is random per test."""
+    seeded = seed_world(world.urls.kafka, world.urls.redis, world.urls.postgres, world.prefix)
+    token = uuid.uuid4().hex
+    settings = world.settings(dashboard_token=token, dashboard_port=0)
+    running = start_dashboard(settings, world.urls, world.stack, health_every_s=1.0)
+    try:
+        assert running.sources.monitor.wait_ready(30), "first health check"
+        yield Dashboard(world, running, token, seeded)
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,9 +20,9 @@ from connectors.kafka_tail import TailMessage
 from connectors.webhook import WebhookNotifier, redact_webhook, webhook_request
 from schemas.codec import encode, to_builtins
 from schemas.topics import ORDERS_FILLED, SIGNALS_REJECTED, broker_topic, dlq_topic
-from tests.dashboard.conftest import redis_db
+from tests.dashboard.conftest import private_world
 from tests.dashboard.seed import dead_letters, rejection
-from tests.integration.live_world import live_world, wait_until
+from tests.integration.live_world import wait_until
 
 NOW = datetime(2024, 1, 2, 9, 0, tzinfo=UTC)
 HALTED = "halted: broker paper is halted"
@@ -221,7 +220,7 @@ def test_serve_alerts_on_halts_authentication_and_dlq_rate(
     redis_url: str, postgres_url: str, receiver: Receiver
 ) -> None:
     webhook = receiver.url("/hook/SECRET")
-    with live_world(redis_db(redis_url, 1 + uuid.uuid4().int % 15), postgres_url) as world:
+    with private_world(redis_url, postgres_url) as world:
         settings = world.settings(
             dashboard_token="t", dashboard_port=0, alert_webhook_urls=webhook, alert_check_s=0.3,
             alert_dlq_per_minute=5.0, alert_daily_summary_at="",

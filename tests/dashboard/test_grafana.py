@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,8 +15,8 @@ from alpha_panda import orchestration
 from alpha_panda.dashboard.server import start_dashboard
 from alpha_panda.stack import free_port
 from connectors.postgres import ledger_counts
-from tests.dashboard.conftest import ROOT, redis_db
-from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
+from tests.dashboard.conftest import ROOT
+from tests.integration.live_world import World, simulated_ticks, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,12 +70,6 @@ def test_dashboard_and_scrape_config_are_well_formed() -> None:
     assert scrape["scrape_configs"][1]["authorization"]["type"] == "Bearer"
 
 
-@pytest.fixture
-def world(redis_url: str, postgres_url: str) -> Iterator[World]:
-    with live_world(redis_db(redis_url, 1 + uuid.uuid4().int % 15), postgres_url) as w:
-        yield w
-
-
 def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: Path) -> None:
     world.seed()
     lines = simulated_ticks(ticks=150, seed=21)
@@ -108,10 +100,11 @@ def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: P
     running = start_dashboard(settings, world.urls, world.stack, health_every_s=1.0)
     try:
         assert running.sources.monitor.wait_ready(30)
+        wait_until(lambda: running.sources.monitor.latest.lag != [], 20, "a health check with the flow's lag")
+        running.sources.monitor.refresh()  # and the account gauges after it
         serve = httpx.get(running.url + "metrics", headers={"Authorization": "Bearer t"})
-        httpx.get(running.url + "api/overview", headers={"Authorization": "Bearer t"})  # account gauges
-        serve_text = httpx.get(running.url + "metrics", headers={"Authorization": "Bearer t"}).text
         assert serve.status_code == 200
+        serve_text = serve.text
     finally:
         running.stop()
     flow_text = scrape()
@@ -135,3 +128,9 @@ def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: P
     )
     assert sample(serve_text, "alpha_panda_dataflow_up", dataflow="pipeline") == 1
     assert sample(serve_text, "alpha_panda_server_up") == 3
+    fills = ledger_counts(world.urls.postgres)["fills"]
+    assert (
+        sample(serve_text, "alpha_panda_account_fills")
+        == fills
+        == sample(flow_text, "alpha_panda_fills_total")
+    )

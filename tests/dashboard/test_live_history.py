@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import httpx
 import psycopg
 import pytest
@@ -15,17 +12,10 @@ from bytewax.testing import TestingSource, run_main
 from alpha_panda import orchestration
 from alpha_panda.dashboard.server import start_dashboard
 from connectors.equity import EquityHistorySink, equity_rows
-from tests.dashboard.conftest import redis_db
 from tests.dashboard.seed import snapshot
-from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
+from tests.integration.live_world import World, simulated_ticks, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def world(redis_url: str, postgres_url: str) -> Iterator[World]:
-    with live_world(redis_db(redis_url, 1 + uuid.uuid4().int % 15), postgres_url) as w:
-        yield w
 
 
 def history(world: World) -> set[tuple[str, str, str, float]]:
