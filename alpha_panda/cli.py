@@ -397,6 +397,8 @@ def serve(
     settings = get_settings()
     updates = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v is not None}
     settings = settings.model_copy(update=updates)
+    if not settings.dashboard_token.get_secret_value():
+        raise _fail(ValueError("DASHBOARD_TOKEN is not set: the dashboard refuses to run without a token"))
     urls = _urls_or_fail(data_dir)
     try:
         running = start_dashboard(settings, urls, _stack(data_dir))

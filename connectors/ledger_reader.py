@@ -47,9 +47,10 @@ class LedgerReader:
 
     def _rows(self, step: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            with self._pool.connection() as conn:
-                return conn.execute(query, params).fetchall()
-        except (psycopg.Error, TimeoutError) as err:  # the pool raises its own PoolTimeout
+            with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+        except psycopg.Error as err:  # PoolTimeout (no connection in time) is one too
             msg = f"{step}: {type(err).__name__}: {err}"
             raise PostgresConnectorError(msg) from err
 
