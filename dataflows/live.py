@@ -24,7 +24,15 @@ from connectors.equity import EquityHistorySink
 from connectors.kafka import kafka_sink, kafka_source, raw_message
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
-from dataflows.metrics import DLQ_MESSAGES, RETRIES, input_counter, observe_published, serve_metrics
+from dataflows.metrics import (
+    DLQ_MESSAGES,
+    INPUT_POSITIONS,
+    RETRIES,
+    input_counter,
+    observe_published,
+    report_input_lag,
+    serve_metrics,
+)
 from operators.errors import ConfigError
 from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
@@ -134,6 +142,7 @@ def kafka_input(
             if inc is None:
                 inc = counted[raw.topic] = input_counter(raw.topic)
             inc()
+            INPUT_POSITIONS[(raw.topic, raw.partition or 0)] = raw.offset or 0
             return raw
         log.warning("Kafka consumer error in %s: %s", step_id, message)
         return None
@@ -243,7 +252,10 @@ def start(settings: Settings) -> Servers:
     """Common start-up of a live flow: logging, metrics endpoint, servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve_metrics(settings.metrics_port)
-    return resolve_servers(settings)
+    servers = resolve_servers(settings)
+    if settings.metrics_port:
+        report_input_lag(servers.kafka)
+    return servers
 
 
 def marks_from_ticks(

@@ -8,10 +8,12 @@ creation (wall clock) minus the exchange time of the tick behind it.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from schemas.envelope import (
     FailedEnvelope,
@@ -61,6 +63,48 @@ EXCHANGE_LATENCY = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+
+
+INPUT_LAG = Gauge(
+    "alpha_panda_input_lag",
+    "Messages between a partition's high watermark and this flow's read position (0 when caught up)",
+    ["topic", "partition"],
+)
+
+log = logging.getLogger(__name__)
+
+INPUT_POSITIONS: dict[tuple[str, int], int] = {}
+"""The last offset each Kafka input of this process read, by (topic, partition); set by
+:func:`dataflows.live.kafka_input`, read by the lag reporter."""
+
+
+def report_input_lag(bootstrap: str, every_s: float = 5.0) -> threading.Thread:
+    """Every ``every_s``, set ``alpha_panda_input_lag`` for each partition this process reads.
+
+    Lag is the high watermark minus (last offset read + 1), never below 0. On
+    Tansu the high watermark can trail the log end by one record batch, so
+    there the lag reads low by at most a batch.
+    """
+    # Imported here: the replay path imports this module and never needs Kafka.
+    from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: PLC0415
+
+    from connectors.kafka import consumer_config  # noqa: PLC0415
+
+    def run() -> None:
+        consumer = Consumer(consumer_config(bootstrap))
+        stop = threading.Event()
+        while not stop.wait(every_s):
+            for (topic, partition), offset in list(INPUT_POSITIONS.items()):
+                try:
+                    high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=2)[1]
+                except KafkaException as err:
+                    log.warning("input lag: no watermark for %s[%d]: %s", topic, partition, err)
+                    continue
+                INPUT_LAG.labels(topic, str(partition)).set(max(0, high - (offset + 1)))
+
+    thread = threading.Thread(target=run, name="input-lag", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve_metrics(port: int) -> None:

@@ -96,6 +96,7 @@ def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: P
         )
 
     wait_until(settled, 90, "the flow to read every tick and its counters to match the topics and ledger")
+    wait_until(lambda: "alpha_panda_input_lag{" in scrape(), 20, "the input lag reporter (every 5 s)")
     settings = world.settings(dashboard_token="t", dashboard_port=0)
     running = start_dashboard(settings, world.urls, world.stack, health_every_s=1.0)
     try:
@@ -123,6 +124,7 @@ def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: P
         assert sample(flow_text, "alpha_panda_signals_total", broker=broker) == count > 0
         assert sample(flow_text, "alpha_panda_events_total", topic=f"{broker}.signals.raw") == count
     assert sample(flow_text, "alpha_panda_dlq_messages_total", topic="market.ticks", error_type="poison") == 1
+    assert 'alpha_panda_input_lag{partition="0",topic="market.ticks"} 0.0' in flow_text
     assert sample(flow_text, "alpha_panda_stage_latency_seconds_count", stage="filled") == sample(
         flow_text, "alpha_panda_fills_total"
     )
