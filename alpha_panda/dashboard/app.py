@@ -6,9 +6,10 @@ body of that 401: a login form when a browser asks for a page. ``POST
 /login`` with the right token sets the cookie.
 
 API (JSON): ``/api/overview`` (everything the page shows, in one body),
-``/api/portfolios``, ``/api/equity/{broker}/{strategy_id}``, ``/api/signals``,
-``/api/rejections``, ``/api/orders``, ``/api/fills``, ``/api/dlq``,
-``/api/health``. Money is in account currency; times are ISO-8601 UTC.
+``/api/portfolios`` (and ``/{broker}/{strategy_id}``),
+``/api/equity/{broker}/{strategy_id}``, ``/api/signals``, ``/api/rejections``,
+``/api/orders``, ``/api/fills``, ``/api/dlq``, ``/api/health``. Money is in
+account currency; times are ISO-8601.
 """
 
 from __future__ import annotations
@@ -136,6 +137,15 @@ def create_app(sources: DashboardSources, token: str) -> FastAPI:  # noqa: C901 
     @app.get("/api/portfolios")
     def portfolios() -> dict[str, Any]:
         return sources.portfolios()
+
+    @app.get("/api/portfolios/{broker}/{strategy_id}")
+    def portfolio(broker: str, strategy_id: str) -> dict[str, Any]:
+        found = sources.portfolios().get(broker, {}).get(strategy_id)
+        if found is None:
+            raise HTTPException(
+                status_code=404, detail=f"no portfolio {broker}:portfolio:{strategy_id} in Redis"
+            )
+        return found
 
     @app.get("/api/equity/{broker}/{strategy_id}")
     def equity(broker: str, strategy_id: str, limit: int = Query(2000, ge=1, le=100_000)) -> dict[str, Any]:

@@ -96,6 +96,17 @@ def test_api_returns_what_redis_postgres_and_kafka_hold(dashboard: Dashboard) ->
         "zerodha": {s: seeded.snapshots[("zerodha", s)] for b, s in seeded.accounts if b == "zerodha"},
     }
     assert portfolios["paper"][f"{prefix}mom"]["cash"] == 989_834.769925
+    assert (
+        _get(dashboard, f"/api/portfolios/zerodha/{prefix}mom")
+        == seeded.snapshots[("zerodha", f"{prefix}mom")]
+    )
+    missing = httpx.get(
+        dashboard.url + f"api/portfolios/zerodha/{prefix}mr",
+        headers={"Authorization": f"Bearer {dashboard.token}"},
+    )
+    assert (missing.status_code, missing.json()) == (
+        404, {"detail": f"no portfolio zerodha:portfolio:{prefix}mr in Redis"},
+    )  # fmt: skip
 
     for (broker, strategy), history in seeded.history.items():
         body = _get(dashboard, f"/api/equity/{broker}/{strategy}")
