@@ -4,8 +4,8 @@ A URL whose path ends in ``/bot<token>/sendMessage`` and that carries a
 ``chat_id`` query parameter is a Telegram-compatible endpoint: it receives
 ``{"chat_id": ..., "text": ...}``. Any other URL receives the alert itself as
 JSON. Webhook URLs are secrets (a Telegram URL holds the bot token): they are
-never logged or put in an error; :func:`redact_webhook` keeps only the
-scheme, host and port.
+never logged or put in an error (httpx's own request log lines that name
+one are dropped); :func:`redact_webhook` keeps only the scheme, host and port.
 """
 
 from __future__ import annotations
@@ -66,6 +66,19 @@ class Delivery:
     error: str | None = None
 
 
+class _HideWebhookUrls(logging.Filter):
+    """Drops httpx's own request log lines (INFO, full URL) that name one of our webhooks."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [urlsplit(url).path for url in urls if urlsplit(url).path not in ("", "/")]
+        self._secrets += list(urls)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(secret in text for secret in self._secrets)
+
+
 class WebhookNotifier:
     """POSTs each alert to every configured webhook; a failed one is retried once, then logged.
 
@@ -76,6 +89,8 @@ class WebhookNotifier:
     def __init__(self, urls: Sequence[str], *, timeout_s: float = 5.0, retry_pause_s: float = 0.5) -> None:
         self._urls = [url for url in urls if url]
         self._client = httpx.Client(timeout=timeout_s)
+        self._log_filter = _HideWebhookUrls(self._urls)
+        logging.getLogger("httpx").addFilter(self._log_filter)
         self._retry_pause_s = retry_pause_s
 
     @property
@@ -112,3 +127,4 @@ class WebhookNotifier:
     def close(self) -> None:
         """Close the HTTP client."""
         self._client.close()
+        logging.getLogger("httpx").removeFilter(self._log_filter)
