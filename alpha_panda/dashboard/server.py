@@ -68,6 +68,8 @@ def build(
     watcher: AlertWatcher | None = None
     holder: dict[str, Any] = {}
 
+    # The tail starts before the watcher exists; what it reads until then was
+    # produced before the watcher started, which the watcher ignores anyway.
     def on_message(message: TailMessage) -> None:
         if holder.get("watcher") is not None:
             holder["watcher"].on_message(message)
