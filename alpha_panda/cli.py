@@ -362,6 +362,9 @@ def demo(
         ".alpha-panda/demo"
     ),
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+    dashboard: Annotated[
+        bool, typer.Option(help="Serve the dashboard during the run and afterwards, until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start the local stack, trade a simulated market live, and print the result."""
     from alpha_panda.demo import run_demo
@@ -377,11 +380,49 @@ def demo(
             keep=keep,
             console=console,
             external=_external_urls(),
+            dashboard=dashboard,
         )
     except AlphaPandaError as err:
         raise _fail(err) from err
     if not result:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default DASHBOARD_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default DASHBOARD_PORT, 8765; 0 picks one).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the read API, /metrics and the live dashboard; alerts go to ALERT_WEBHOOK_URLS."""
+    import time
+
+    from alpha_panda.dashboard.server import start_dashboard
+    from alpha_panda.settings import get_settings
+
+    settings = get_settings()
+    updates = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v is not None}
+    settings = settings.model_copy(update=updates)
+    if not settings.dashboard_token.get_secret_value():
+        raise _fail(ValueError("DASHBOARD_TOKEN is not set: the dashboard refuses to run without a token"))
+    urls = _urls_or_fail(data_dir)
+    try:
+        running = start_dashboard(settings, urls, _stack(data_dir))
+    except AlphaPandaError as err:
+        raise _fail(err) from err
+    alerts = "on" if running.watcher is not None else "off (no ALERT_WEBHOOK_URLS)"
+    console.print(f"dashboard and API at [bold]{running.url}[/] (token: DASHBOARD_TOKEN); alerts {alerts}")
+    try:
+        while running.thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
 
 
 # --- dead letters --------------------------------------------------------------------

@@ -8,17 +8,20 @@ and prints a summary read back from Redis and the Postgres ledger.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from alpha_panda import orchestration
-from alpha_panda.settings import get_settings
-from alpha_panda.stack import LocalStack
+from alpha_panda.dashboard.server import RunningDashboard, start_dashboard
+from alpha_panda.settings import Settings, get_settings
+from alpha_panda.stack import LocalStack, StackUrls
 from schemas.errors import AlphaPandaError
 
 SETTLE_S = 4.0
@@ -72,12 +75,18 @@ def run_demo(
     keep: bool,
     console: Console,
     external: dict[str, str | None],
+    dashboard: bool = False,
 ) -> bool:
-    """Run the demo; return ``True`` when both brokers ended with fills in the ledger."""
+    """Run the demo; return ``True`` when both brokers ended with fills in the ledger.
+
+    With ``dashboard``, the dashboard serves from the start of the run and,
+    once the result is printed, keeps serving (stack up) until Ctrl-C.
+    """
     settings = get_settings()
     stack = LocalStack(data_dir)
     orchestration.stop_dataflows(stack)
     stack.remove()  # a fresh market every time
+    running: RunningDashboard | None = None
     try:
         with console.status("starting Kafka-API broker, Redis and PostgreSQL"):
             urls = stack.up(**external)
@@ -86,6 +95,9 @@ def run_demo(
         console.print(
             f"servers up (kafka {urls.kafka}, redis {urls.redis}); topics, tables and 3 strategies ready"
         )
+        if dashboard:
+            running, url = _start_dashboard(settings, urls, stack)
+            console.print(f"dashboard: [bold]{url}[/]")
         for name in flows:
             # A one-minute market trades more than a day's default limit of 50.
             orchestration.start_dataflow(stack, name, urls, env={"MAX_DAILY_TRADES": "100000"})
@@ -100,11 +112,43 @@ def run_demo(
         ok = all(progress.ledger[b].get("fills", 0) > 0 for b in settings.active_brokers)
         verdict = "[green]fills on every broker[/]" if ok else "[red]a broker ended without fills[/]"
         console.print(f"{progress.ticks:,} ticks -> {verdict}; logs under {stack.logs_dir}")
+        if running is not None:
+            console.print(f"the stack stays up; dashboard at [bold]{url}[/] (Ctrl-C stops it)")
+            _wait_for_interrupt(running)
         return ok
     finally:
+        if running is not None:
+            running.stop()
         if not keep:
             orchestration.stop_dataflows(stack)
             stack.down()
+
+
+def _start_dashboard(settings: Settings, urls: StackUrls, stack: LocalStack) -> tuple[RunningDashboard, str]:
+    """Serve the dashboard over the demo's stack; return it and the URL to open.
+
+    Without ``DASHBOARD_TOKEN`` a random token is made for this run and put
+    in the URL's fragment (``#token=``), which the page trades for a login
+    cookie; a fragment never reaches the server or its logs.
+    """
+    token = settings.dashboard_token.get_secret_value()
+    generated = not token
+    if generated:
+        token = secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={"dashboard_token": SecretStr(token)})
+    running = start_dashboard(settings, urls, stack)
+    return (
+        running,
+        f"{running.url}#token={token}" if generated else f"{running.url} (sign in with DASHBOARD_TOKEN)",
+    )
+
+
+def _wait_for_interrupt(running: RunningDashboard) -> None:
+    try:
+        while running.thread.is_alive():
+            running.thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
 
 
 def _watch(

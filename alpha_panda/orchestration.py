@@ -219,19 +219,24 @@ def recovered_offsets(directory: Path) -> dict[tuple[str, int], int]:
     return positions
 
 
-def consumer_lag(stack: LocalStack, urls: StackUrls, name: str) -> dict[str, int]:
-    """Per input topic of dataflow ``name``: log end minus its last snapshotted position."""
+def partition_lag(stack: LocalStack, urls: StackUrls, name: str) -> dict[tuple[str, int], int]:
+    """Per input (topic, partition) of dataflow ``name``: log end minus its last snapshotted position."""
     positions = recovered_offsets(recovery_dir(stack, name))
     consumer = _consumer(urls.kafka)
     try:
         ends = _log_ends(consumer, [TopicPartition(t, p) for t, p in positions], 5.0)
     finally:
         consumer.close()
+    # A partition never read keeps librdkafka's sentinel (-2 beginning,
+    # -1 end): it has consumed nothing, i.e. it stands at offset 0.
+    return {key: max(0, ends[key] - max(position, 0)) for key, position in positions.items()}
+
+
+def consumer_lag(stack: LocalStack, urls: StackUrls, name: str) -> dict[str, int]:
+    """Per input topic of dataflow ``name``: log end minus its last snapshotted position."""
     lag: dict[str, int] = {}
-    for (topic, partition), position in positions.items():
-        # A partition never read keeps librdkafka's sentinel (-2 beginning,
-        # -1 end): it has consumed nothing, i.e. it stands at offset 0.
-        lag[topic] = lag.get(topic, 0) + max(0, ends[(topic, partition)] - max(position, 0))
+    for (topic, _partition), behind in partition_lag(stack, urls, name).items():
+        lag[topic] = lag.get(topic, 0) + behind
     return lag
 
 

@@ -136,6 +136,34 @@ class Settings(BaseSettings):
                 return {**data, "kite_access_token": token}
         return data
 
+    # `alpha-panda serve`: the read API and dashboard. Without a token every
+    # route answers 401; bind beyond loopback only behind TLS.
+    dashboard_token: SecretStr = SecretStr("")
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8765, ge=0, le=65535)
+
+    # Alerts from `serve`: webhook URLs (comma-separated; a Telegram Bot API
+    # sendMessage URL with ?chat_id= gets Telegram's form), checked every
+    # ALERT_CHECK_S. A condition that stays true fires again only after
+    # ALERT_COOLDOWN_S. The daily P&L summary goes out at ALERT_DAILY_SUMMARY_AT
+    # (HH:MM, UTC; empty: never).
+    alert_webhook_urls: SecretStr = SecretStr("")
+    alert_check_s: float = Field(default=10.0, gt=0)
+    alert_cooldown_s: float = Field(default=300.0, ge=0)
+    alert_dlq_per_minute: float = Field(default=10.0, ge=0)
+    alert_lag_messages: int = Field(default=10_000, ge=0)
+    alert_daily_summary_at: str = "10:05"
+
+    @field_validator("alert_daily_summary_at")
+    @classmethod
+    def _check_summary_time(cls, value: str) -> str:
+        if value:
+            hours, sep, minutes = value.partition(":")
+            if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+                msg = f"ALERT_DAILY_SUMMARY_AT must be HH:MM (UTC) or empty, got {value!r}"
+                raise ValueError(msg)
+        return value
+
     @field_validator("active_brokers", mode="before")
     @classmethod
     def _split_brokers(cls, value: object) -> object:

@@ -21,10 +21,20 @@ from bytewax.dataflow import Dataflow, Stream
 
 from alpha_panda.settings import Settings
 from connectors.dlq import Resilience
+from connectors.equity import EquityHistorySink
 from connectors.kafka import kafka_sink, kafka_source, raw_message
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
-from dataflows.metrics import DLQ_MESSAGES, RETRIES, serve_metrics
+from dataflows.metrics import (
+    DLQ_MESSAGES,
+    INPUT_POSITIONS,
+    MESSAGES_IN,
+    RETRIES,
+    input_counter,
+    observe_published,
+    report_input_lag,
+    serve_metrics,
+)
 from operators.errors import ConfigError
 from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
@@ -125,10 +135,17 @@ def kafka_input(
     ``tail=False`` ends the input at the current end of every partition.
     """
     messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
+    counted: dict[str, Callable[[], None]] = {}
 
     def keep(message: Any) -> RawMessage | None:
         if isinstance(message, KafkaSourceMessage):
-            return raw_message(message)
+            raw = raw_message(message)
+            inc = counted.get(raw.topic)
+            if inc is None:
+                inc = counted[raw.topic] = input_counter(raw.topic)
+            inc()
+            INPUT_POSITIONS[(raw.topic, raw.partition or 0)] = raw.offset or 0
+            return raw
         log.warning("Kafka consumer error in %s: %s", step_id, message)
         return None
 
@@ -138,8 +155,25 @@ def kafka_input(
 def kafka_batches(
     flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
 ) -> Stream[RawBatch]:
-    """Read ``topics`` as one :class:`RawBatch` per poll of a partition; consumer errors are logged."""
-    return op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail, batched=True))
+    """Read ``topics`` as one :class:`RawBatch` per poll of a partition; consumer errors are logged.
+
+    Counts messages in (``alpha_panda_messages_in``) and records read
+    positions for the lag gauge, once per batch.
+    """
+    batches = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail, batched=True))
+    counters: dict[str, Any] = {}
+
+    def count(batch: RawBatch) -> RawBatch:
+        counter = counters.get(batch.topic)
+        if counter is None:
+            counter = counters[batch.topic] = MESSAGES_IN.labels(batch.topic)
+        counter.inc(len(batch.values))
+        if batch.partitions is not None:
+            for partition, offset in zip(batch.partitions, batch.offsets, strict=True):
+                INPUT_POSITIONS[(batch.topic, partition)] = offset
+        return batch
+
+    return op.map(f"{step_id}_counted", batches, count)
 
 
 def parse_configs(rows: Sequence[dict[str, Any]]) -> list[StrategyConfig]:
@@ -207,15 +241,23 @@ def attach_sinks(
 ) -> None:
     """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger.
 
+    Every message is counted first (:func:`dataflows.metrics.observe_published`).
+
+    With ``redis``, every snapshot is also appended to the Postgres
+    ``equity_history`` table (the dashboard's equity curves).
+
     Redis and ledger writes retry per ``settings`` (``RETRY_*``); when that
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
+    op.inspect("metrics", published, lambda _step, item: observe_published(item))
     op.output("kafka", published, kafka_sink(servers.kafka))
     if redis:
         snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
         sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
         op.output("redis_portfolios", snapshots, sink)
+        history = EquityHistorySink(servers.postgres, resilience=resilience(servers, settings))
+        op.output("equity_history", snapshots, history)
     if ledger:
         orders = op.filter(
             "orders_for_ledger",
@@ -236,7 +278,10 @@ def start(settings: Settings) -> Servers:
     """Common start-up of a live flow: logging, metrics endpoint, servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve_metrics(settings.metrics_port)
-    return resolve_servers(settings)
+    servers = resolve_servers(settings)
+    if settings.metrics_port:
+        report_input_lag(servers.kafka)
+    return servers
 
 
 def marks_from_ticks(

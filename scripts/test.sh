@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/install_chromium.sh  # the dashboard browser tests (Debian chromium)
 exec .venv/bin/python -m pytest "$@"

@@ -30,6 +30,7 @@ FLOW_MODULES = {
 PER_STAGE = {"strategy-runner", "risk-manager", "trading-engine", "portfolio-manager"}
 # Exactly the Secret keys each workload gets (one secretKeyRef each).
 SECRET_KEYS = {
+    "alpha-panda-serve": {"DASHBOARD_TOKEN", "POSTGRES_URL", "REDIS_URL", "ALERT_WEBHOOK_URLS"},
     "pipeline": {"POSTGRES_URL", "REDIS_URL", "KITE_API_KEY", "KITE_ACCESS_TOKEN"},
     "strategy-runner": {"POSTGRES_URL", "REDIS_URL"},
     "risk-manager": {"POSTGRES_URL", "REDIS_URL"},
@@ -83,7 +84,8 @@ def test_every_overlay_renders_the_expected_objects(overlay: tuple[str, Objects]
     assert flows == expected_flows
     assert set(of_kind(objects, "CronJob")) == {"start-of-day", "intraday", "end-of-day"}
     assert set(of_kind(objects, "Job")) == {"alpha-panda-bootstrap"}
-    assert set(of_kind(objects, "Service")) == flows
+    assert set(of_kind(objects, "Service")) == flows | {"alpha-panda-serve"}
+    assert set(of_kind(objects, "Deployment")) == {"alpha-panda-serve"}
     assert set(of_kind(objects, "PodDisruptionBudget")) == flows
     assert set(of_kind(objects, "NetworkPolicy")) == {"alpha-panda", "alpha-panda-broker-apis"}
     assert set(of_kind(objects, "ServiceMonitor")) == (set() if name == "local" else {"alpha-panda"})
@@ -139,7 +141,8 @@ def test_every_pod_is_restricted(overlay: tuple[str, Objects]) -> None:
             mounts = {m["mountPath"] for m in c["volumeMounts"]}
             assert mounts <= {"/recovery", "/tmp"}, where  # noqa: S108 - the pods' writable volumes
             assert "/tmp" in mounts, where  # noqa: S108
-    assert seen == len(of_kind(overlay[1], "StatefulSet")) + 4  # + the Job and three CronJobs
+    # + the dashboard's Deployment, the Job and three CronJobs
+    assert seen == len(of_kind(overlay[1], "StatefulSet")) + 5
 
 
 def test_flows_have_probes_on_the_metrics_port(overlay: tuple[str, Objects]) -> None:
@@ -257,7 +260,9 @@ def test_network_policy_allows_only_servers_scraping_and_peers(overlay: tuple[st
     default = policies["alpha-panda"]["spec"]
     assert default["podSelector"] == {}
     assert default["policyTypes"] == ["Ingress", "Egress"]
-    assert _ports(default["ingress"]) == {("TCP", 9100), ("TCP", 2101)}
+    assert _ports(default["ingress"]) == {("TCP", 9100), ("TCP", 2101), ("TCP", 8765)}
+    dashboard = next(r for r in default["ingress"] if r["ports"][0]["port"] == 8765)
+    assert dashboard["from"] == [{"namespaceSelector": {}}]  # the token guards every route
     scrape = next(r for r in default["ingress"] if r["ports"][0]["port"] == 9100)
     assert scrape["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
