@@ -28,6 +28,15 @@ console = Console(width=None if Console().is_terminal else 120)
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _configure() -> None:
+    """Alpha Panda: a streaming trading pipeline."""
+    from alpha_panda.settings import get_settings
+    from connectors.kafka import use_client_security
+
+    use_client_security(get_settings().kafka_security())
+
+
 def _fail(err: Exception) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {err}")
     return typer.Exit(code=2)
@@ -164,7 +173,7 @@ def _external_urls() -> dict[str, str | None]:
     settings = get_settings()
     return {
         "kafka_url": settings.kafka_bootstrap_servers or None,
-        "redis_url": settings.redis_url or None,
+        "redis_url": settings.redis_url.get_secret_value() or None,
         "postgres_url": settings.postgres_url.get_secret_value() or None,
     }
 
@@ -451,7 +460,7 @@ def _apply_replayed(urls: Any) -> int:
     settings = get_settings().model_copy(
         update={
             "kafka_bootstrap_servers": urls.kafka,
-            "redis_url": urls.redis,
+            "redis_url": SecretStr(urls.redis),
             "postgres_url": SecretStr(urls.postgres),
             "kafka_tail": False,
         }

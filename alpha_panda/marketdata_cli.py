@@ -100,7 +100,7 @@ def _database(url: str) -> Iterator[psycopg.Connection]:
     """Apply the migrations, then yield one connection to ``url`` (password never shown)."""
     import psycopg
 
-    from connectors.errors import redact_url
+    from connectors.errors import describe_error, redact_url
     from connectors.marketdata.errors import HistoryStoreError
     from connectors.postgres import apply_migrations
 
@@ -109,7 +109,7 @@ def _database(url: str) -> Iterator[psycopg.Connection]:
         with psycopg.connect(url, connect_timeout=5) as conn:
             yield conn
     except psycopg.Error as err:
-        msg = f"PostgreSQL at {redact_url(url)}: {type(err).__name__}: {err}"
+        msg = f"PostgreSQL at {redact_url(url)}: {type(err).__name__}: {describe_error(err, url)}"
         raise HistoryStoreError(msg) from err
 
 

@@ -35,6 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from connectors.errors import (
     ConsumeTimeoutError,
+    KafkaConnectorError,
     KafkaDeliveryError,
     SinkInputError,
     TopicAdminError,
@@ -52,17 +53,57 @@ DELIVERY_TIMEOUT_MS: Final = 60_000
 the flow (bytewax recovery then resumes from the last snapshot)."""
 
 
+SECURITY_KEYS: Final = frozenset(
+    {
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.endpoint.identification.algorithm",
+    }
+)
+"""The librdkafka settings :func:`use_client_security` accepts."""
+
+_client_security: dict[str, str] = {}
+
+
+def use_client_security(settings: dict[str, str]) -> None:
+    """Make every Kafka client this process builds from now on use ``settings``.
+
+    ``settings`` are librdkafka security properties (``security.protocol``,
+    ``sasl.*``, ``ssl.*``; see :data:`SECURITY_KEYS`), set once at start-up
+    by a dataflow or the CLI from :class:`alpha_panda.settings.Settings`.
+    They go to producers, consumers and admin clients alike, through
+    :func:`kafka_config`. An empty mapping restores the plaintext default.
+
+    :raises KafkaConnectorError: a key is not a security setting.
+    """
+    unknown = sorted(set(settings) - SECURITY_KEYS)
+    if unknown:
+        known = sorted(SECURITY_KEYS)
+        msg = f"use_client_security: {unknown} are not Kafka security settings; known: {known}"
+        raise KafkaConnectorError(msg)
+    _client_security.clear()
+    _client_security.update(settings)
+
 
 def kafka_config(bootstrap: str) -> dict[str, Any]:
     """Return the librdkafka settings every client shares: where and how to connect.
 
-    ``bootstrap`` is a comma-separated ``host:port`` list.
+    ``bootstrap`` is a comma-separated ``host:port`` list; the security
+    settings of :func:`use_client_security` are included.
     """
     return {
         "bootstrap.servers": bootstrap,
         "client.id": "alpha-panda",
         # Ticks are small; Nagle's algorithm would only add latency.
         "socket.nagle.disable": True,
+        **_client_security,
     }
 
 

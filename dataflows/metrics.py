@@ -21,7 +21,11 @@ RETRIES = Counter(
 )
 
 
-def serve_metrics(port: int) -> None:
-    """Serve ``/metrics`` on ``port``; 0 means do not serve."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``host``:``port``; port 0 means do not serve.
+
+    ``host`` defaults to loopback (prometheus_client's own default is every
+    interface); set ``METRICS_HOST`` to expose it, e.g. ``0.0.0.0`` in a pod.
+    """
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
