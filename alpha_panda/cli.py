@@ -98,12 +98,14 @@ def replay(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the whole pipeline over a tick file in one process, with no servers."""
+    from alpha_panda.outdir import check_out_dir
     from alpha_panda.replay import run_replay
     from alpha_panda.settings import get_settings
     from alpha_panda.strategy_file import load_strategy_file
     from dataflows.pipeline import PipelineParams
 
     try:
+        check_out_dir(ticks, out)
         configs = load_strategy_file(strategies)
         params = PipelineParams.from_settings(get_settings())
         columns = (
