@@ -88,7 +88,7 @@ def replay(
     ticks: Annotated[
         Path,
         typer.Option(
-            help="Tick file: JSONL (producer-form market_tick) or CSV.", exists=True, dir_okay=False
+            help="Tick file: JSONL (producer-form market_tick), CSV or Parquet.", exists=True, dir_okay=False
         ),
     ],
     strategies: Annotated[Path, typer.Option(help="Strategies YAML file.", exists=True, dir_okay=False)],
@@ -102,10 +102,13 @@ def replay(
     from alpha_panda.replay import run_replay
     from alpha_panda.settings import get_settings
     from alpha_panda.strategy_file import load_strategy_file
+    from connectors.parquet_ticks import is_parquet, parquet_row_count
     from dataflows.pipeline import PipelineParams
 
     try:
         check_out_dir(ticks, out)
+        if is_parquet(ticks):
+            parquet_row_count(ticks)  # a file without the tick columns fails here, by name
         configs = load_strategy_file(strategies)
         params = PipelineParams.from_settings(get_settings())
         columns = (

@@ -1,9 +1,11 @@
 """Tick files in, per-topic JSONL files out: the I/O of ``alpha-panda replay``.
 
-A tick file is JSONL (one producer-form ``market_tick`` message per line) or
+A tick file is JSONL (one producer-form ``market_tick`` message per line),
 CSV with a header naming at least ``instrument_token,last_price,timestamp``
-(optional ``volume,symbol``). Lines are passed on as raw bytes so that
-decoding, and sending bad lines to the DLQ, happen in the dataflow.
+(optional ``volume,symbol``), or Parquet (``.parquet``/``.pq``, read row group
+by row group by :mod:`connectors.parquet_ticks`; ``offset`` is the row
+number). Lines are passed on as raw bytes so that decoding, and sending bad
+lines to the DLQ, happen in the dataflow.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,6 +21,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.parquet_ticks import is_parquet, iter_parquet_ticks, parquet_row_count
 from schemas.codec import RawMessage, encode
 from schemas.envelope import Outbound
 from schemas.topics import MARKET_TICKS
@@ -51,6 +55,16 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
         batch_size: int,
         on_progress: ProgressCallback | None,
     ) -> None:
+        self._parquet: Iterator[tuple[int, bytes]] | None = None
+        if is_parquet(path):
+            # Bytes for the progress bar: the file's size spread evenly over its rows.
+            self._row_bytes = path.stat().st_size / max(1, parquet_row_count(path))
+            rows = iter_parquet_ticks(path, after_row=resume_line or 0)
+            self._parquet = ((tick.row, tick.line) for tick in rows)
+            self._line_no = resume_line or 0
+            self._batch_size = batch_size
+            self._on_progress = on_progress
+            return
         self._file: IO[bytes] = path.open("rb")
         self._is_csv = path.suffix.lower() == ".csv"
         self._header: list[str] = []
@@ -65,6 +79,15 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
         while self._line_no < skip_to and self._file.readline():
             self._line_no += 1
 
+    def _parquet_batch(self, rows: Iterator[tuple[int, bytes]]) -> list[RawMessage]:
+        batch = [RawMessage(MARKET_TICKS, None, line, 0, row) for row, line in islice(rows, self._batch_size)]
+        if not batch:
+            raise StopIteration
+        self._line_no = batch[-1].offset or self._line_no
+        if self._on_progress is not None:
+            self._on_progress(round(len(batch) * self._row_bytes))
+        return batch
+
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         for _ in range(self._batch_size):
             line = self._file.readline()
@@ -74,6 +97,8 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
             yield self._line_no, line
 
     def next_batch(self) -> list[RawMessage]:
+        if self._parquet is not None:
+            return self._parquet_batch(self._parquet)
         batch: list[RawMessage] = []
         consumed = 0
         for line_no, line in self._lines():
@@ -97,11 +122,12 @@ class _TickFilePartition(StatefulSourcePartition[RawMessage, int]):
         return self._line_no
 
     def close(self) -> None:
-        self._file.close()
+        if self._parquet is None:
+            self._file.close()
 
 
 class TickFileSource(FixedPartitionedSource[RawMessage, int]):
-    """Read a JSONL or CSV tick file as :class:`RawMessage` items, in file order.
+    """Read a JSONL, CSV or Parquet tick file as :class:`RawMessage` items, in file order.
 
     One partition (a file has one order). Resumes after the last line read.
     ``on_progress`` receives bytes consumed, for a progress bar.
