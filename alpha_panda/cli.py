@@ -482,6 +482,10 @@ from alpha_panda.marketdata_cli import register  # noqa: E402 - backfill, feed, 
 
 register(app)
 
+from alpha_panda.reconcile import register as register_reconcile  # noqa: E402 - reconcile
+
+register_reconcile(app)
+
 
 def main() -> None:
     """Console-script entry point."""
