@@ -121,6 +121,9 @@ def replay(
         with Progress(*columns, console=err_console, disable=quiet, transient=True) as progress:
             task = progress.add_task("replay", total=ticks.stat().st_size)
             summary = run_replay(ticks, configs, out, params, on_progress=lambda n: progress.advance(task, n))
+        if is_parquet(ticks):  # run_replay counts text lines; a Parquet file has rows
+            summary.lines = parquet_row_count(ticks)
+            summary.ticks = summary.lines - summary.dead_letters
     except AlphaPandaError as err:
         raise _fail(err) from err
     print_replay_summary(summary, out)
