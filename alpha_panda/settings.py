@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     kafka_ssl_key_location: str = ""
     kafka_ssl_key_password: SecretStr = SecretStr("")
     kafka_ssl_endpoint_identification_algorithm: str = ""
+    # How long a flow's Kafka sink waits for a broker to acknowledge a message
+    # (librdkafka retries meanwhile); after it, the flow stops and recovery
+    # resumes it from its last snapshot.
+    kafka_delivery_timeout_ms: int = Field(default=60_000, ge=1_000)
     active_brokers: Annotated[tuple[str, ...], NoDecode] = BROKERS
 
     data_dir: Path = Path(".alpha-panda")

@@ -40,6 +40,14 @@ class KafkaDeliveryError(KafkaConnectorError):
     """Messages were not acknowledged by the broker (after librdkafka's own retries)."""
 
 
+class OffsetOutOfRangeError(KafkaConnectorError):
+    """A consumer's position is not in the log (truncated, or the broker lost data).
+
+    A flow stops on it rather than jump to another offset (``auto.offset.reset``
+    is ``error``): skipping would silently lose or repeat messages.
+    """
+
+
 class ConsumeTimeoutError(KafkaConnectorError):
     """A topic was not read to its end within the time allowed."""
 

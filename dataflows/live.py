@@ -20,7 +20,13 @@ from bytewax.dataflow import Dataflow, Stream
 
 from alpha_panda.settings import Settings
 from connectors.dlq import Resilience
-from connectors.kafka import kafka_sink, kafka_source, raw_message, use_client_security
+from connectors.kafka import (
+    kafka_sink,
+    kafka_source,
+    raise_if_offset_lost,
+    raw_message,
+    use_client_security,
+)
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
 from dataflows.metrics import DLQ_MESSAGES, RETRIES, serve_metrics
@@ -138,8 +144,11 @@ def await_servers(
 def kafka_input(
     flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
 ) -> Stream[RawMessage]:
-    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged, never raised.
+    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged and skipped.
 
+    Except one: a position outside the log (out of range, or a resume past
+    the end of a broker that lost data) stops the flow with
+    :class:`connectors.errors.OffsetOutOfRangeError`, never a silent jump.
     ``tail=False`` ends the input at the current end of every partition.
     """
     messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
@@ -147,6 +156,7 @@ def kafka_input(
     def keep(message: Any) -> RawMessage | None:
         if isinstance(message, KafkaSourceMessage):
             return raw_message(message)
+        raise_if_offset_lost(step_id, message)
         log.warning("Kafka consumer error in %s: %s", step_id, message)
         return None
 
@@ -222,7 +232,11 @@ def attach_sinks(
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
-    op.output("kafka", published, kafka_sink(servers.kafka))
+    from alpha_panda.settings import get_settings  # noqa: PLC0415
+
+    settings = settings or get_settings()
+    timeout = {"delivery.timeout.ms": settings.kafka_delivery_timeout_ms}
+    op.output("kafka", published, kafka_sink(servers.kafka, timeout))
     if redis:
         snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
         sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
