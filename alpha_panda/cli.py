@@ -220,7 +220,12 @@ def up(
                 orchestration.start_dataflow(stack, name, urls, workers=workers)
     except AlphaPandaError as err:
         raise _fail(err) from err
-    console.print(f"servers: kafka {urls.kafka}, redis {urls.redis}, postgres (see `alpha-panda status`)")
+    from connectors.errors import redact_url
+
+    console.print(
+        f"servers: kafka {urls.kafka}, redis {redact_url(urls.redis)}, "
+        f"postgres {redact_url(urls.postgres)} (passwords in {stack.data_dir / 'secrets.json'})"
+    )
     console.print(f"migrations applied: {applied or 'none new'}; strategies seeded: {len(rows)}")
     console.print(f"dataflows: {', '.join(flows)}; logs under {stack.logs_dir}")
 

@@ -19,6 +19,7 @@ from rich.table import Table
 from alpha_panda import orchestration
 from alpha_panda.settings import get_settings
 from alpha_panda.stack import LocalStack
+from connectors.errors import redact_url
 from schemas.errors import AlphaPandaError
 
 SETTLE_S = 4.0
@@ -84,7 +85,8 @@ def run_demo(
         tokens = orchestration.demo_tokens(instruments)
         orchestration.bootstrap(urls, settings, orchestration.demo_strategy_rows(tokens))
         console.print(
-            f"servers up (kafka {urls.kafka}, redis {urls.redis}); topics, tables and 3 strategies ready"
+            f"servers up (kafka {urls.kafka}, redis {redact_url(urls.redis)}); "
+            "topics, tables and 3 strategies ready"
         )
         for name in flows:
             # A one-minute market trades more than a day's default limit of 50.

@@ -152,3 +152,20 @@ def test_external_urls_are_kept_private_for_later_commands(
     for url in (redis_url, postgres_url):
         password = urlsplit(url).password
         assert password and password not in state
+
+
+def test_up_prints_no_password(data_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from alpha_panda import orchestration
+    from alpha_panda.cli import app
+
+    stack = LocalStack(data_dir)
+    try:
+        result = CliRunner().invoke(app, ["up", "--data-dir", str(data_dir)])
+        assert result.exit_code == 0, result.output
+        secrets = json.loads(stack.secrets_file.read_text())
+        assert "redis://:***@127.0.0.1:" in result.output
+        assert not any(value in result.output for value in secrets.values())
+    finally:
+        orchestration.stop_dataflows(stack)
