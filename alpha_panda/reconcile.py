@@ -149,6 +149,8 @@ def _topic_fills(bootstrap: str, broker: str, report: ReconcileReport) -> list[t
         try:
             envelope = decode_as(record.value or b"", topic, FilledEnvelope)
         except DecodeError:
+            envelope = None
+        if not isinstance(envelope, FilledEnvelope):
             report.undecodable[topic] = report.undecodable.get(topic, 0) + 1
             continue
         data = envelope.data

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 HIDDEN: Final = "<connection string hidden: it cannot be parsed safely>"
 """What an unparseable or ambiguous connection string prints as."""
@@ -98,7 +98,7 @@ def _pg_secrets(text: str) -> list[str]:
     return [value for key, value in parsed.items() if key in _PG_SECRET_KEYS and value]
 
 
-def _url_parts(text: str) -> tuple[object, list[tuple[str, str]]]:
+def _url_parts(text: str) -> tuple[SplitResult, list[tuple[str, str]]]:
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -114,7 +114,6 @@ def _url_parts(text: str) -> tuple[object, list[tuple[str, str]]]:
 
 def _url_redacted(text: str) -> str:
     parts, query = _url_parts(text)
-    assert hasattr(parts, "scheme")  # noqa: S101 - narrowing
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
@@ -130,7 +129,7 @@ def _url_redacted(text: str) -> str:
 def _url_secrets(text: str) -> list[str]:
     parts, query = _url_parts(text)
     found = [v for k, v in query if k.lower() in _URL_SECRET_KEYS and v]
-    netloc = getattr(parts, "netloc", "")
+    netloc = parts.netloc
     if "@" in netloc:
         userinfo = netloc.rpartition("@")[0]
         # A userinfo without ':' is a token (redis://TOKEN@host), treated as a password.
