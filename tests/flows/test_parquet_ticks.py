@@ -197,3 +197,23 @@ def test_feed_reads_parquet_as_it_reads_jsonl(tmp_path: Path) -> None:
     from_parquet = [(m.offset, m.value) for m in tick_file_messages(parquet)]
     assert from_parquet == [(m.offset, m.value) for m in tick_file_messages(jsonl)]
     assert len(from_parquet) == 120
+
+
+def test_the_market_feed_paces_parquet_rows_as_it_paces_jsonl_lines(tmp_path: Path) -> None:
+    from connectors.feeds import PacedFileSource
+
+    lines = simulated(10)
+    jsonl = write_lines(tmp_path / "ticks.jsonl", lines)
+    parquet = write_parquet(tmp_path / "ticks.parquet", data_of(lines), TEXT_TIMES, group_rows=16)
+
+    def read_all(path: Path) -> list[tuple[int | None, bytes]]:
+        part = PacedFileSource(path, 0).build_part("feed", path.name, 5)  # resumed after 5
+        found: list[tuple[int | None, bytes]] = []
+        try:
+            while True:
+                found += [(m.offset, m.value) for m in part.next_batch()]
+        except StopIteration:
+            return found
+
+    assert read_all(parquet) == read_all(jsonl)
+    assert [value for _, value in read_all(parquet)] == lines[5:]
