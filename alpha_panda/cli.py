@@ -34,7 +34,10 @@ def _configure() -> None:
     from alpha_panda.settings import get_settings
     from connectors.kafka import use_client_security
 
-    use_client_security(get_settings().kafka_security())
+    try:
+        use_client_security(get_settings().kafka_security())
+    except ValueError as err:  # pydantic's ValidationError: a setting in the environment is invalid
+        raise _fail(err) from None
 
 
 def _fail(err: Exception) -> typer.Exit:
