@@ -29,6 +29,18 @@ console = Console(width=None if Console().is_terminal else 120)
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _configure() -> None:
+    """Alpha Panda: a streaming trading pipeline."""
+    from alpha_panda.settings import get_settings
+    from connectors.kafka import use_client_security
+
+    try:
+        use_client_security(get_settings().kafka_security())
+    except ValueError as err:  # pydantic's ValidationError: a setting in the environment is invalid
+        raise _fail(err) from None
+
+
 def _fail(err: Exception) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {err}")
     return typer.Exit(code=2)
@@ -80,7 +92,7 @@ def replay(
     ticks: Annotated[
         Path,
         typer.Option(
-            help="Tick file: JSONL (producer-form market_tick) or CSV.", exists=True, dir_okay=False
+            help="Tick file: JSONL (producer-form market_tick), CSV or Parquet.", exists=True, dir_okay=False
         ),
     ],
     strategies: Annotated[Path, typer.Option(help="Strategies YAML file.", exists=True, dir_okay=False)],
@@ -91,12 +103,17 @@ def replay(
     report: Annotated[bool, typer.Option(help="Then write DIR/report.html and DIR/report.json.")] = False,
 ) -> None:
     """Run the whole pipeline over a tick file in one process, with no servers."""
+    from alpha_panda.outdir import check_out_dir
     from alpha_panda.replay import run_replay
     from alpha_panda.settings import get_settings
     from alpha_panda.strategy_file import load_strategy_file
+    from connectors.parquet_ticks import is_parquet, parquet_row_count
     from dataflows.pipeline import PipelineParams
 
     try:
+        check_out_dir(ticks, out)
+        if is_parquet(ticks):
+            parquet_row_count(ticks)  # a file without the tick columns fails here, by name
         configs = load_strategy_file(strategies)
         # A replay never places live orders, whatever ZERODHA_LIVE_TRADING says.
         params = dataclasses.replace(PipelineParams.from_settings(get_settings()), zerodha_mode="dry_run")
@@ -174,7 +191,7 @@ def _external_urls() -> dict[str, str | None]:
     settings = get_settings()
     return {
         "kafka_url": settings.kafka_bootstrap_servers or None,
-        "redis_url": settings.redis_url or None,
+        "redis_url": settings.redis_url.get_secret_value() or None,
         "postgres_url": settings.postgres_url.get_secret_value() or None,
     }
 
@@ -213,7 +230,12 @@ def up(
                 orchestration.start_dataflow(stack, name, urls, workers=workers)
     except AlphaPandaError as err:
         raise _fail(err) from err
-    console.print(f"servers: kafka {urls.kafka}, redis {urls.redis}, postgres (see `alpha-panda status`)")
+    from connectors.errors import redact_url
+
+    console.print(
+        f"servers: kafka {urls.kafka}, redis {redact_url(urls.redis)}, "
+        f"postgres {redact_url(urls.postgres)} (passwords in {stack.data_dir / 'secrets.json'})"
+    )
     console.print(f"migrations applied: {applied or 'none new'}; strategies seeded: {len(rows)}")
     console.print(f"dataflows: {', '.join(flows)}; logs under {stack.logs_dir}")
 
@@ -502,7 +524,7 @@ def _apply_replayed(urls: Any) -> int:
     settings = get_settings().model_copy(
         update={
             "kafka_bootstrap_servers": urls.kafka,
-            "redis_url": urls.redis,
+            "redis_url": SecretStr(urls.redis),
             "postgres_url": SecretStr(urls.postgres),
             "kafka_tail": False,
         }
@@ -518,6 +540,10 @@ app.command(name="bench")(bench_command)
 from alpha_panda.marketdata_cli import register  # noqa: E402 - backfill, feed, instruments
 
 register(app)
+
+from alpha_panda.reconcile import register as register_reconcile  # noqa: E402 - reconcile
+
+register_reconcile(app)
 
 from alpha_panda.report_cli import register as register_report  # noqa: E402 - report
 

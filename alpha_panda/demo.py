@@ -22,6 +22,7 @@ from alpha_panda import orchestration
 from alpha_panda.dashboard.server import RunningDashboard, start_dashboard
 from alpha_panda.settings import Settings, get_settings
 from alpha_panda.stack import LocalStack, StackUrls
+from connectors.errors import redact_url
 from schemas.errors import AlphaPandaError
 
 SETTLE_S = 4.0
@@ -93,7 +94,8 @@ def run_demo(
         tokens = orchestration.demo_tokens(instruments)
         orchestration.bootstrap(urls, settings, orchestration.demo_strategy_rows(tokens))
         console.print(
-            f"servers up (kafka {urls.kafka}, redis {urls.redis}); topics, tables and 3 strategies ready"
+            f"servers up (kafka {urls.kafka}, redis {redact_url(urls.redis)}); "
+            "topics, tables and 3 strategies ready"
         )
         if dashboard:
             running, url = _start_dashboard(settings, urls, stack)

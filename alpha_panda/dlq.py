@@ -13,6 +13,12 @@ validated signal, the ledger inserts ``ON CONFLICT``, portfolios skip order
 ids already applied, replayed snapshots never replace newer ones). Replay
 keeps no record of its own; ``--since`` limits it to newer dead letters.
 Records that are not replayable are reported as skipped, never republished.
+
+A record is republished only to the topic its own DLQ name implies
+(``paper.orders.filled.dlq`` -> ``paper.orders.filled``): one whose
+``original_topic`` names any other topic (a forged or misrouted dead letter)
+is reported and skipped, so replay can never be used to write to a topic of
+the sender's choosing.
 """
 
 from __future__ import annotations
@@ -104,9 +110,13 @@ def plan_replay(
 
     In: the DLQ's records in topic order, at most ``limit`` to replay, only
     those dead-lettered at or after ``since``. Out: (records to republish,
-    a result whose ``republished`` is filled in by the caller).
+    a result whose ``republished`` is filled in by the caller). A record
+    naming an original topic other than ``topic`` without ``.dlq`` is skipped.
+
+    :raises DlqCommandError: ``topic`` is not a DLQ topic.
     """
     result = ReplayResult(topic, dry_run=True)
+    home = _check_topic(topic)
     chosen: list[DeadLetterRecord] = []
     cutoff = as_utc(since) if since is not None else None
     for item in records:
@@ -114,7 +124,10 @@ def plan_replay(
             result.skipped["not a dlq_record"] += 1
             continue
         data = item.envelope.data
-        if cutoff is not None and data.dlq_metadata.dlq_timestamp < cutoff:
+        named = data.dlq_metadata.original_topic
+        if named != home:
+            result.skipped[f"names topic {named!r:.120}, not {home!r}: not replayed from this DLQ"] += 1
+        elif cutoff is not None and data.dlq_metadata.dlq_timestamp < cutoff:
             result.skipped["older than --since"] += 1
         elif not data.replay_metadata.can_replay:
             result.skipped[f"{data.failure_info.error_type}: not replayable"] += 1
@@ -148,7 +161,7 @@ def replay_dlq(
     :raises TopicAdminError: the topic does not exist.
     :raises DeadLetterError: Kafka did not acknowledge a republished message.
     """
-    _check_topic(topic)
+    home = _check_topic(topic)
     chosen, result = plan_replay(topic, read_dead_letters(bootstrap, topic), limit=limit, since=since)
     result.dry_run = dry_run
     partitions = list_topics(bootstrap)
@@ -156,6 +169,9 @@ def replay_dlq(
     for item in chosen:
         data = item.envelope.data
         target = data.dlq_metadata.original_topic
+        if target != home:  # plan_replay never chooses one; checked again where it matters
+            msg = f"dlq replay: refusing to republish a record of {topic!r} to {target!r}"
+            raise DlqCommandError(msg)
         original = data.original_message
         headers: list[tuple[str, str | bytes | None]] = [(k, v.encode()) for k, v in original.headers.items()]
         headers.append((REPLAY_HEADER, f"{topic}:{item.record.partition}:{item.record.offset}".encode()))

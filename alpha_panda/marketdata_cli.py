@@ -100,7 +100,7 @@ def _database(url: str) -> Iterator[psycopg.Connection]:
     """Apply the migrations, then yield one connection to ``url`` (password never shown)."""
     import psycopg
 
-    from connectors.errors import redact_url
+    from connectors.errors import describe_error, redact_url
     from connectors.marketdata.errors import HistoryStoreError
     from connectors.postgres import apply_migrations
 
@@ -109,7 +109,7 @@ def _database(url: str) -> Iterator[psycopg.Connection]:
         with psycopg.connect(url, connect_timeout=5) as conn:
             yield conn
     except psycopg.Error as err:
-        msg = f"PostgreSQL at {redact_url(url)}: {type(err).__name__}: {err}"
+        msg = f"PostgreSQL at {redact_url(url)}: {type(err).__name__}: {describe_error(err, url)}"
         raise HistoryStoreError(msg) from err
 
 
@@ -367,6 +367,10 @@ def _bar_filter(
 
 
 def _count_lines(path: Path) -> int:
+    from connectors.parquet_ticks import is_parquet, parquet_row_count
+
+    if is_parquet(path):
+        return parquet_row_count(path)
     with path.open("rb") as handle:
         count = sum(1 for line in handle if line.strip())
     return count - 1 if path.suffix.lower() == ".csv" else count
@@ -377,7 +381,8 @@ def feed_command(  # noqa: PLR0913 - one parameter per option
         str,
         typer.Option(
             "--from",
-            help="postgres (market_data), or a file: ticks (JSONL/CSV, as replay reads) or bars (CSV/JSONL).",
+            help="postgres (market_data), or a file: ticks (JSONL/CSV/Parquet, as replay reads) "
+            "or bars (CSV/JSONL).",
         ),
     ],
     speed: Annotated[str, typer.Option(help="Event time vs real time: 1, 10, any number, or max.")] = "max",

@@ -54,6 +54,14 @@ def bootstrap(urls: StackUrls, settings: Settings, strategy_rows: Sequence[dict[
     return applied
 
 
+def settings_env_names() -> tuple[str, ...]:
+    """Environment variables a dataflow may read: its settings (``Settings``, ``FeedSettings``)."""
+    from dataflows.market_feed import FeedSettings  # noqa: PLC0415 - imports the feed sources
+
+    names = {name.upper() for model in (Settings, FeedSettings) for name in model.model_fields}
+    return tuple(sorted(names))
+
+
 def server_env(urls: StackUrls) -> dict[str, str]:
     """Environment that points a dataflow process at the stack's servers."""
     return {"KAFKA_BOOTSTRAP_SERVERS": urls.kafka, "REDIS_URL": urls.redis, "POSTGRES_URL": urls.postgres}
@@ -86,7 +94,8 @@ def start_dataflow(
                 capture_output=True,
             )
         argv += ["-r", str(directory), "-s", str(snapshot_s), "-b", str(2 * snapshot_s)]
-    return stack.start_process(name, argv, {**server_env(urls), **(env or {})})
+    # Only the basics and the settings' own variables go through; ``env`` wins.
+    return stack.start_process(name, argv, {**server_env(urls), **(env or {})}, inherit=settings_env_names())
 
 
 def simulated_feed_env(rate: float, instruments: int, limit: int) -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from bytewax.testing import run_main
 
+from alpha_panda.outdir import check_out_dir, clear_previous_outputs
 from connectors.files import OutputCounts
 from dataflows.pipeline import PipelineParams, replay_flow
 from operators.portfolio import Portfolio
@@ -71,9 +72,9 @@ def run_replay(
     read back, so memory stays flat in the length of the file.
     """
     params = params or PipelineParams()
+    check_out_dir(ticks, out_dir)
+    clear_previous_outputs(out_dir)  # a previous replay's files only, never anything else
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.jsonl"):
-        stale.unlink()
     counts = OutputCounts()
     run_main(replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts))
 

@@ -30,8 +30,25 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None)
 
     kafka_bootstrap_servers: str = ""
-    redis_url: str = ""
+    redis_url: SecretStr = SecretStr("")
     postgres_url: SecretStr = SecretStr("")
+
+    # Kafka client security, passed to every producer, consumer and admin
+    # client (librdkafka names: security.protocol, sasl.*, ssl.*). Empty
+    # means librdkafka's default (PLAINTEXT, no SASL).
+    kafka_security_protocol: str = ""
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = ""
+    kafka_ssl_certificate_location: str = ""
+    kafka_ssl_key_location: str = ""
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_ssl_endpoint_identification_algorithm: str = ""
+    # How long a flow's Kafka sink waits for a broker to acknowledge a message
+    # (librdkafka retries meanwhile); after it, the flow stops and recovery
+    # resumes it from its last snapshot.
+    kafka_delivery_timeout_ms: int = Field(default=60_000, ge=1_000)
     active_brokers: Annotated[tuple[str, ...], NoDecode] = BROKERS
 
     data_dir: Path = Path(".alpha-panda")
@@ -112,6 +129,8 @@ class Settings(BaseSettings):
     # Strategy configuration reload (live), seconds between polls.
     strategy_reload_s: float = Field(default=2.0, gt=0)
     metrics_port: int = Field(default=0, ge=0)
+    # Where ``/metrics`` listens; loopback unless exposed on purpose (0.0.0.0 in a pod).
+    metrics_host: str = "127.0.0.1"
 
     # Writes to Redis, Postgres and broker APIs (operators.failures): a
     # transient error is tried this many times; every retried class stops
@@ -196,6 +215,21 @@ class Settings(BaseSettings):
         if self.naive_timezone == "reject":
             return "reject"
         return UTC if self.naive_timezone == "UTC" else ZoneInfo(self.naive_timezone)
+
+    def kafka_security(self) -> dict[str, str]:
+        """The librdkafka security settings that are set, secrets revealed (for clients only)."""
+        values = {
+            "security.protocol": self.kafka_security_protocol,
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": self.kafka_sasl_password.get_secret_value(),
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
+            "ssl.key.password": self.kafka_ssl_key_password.get_secret_value(),
+            "ssl.endpoint.identification.algorithm": self.kafka_ssl_endpoint_identification_algorithm,
+        }
+        return {key: value for key, value in values.items() if value}
 
     @property
     def zerodha_live(self) -> bool:

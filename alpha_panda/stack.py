@@ -3,6 +3,7 @@
 Everything lives under one data directory::
 
     DATA_DIR/stack.json        which servers run where (URLs without passwords)
+    DATA_DIR/secrets.json      the generated Redis and Postgres passwords (mode 0600)
     DATA_DIR/run/NAME.json     pid file of each process this stack started
     DATA_DIR/logs/NAME.log     its stdout and stderr
     DATA_DIR/redis/            Redis append-only file
@@ -14,11 +15,23 @@ Postgres (``pgserver``). Any of them can be an external server given by URL.
 Processes start detached (own session), so they outlive the command that
 started them; ``down`` stops only what this data directory's pid files name.
 
-Local Postgres trusts connections from 127.0.0.1 (no password), runs with
-``fsync=off`` and, when the stack runs as root, as the unprivileged user
-``nobody``. Redis writes every change to its append-only file before it
-replies (``appendfsync no``: written, never fsynced). So a killed server
-loses no acknowledged write; a power cut might.
+Local Redis and Postgres listen on 127.0.0.1 only and require passwords,
+generated on first ``up`` and kept in ``secrets.json`` (0600; ``DATA_DIR``
+itself is 0700). Redis reads its ``requirepass`` from a 0600 config file, not
+its command line; Postgres authenticates with SCRAM-SHA-256. The URLs the
+stack hands out (:attr:`LocalStack.urls`, :meth:`LocalStack.up`) carry the
+passwords; ``stack.json``, pid files and status show them redacted. An
+external server's URL given to ``up`` is kept in ``secrets.json`` too, so
+later commands on the same ``DATA_DIR`` reach it. Server
+processes get only a minimal environment (:func:`child_env`), never the
+caller's secrets.
+
+Postgres runs with ``fsync=off`` and, when the stack runs as root, as the
+unprivileged user ``nobody``; then ``DATA_DIR`` is 0710 with the group of
+``nobody``, so that user can reach its cluster but list nothing. Redis writes
+every change to its append-only file before it replies (``appendfsync no``:
+written, never fsynced). So a killed server loses no acknowledged write; a
+power cut might.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import json
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -39,13 +53,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import redis
 from confluent_kafka.admin import AdminClient
 
-from connectors.errors import ServerStartError, StackError, redact_url
+from connectors.errors import ServerStartError, StackError, describe_error, redact_url
+from connectors.kafka import kafka_config
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +71,27 @@ SERVERS: Final = (KAFKA, REDIS, POSTGRES)
 DATABASE: Final = "alpha_panda"
 UNPRIVILEGED_USER: Final = "nobody"
 """Postgres refuses to run as root; as root the stack runs it as this user."""
+SECRETS_FILE: Final = "secrets.json"
+"""Under ``DATA_DIR``, mode 0600: ``{"redis": password, "postgres": password}``, plus
+``"external": {name: url}`` for servers that ``up`` was given by URL."""
+POSTGRES_USER: Final = "postgres"
+
+BASE_ENV: Final = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH",
+    "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "RUST_LOG", "RUST_BACKTRACE",
+)  # fmt: skip
+"""Variables every child process inherits (plus ``LC_*``); nothing else unless asked."""
+
+
+def child_env(inherit: Sequence[str] = (), extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process: :data:`BASE_ENV`, the names in ``inherit``, then ``extra``.
+
+    Variables not named (credentials such as ``POSTGRES_URL`` or ``KITE_*``)
+    are not passed on.
+    """
+    wanted = set(BASE_ENV) | set(inherit)
+    env = {k: v for k, v in os.environ.items() if k in wanted or k.startswith("LC_")}
+    return {**env, **(extra or {})}
 
 
 @dataclass(frozen=True)
@@ -226,7 +262,7 @@ def probe_kafka(bootstrap: str) -> None:
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     with socket.create_connection((host, int(port)), timeout=1):
         pass
-    AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+    AdminClient(kafka_config(bootstrap)).list_topics(timeout=2)
 
 
 def probe_redis(url: str) -> None:
@@ -261,6 +297,7 @@ class LocalStack:
         start_timeout_s: float = 30.0,
         stop_timeout_s: float = 10.0,
     ) -> None:
+        # Nothing is created here: reading ``urls`` of a missing stack must not make one.
         self.data_dir = Path(data_dir).absolute()
         self.logs_dir = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
@@ -288,8 +325,72 @@ class LocalStack:
         except FileNotFoundError:
             return {}
 
-    def _write_state(self, state: Mapping[str, Any]) -> None:
+    def _private_dirs(self) -> None:
+        """Create ``data_dir`` 0700 (0710 for the Postgres user's group as root), logs and run 0700."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            _make_traversable(self.data_dir)
+            os.chown(self.data_dir, 0, pwd.getpwnam(UNPRIVILEGED_USER).pw_gid)
+            self.data_dir.chmod(0o710)
+        else:
+            self.data_dir.chmod(0o700)
+        for directory in (self.logs_dir, self.run_dir):
+            directory.mkdir(exist_ok=True)
+            directory.chmod(0o700)
+
+    @property
+    def secrets_file(self) -> Path:
+        """``secrets.json``: the passwords of the local Redis and Postgres (mode 0600)."""
+        return self.data_dir / SECRETS_FILE
+
+    def passwords(self) -> dict[str, str]:
+        """The local servers' passwords, generated (and stored 0600) on first use.
+
+        A ``secrets.json`` written beforehand is used as it is, so a
+        deployment may choose its own passwords.
+
+        :raises StackError: the file exists but is not a JSON object of strings.
+        """
+        path = self.secrets_file
+        if not path.exists():
+            self._private_dirs()
+            chosen = {REDIS: secrets.token_urlsafe(24), POSTGRES: secrets.token_urlsafe(24)}
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process won the race; read what it wrote
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(chosen, handle)
+        if path.stat().st_mode & 0o077:
+            log.warning("%s was readable by others; setting it to 0600", path)
+            path.chmod(0o600)
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError as err:
+            msg = f"{path}: not JSON ({err.__class__.__name__}); delete it to generate new passwords"
+            raise StackError(msg) from None
+        if not isinstance(stored, dict) or not all(
+            isinstance(stored.get(name), str) and stored[name] for name in (REDIS, POSTGRES)
+        ):
+            msg = f"{path}: expected {{'redis': password, 'postgres': password}}"
+            raise StackError(msg)
+        return {REDIS: stored[REDIS], POSTGRES: stored[POSTGRES]}
+
+    def server_url(self, name: str, port: int, *, database: str = DATABASE) -> str:
+        """The URL of this stack's server ``name`` on ``port``, with its password."""
+        if name == KAFKA:
+            return f"127.0.0.1:{port}"
+        password = quote(self.passwords()[name], safe="")
+        if name == REDIS:
+            return f"redis://:{password}@127.0.0.1:{port}/0"
+        if name == POSTGRES:
+            return f"postgresql://{POSTGRES_USER}:{password}@127.0.0.1:{port}/{database}"
+        msg = f"unknown server {name!r}; known: {list(SERVERS)}"
+        raise StackError(msg)
+
+    def _write_state(self, state: Mapping[str, Any]) -> None:
+        self._private_dirs()
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
         tmp.replace(self.state_file)
@@ -318,6 +419,7 @@ class LocalStack:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         *,
+        inherit: Sequence[str] = (),
         cwd: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
         url: str | None = None,
@@ -325,7 +427,8 @@ class LocalStack:
     ) -> ManagedProcess:
         """Start ``argv`` detached as process ``name``; return its pid record.
 
-        ``env`` is added to this process's environment. Output goes to
+        The child's environment is :func:`child_env`: the basics, the
+        variables named in ``inherit``, then ``env``. Output goes to
         ``logs/NAME.log`` (appended), the pid record to ``run/NAME.json``.
         ``stop_signal`` is what :meth:`stop_process` sends first.
 
@@ -335,8 +438,7 @@ class LocalStack:
         if self.process(name) is not None:
             msg = f"{name}: already running (pid file {self._pid_file(name)})"
             raise StackError(msg)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._private_dirs()
         log_path = self.log_path(name)
         with log_path.open("ab") as out:
             try:
@@ -345,7 +447,7 @@ class LocalStack:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, **(env or {})},
+                    env=child_env(inherit, env),
                     cwd=cwd,
                     start_new_session=True,
                     **_run_as_kwargs(run_as),
@@ -433,16 +535,18 @@ class LocalStack:
                     "--advertised-listener-url", listener)  # fmt: skip
             return ServerSpec(KAFKA, port, bootstrap, argv, lambda: probe_kafka(bootstrap))
         if name == REDIS:
-            url = f"redis://127.0.0.1:{port}/0"
+            url = self.server_url(REDIS, port)
             redis_dir = self.data_dir / "redis"
             redis_dir.mkdir(parents=True, exist_ok=True)
-            argv = (str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1",
+            redis_dir.chmod(0o700)
+            conf = self._redis_conf(redis_dir)
+            argv = (str(redis_binary()), str(conf), "--port", str(port), "--bind", "127.0.0.1",
                     "--dir", str(redis_dir), "--appendonly", "yes", "--appendfsync", "no",
                     "--save", "", "--daemonize", "no", "--logfile", "")  # fmt: skip
             return ServerSpec(REDIS, port, url, argv, lambda: probe_redis(url))
         if name == POSTGRES:
-            url = f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
-            admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            url = self.server_url(POSTGRES, port)
+            admin_url = self.server_url(POSTGRES, port, database="postgres")
             argv = (str(postgres_bin_dir() / "postgres"), "-D", str(self._pgdata), "-p", str(port),
                     "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                     "-c", "fsync=off", "-c", "max_connections=100")  # fmt: skip
@@ -454,12 +558,22 @@ class LocalStack:
         msg = f"unknown server {name!r}; known: {list(SERVERS)}"
         raise StackError(msg)
 
+    def _redis_conf(self, redis_dir: Path) -> Path:
+        """Write ``redis.conf`` (0600) holding ``requirepass``, so no command line shows it."""
+        password = self.passwords()[REDIS].replace("\\", "\\\\").replace('"', '\\"')
+        path = redis_dir / "redis.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f'requirepass "{password}"\n')
+        path.chmod(0o600)
+        return path
+
     @property
     def _pgdata(self) -> Path:
         return self.data_dir / "postgres" / "data"
 
     def _init_postgres(self, spec: ServerSpec) -> None:
-        """Create the cluster on first use (trust auth on 127.0.0.1, superuser postgres)."""
+        """Create the cluster on first use: superuser postgres, SCRAM-SHA-256 password auth."""
         if (self._pgdata / "PG_VERSION").exists():
             return
         root = self._pgdata.parent
@@ -467,26 +581,36 @@ class LocalStack:
         try:
             self.logs_dir.mkdir(parents=True, exist_ok=True)
             root.mkdir(parents=True, exist_ok=True)
-            if spec.run_as is not None:
-                _make_traversable(root)
-                entry = pwd.getpwnam(spec.run_as)
+            entry = pwd.getpwnam(spec.run_as) if spec.run_as is not None else None
+            if entry is not None:
                 os.chown(root, entry.pw_uid, entry.pw_gid)
             root.chmod(0o700)
+            pwfile = root / "initdb.pw"
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.passwords()[POSTGRES] + "\n")
+            if entry is not None:
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
         except (OSError, KeyError) as err:
             reason = f"cannot prepare the data directory {root}: {err}"
             raise ServerStartError(POSTGRES, reason, log_path) from err
-        argv = [str(postgres_bin_dir() / "initdb"), "-D", str(self._pgdata), "--auth=trust",
-                "--username=postgres", "--encoding=UTF8", "--no-sync", "--no-instructions"]  # fmt: skip
-        with log_path.open("ab") as out:
-            result = subprocess.run(
-                argv, stdout=out, stderr=subprocess.STDOUT, check=False, **_run_as_kwargs(spec.run_as)
-            )
+        argv = [str(postgres_bin_dir() / "initdb"), "-D", str(self._pgdata), "--auth=scram-sha-256",
+                f"--pwfile={pwfile}", f"--username={POSTGRES_USER}", "--encoding=UTF8", "--no-sync",
+                "--no-instructions"]  # fmt: skip
+        try:
+            with log_path.open("ab") as out:
+                result = subprocess.run(
+                    argv, stdout=out, stderr=subprocess.STDOUT, check=False, env=child_env(),
+                    **_run_as_kwargs(spec.run_as),
+                )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             reason = f"initdb exited with {result.returncode}: {_log_tail(log_path)}"
             raise ServerStartError(POSTGRES, reason, log_path)
 
     def _create_database(self, port: int) -> None:
-        admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        admin_url = self.server_url(POSTGRES, port, database="postgres")
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
             found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
             if found.fetchone() is None:
@@ -559,15 +683,16 @@ class LocalStack:
                 self._check_external(name, given)
                 urls[name] = given
                 state[name] = {"url": redact_url(given), "managed": False}
+                self._remember_external(name, given)
                 continue
             previous = state.get(name, {})
             if self.process(name) is not None and previous.get("managed"):
-                urls[name] = previous["url"]
+                urls[name] = self.server_url(name, previous["port"])
                 continue
             self.stop_process(name)  # clears a stale pid file
             spec = self._start_server(name, self._pick_port(name, state))
             urls[name] = spec.url
-            state[name] = {"url": spec.url, "port": spec.port, "managed": True}
+            state[name] = {"url": redact_url(spec.url), "port": spec.port, "managed": True}
             self._write_state(state)
         self._write_state(state)
         return StackUrls(kafka=urls[KAFKA], redis=urls[REDIS], postgres=urls[POSTGRES])
@@ -577,16 +702,47 @@ class LocalStack:
         try:
             probe(url)
         except Exception as err:
-            reason = f"external server {redact_url(url)} is not reachable: {err}"
+            reason = f"external server {redact_url(url)} is not reachable: {describe_error(err, url)}"
             raise ServerStartError(name, reason) from err
 
     @property
     def urls(self) -> StackUrls | None:
-        """The URLs recorded by the last :meth:`up` (external passwords redacted), or None."""
+        """The URLs of the last :meth:`up`, or None.
+
+        With their passwords, from ``secrets.json``: this stack's own servers
+        and the external URLs ``up`` was given (``stack.json`` shows them
+        redacted).
+        """
         state = self._read_state()
         if not all(name in state for name in SERVERS):
             return None
-        return StackUrls(*(state[name]["url"] for name in SERVERS))
+        return StackUrls(*(self._recorded_url(name, state[name]) for name in SERVERS))
+
+    def _recorded_url(self, name: str, entry: Mapping[str, Any]) -> str:
+        if entry.get("managed") and isinstance(entry.get("port"), int):
+            return self.server_url(name, entry["port"])
+        return self._read_secrets().get("external", {}).get(name) or str(entry["url"])
+
+    def _read_secrets(self) -> dict[str, Any]:
+        try:
+            stored = json.loads(self.secrets_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return stored if isinstance(stored, dict) else {}
+
+    def _remember_external(self, name: str, url: str) -> None:
+        """Keep an external server's full URL in ``secrets.json`` (0600) for later commands."""
+        self.passwords()  # creates the file, 0600, if it is not there yet
+        stored = self._read_secrets()
+        external = stored.setdefault("external", {})
+        if external.get(name) == url:
+            return
+        external[name] = url
+        tmp = self.secrets_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(stored, handle)
+        tmp.replace(self.secrets_file)
 
     def restart_server(self, name: str) -> str:
         """Stop (if running) and start server ``name`` again on the same port and data.
@@ -610,7 +766,7 @@ class LocalStack:
     def start_server(self, name: str) -> str:
         """Start a managed server that was stopped or killed, on its recorded port."""
         if self.process(name) is not None:
-            return str(self._read_state()[name]["url"])
+            return self._recorded_url(name, self._read_state()[name])
         return self.restart_server(name)
 
     def status(self) -> list[ProcessStatus]:

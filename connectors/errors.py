@@ -2,33 +2,18 @@
 
 Every message names the step and the offending value. None of them ever
 carries a password: Postgres and Redis URLs are shown through
-:func:`redact_url` only.
+:func:`redact_url` only, and driver errors through :func:`describe_error`
+(see :mod:`connectors.redaction`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from connectors.redaction import describe_error as describe_error
+from connectors.redaction import redact_text as redact_text
+from connectors.redaction import redact_url as redact_url
 from schemas.errors import AlphaPandaError
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``, safe to log.
-
-    ``postgresql://user:secret@host:5432/db`` -> ``postgresql://user:***@host:5432/db``;
-    a URL without a password, or a ``host:port`` bootstrap list, is returned as is.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class ConnectorError(AlphaPandaError):
@@ -53,6 +38,14 @@ class TopicAdminError(KafkaConnectorError):
 
 class KafkaDeliveryError(KafkaConnectorError):
     """Messages were not acknowledged by the broker (after librdkafka's own retries)."""
+
+
+class OffsetOutOfRangeError(KafkaConnectorError):
+    """A consumer's position is not in the log (truncated, or the broker lost data).
+
+    A flow stops on it rather than jump to another offset (``auto.offset.reset``
+    is ``error``): skipping would silently lose or repeat messages.
+    """
 
 
 class ConsumeTimeoutError(KafkaConnectorError):

@@ -27,6 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition, batc
 from connectors.marketdata.backfill import EventPacer, Speed
 from connectors.marketdata.bars import Bar
 from connectors.marketdata.streaming import FeedItem
+from connectors.parquet_ticks import is_parquet, iter_parquet_ticks
 from connectors.simulator import IST, MarketSpec, simulate_lines
 from schemas.codec import RawMessage
 from schemas.events import MarketTick
@@ -104,7 +105,7 @@ class PacedSimulatorSource(FixedPartitionedSource[RawMessage, int]):
 
 
 class PacedFileSource(FixedPartitionedSource[RawMessage, int]):
-    """A tick file's lines at ``rate`` lines/s (``rate`` 0 = as fast as possible)."""
+    """A tick file's lines (JSONL, or Parquet rows) at ``rate`` lines/s (``rate`` 0 = as fast as possible)."""
 
     def __init__(self, path: Path, rate: float, *, tick_s: float = 0.02) -> None:
         self._path = Path(path)
@@ -116,8 +117,11 @@ class PacedFileSource(FixedPartitionedSource[RawMessage, int]):
         return [self._path.name]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PacedPartition:
-        """Open the file (resuming after ``resume_state`` lines)."""
-        lines = (line for line in self._path.open("rb") if line.strip())
+        """Open the file (resuming after ``resume_state`` lines, or rows of a Parquet file)."""
+        if is_parquet(self._path):
+            lines: Iterator[bytes] = (tick.line for tick in iter_parquet_ticks(self._path))
+        else:
+            lines = (line for line in self._path.open("rb") if line.strip())
         rate = self._rate if self._rate > 0 else 1e12
         return _PacedPartition(lines, rate, None, resume_state or 0, self._tick_s)
 

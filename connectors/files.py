@@ -1,9 +1,11 @@
 """Tick files in, per-topic JSONL files out: the I/O of ``alpha-panda replay``.
 
-A tick file is JSONL (one producer-form ``market_tick`` message per line) or
+A tick file is JSONL (one producer-form ``market_tick`` message per line),
 CSV with a header naming at least ``instrument_token,last_price,timestamp``
-(optional ``volume,symbol``). Lines are passed on as raw bytes so that
-decoding, and sending bad lines to the DLQ, happen in the dataflow.
+(optional ``volume,symbol``), or Parquet (``.parquet``/``.pq``, read row group
+by row group by :mod:`connectors.parquet_ticks`; ``offset`` is the row
+number). Lines are passed on as raw bytes so that decoding, and sending bad
+lines to the DLQ, happen in the dataflow.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import csv
 import io
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +23,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.parquet_ticks import is_parquet, iter_parquet_ticks, parquet_row_count
 from schemas.codec import RawBatch, encode_lines
 from schemas.envelope import Outbound, PnlEnvelope
 from schemas.topics import MARKET_TICKS
@@ -56,6 +59,16 @@ class _TickFilePartition(StatefulSourcePartition[RawBatch, int]):
         tally: OutputCounts | None = None,
     ) -> None:
         self._tally = tally
+        self._parquet: Iterator[tuple[int, bytes]] | None = None
+        if is_parquet(path):
+            # Bytes for the progress bar: the file's size spread evenly over its rows.
+            self._row_bytes = path.stat().st_size / max(1, parquet_row_count(path))
+            rows = iter_parquet_ticks(path, after_row=resume_line or 0)
+            self._parquet = ((tick.row, tick.line) for tick in rows)
+            self._line_no = resume_line or 0
+            self._batch_size = batch_size
+            self._on_progress = on_progress
+            return
         self._file: IO[bytes] = path.open("rb")
         self._is_csv = path.suffix.lower() == ".csv"
         self._header: list[str] = []
@@ -70,10 +83,23 @@ class _TickFilePartition(StatefulSourcePartition[RawBatch, int]):
         while self._line_no < skip_to and self._file.readline():
             self._line_no += 1
 
+    def _parquet_batch(self, rows: Iterator[tuple[int, bytes]]) -> list[RawBatch]:
+        chunk = list(islice(rows, self._batch_size))
+        if not chunk:
+            raise StopIteration
+        self._line_no = chunk[-1][0]
+        if self._on_progress is not None:
+            self._on_progress(round(len(chunk) * self._row_bytes))
+        if self._tally is not None:
+            self._tally.lines_read += len(chunk)
+        return [RawBatch(MARKET_TICKS, [line for _row, line in chunk], [row for row, _line in chunk])]
+
     def _lines(self) -> list[bytes]:
         return list(islice(self._file, self._batch_size))
 
     def next_batch(self) -> list[RawBatch]:
+        if self._parquet is not None:
+            return self._parquet_batch(self._parquet)
         lines = self._lines()
         if not lines:
             raise StopIteration
@@ -106,11 +132,12 @@ class _TickFilePartition(StatefulSourcePartition[RawBatch, int]):
         return self._line_no
 
     def close(self) -> None:
-        self._file.close()
+        if self._parquet is None:
+            self._file.close()
 
 
 class TickFileSource(FixedPartitionedSource[RawBatch, int]):
-    """Read a JSONL or CSV tick file as :class:`RawBatch` items of ``batch_size`` lines, in file order.
+    """Read a JSONL, CSV or Parquet tick file as :class:`RawBatch` items of ``batch_size`` lines, in order.
 
     One partition (a file has one order). Resumes after the last line read.
     ``on_progress`` receives bytes consumed, for a progress bar.

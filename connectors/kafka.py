@@ -36,7 +36,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from connectors.errors import (
     ConsumeTimeoutError,
+    KafkaConnectorError,
     KafkaDeliveryError,
+    OffsetOutOfRangeError,
     SinkInputError,
     TopicAdminError,
 )
@@ -53,16 +55,57 @@ DELIVERY_TIMEOUT_MS: Final = 60_000
 the flow (bytewax recovery then resumes from the last snapshot)."""
 
 
+SECURITY_KEYS: Final = frozenset(
+    {
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.endpoint.identification.algorithm",
+    }
+)
+"""The librdkafka settings :func:`use_client_security` accepts."""
+
+_client_security: dict[str, str] = {}
+
+
+def use_client_security(settings: dict[str, str]) -> None:
+    """Make every Kafka client this process builds from now on use ``settings``.
+
+    ``settings`` are librdkafka security properties (``security.protocol``,
+    ``sasl.*``, ``ssl.*``; see :data:`SECURITY_KEYS`), set once at start-up
+    by a dataflow or the CLI from :class:`alpha_panda.settings.Settings`.
+    They go to producers, consumers and admin clients alike, through
+    :func:`kafka_config`. An empty mapping restores the plaintext default.
+
+    :raises KafkaConnectorError: a key is not a security setting.
+    """
+    unknown = sorted(set(settings) - SECURITY_KEYS)
+    if unknown:
+        known = sorted(SECURITY_KEYS)
+        msg = f"use_client_security: {unknown} are not Kafka security settings; known: {known}"
+        raise KafkaConnectorError(msg)
+    _client_security.clear()
+    _client_security.update(settings)
+
+
 def kafka_config(bootstrap: str) -> dict[str, Any]:
     """Return the librdkafka settings every client shares: where and how to connect.
 
-    ``bootstrap`` is a comma-separated ``host:port`` list.
+    ``bootstrap`` is a comma-separated ``host:port`` list; the security
+    settings of :func:`use_client_security` are included.
     """
     return {
         "bootstrap.servers": bootstrap,
         "client.id": "alpha-panda",
         # Ticks are small; Nagle's algorithm would only add latency.
         "socket.nagle.disable": True,
+        **_client_security,
     }
 
 
@@ -99,6 +142,9 @@ def consumer_config(bootstrap: str, *, eof: bool = False) -> dict[str, Any]:
         # message is seen sooner on brokers that do not wake fetches early.
         "fetch.wait.max.ms": 20,
         "fetch.min.bytes": 1,
+        # A position outside the log is an error event, never a silent jump
+        # to the start or the end (see raise_if_offset_lost, log_end).
+        "auto.offset.reset": "error",
     }
 
 
@@ -297,6 +343,82 @@ class _KafkaSource(KafkaSource):
             parts += [f"{index}-{topic}" for index in sorted(metadata.partitions)]
         return parts
 
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
+        """Build the partition's consumer; refuse to resume past the end of its log.
+
+        A broker that lost data (Tansu keeps topics in memory) or a recreated
+        topic ends before the snapshotted position; a consumer there would wait
+        and then skip the first new messages without a word.
+
+        :raises OffsetOutOfRangeError: ``resume_state`` is beyond the log end.
+        """
+        if resume_state is not None and resume_state > 0:
+            index, topic = for_part.split("-", 1)
+            end = log_end(self._bootstrap, topic, int(index))
+            if resume_state > end:
+                msg = (
+                    f"kafka_source {step_id}: {topic}[{index}] resumes at offset {resume_state} "
+                    f"but the log ends at {end}; the broker lost data or the topic was recreated. "
+                    "Refusing to skip: reset the flow's recovery state deliberately"
+                )
+                raise OffsetOutOfRangeError(msg)
+        return super().build_part(step_id, for_part, resume_state)
+
+
+_OFFSET_LOST: Final = frozenset({ConfluentError._AUTO_OFFSET_RESET, ConfluentError.OFFSET_OUT_OF_RANGE})
+
+
+def raise_if_offset_lost(step_id: str, item: Any) -> None:
+    """Stop on a consumer error meaning its position is outside the log; ignore other items.
+
+    ``item`` is what a :func:`kafka_source` emits: a message, or an error
+    item carrying a confluent ``KafkaError`` as ``err``.
+
+    :raises OffsetOutOfRangeError: the error is ``OFFSET_OUT_OF_RANGE`` or
+        ``_AUTO_OFFSET_RESET`` (raised instead of a reset, see consumer_config).
+    """
+    err = getattr(item, "err", None)
+    if err is None or err.code() not in _OFFSET_LOST:
+        return
+    where = getattr(item, "msg", None)
+    topic = getattr(where, "topic", None)
+    partition = getattr(where, "partition", None)
+    offset = getattr(where, "offset", None)
+    msg = (
+        f"{step_id}: the position of {topic}[{partition}] (offset {offset}) is not in the log "
+        f"({err.name()}); refusing to skip to another offset"
+    )
+    raise OffsetOutOfRangeError(msg)
+
+
+def log_end(bootstrap: str, topic: str, partition: int, timeout_s: float = 10.0) -> int:
+    """The exact offset after the last message of ``topic[partition]`` (0 when empty).
+
+    Tansu's high watermark can understate it (see the module notes), so the
+    last batch is read to its end.
+
+    :raises ConsumeTimeoutError: the partition did not answer in time.
+    """
+    consumer = Consumer(consumer_config(bootstrap, eof=True))
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        if high <= 0:
+            return 0
+        end = high
+        consumer.assign([TopicPartition(topic, partition, max(low, high - 1))])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.1):
+                err = message.error()
+                if err is None:
+                    end = max(end, (message.offset() or 0) + 1)
+                elif err.code() == ConfluentError._PARTITION_EOF:
+                    return end
+        msg = f"log_end: {topic}[{partition}] not read to its end within {timeout_s}s"
+        raise ConsumeTimeoutError(msg)
+    finally:
+        consumer.close()
+
 
 class _BatchingPartition(StatefulSourcePartition[RawBatch, Any]):
     """A Kafka partition whose every poll becomes one :class:`RawBatch` (errors are logged)."""
@@ -313,6 +435,7 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, Any]):
         stamps: list[datetime | None] = []
         for message in self._inner.next_batch():
             if not isinstance(message, KafkaSourceMessage):
+                raise_if_offset_lost(self._topic, message)
                 log.warning("Kafka consumer error on %s: %s", self._topic, message)
                 continue
             raw = raw_message(message)

@@ -34,6 +34,7 @@ from connectors.errors import (
     PostgresConnectorError,
     SinkInputError,
     StrategyRowError,
+    describe_error,
     redact_url,
 )
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, SubmittedEnvelope
@@ -71,7 +72,7 @@ def _connect(url: str, step: str) -> Iterator[psycopg.Connection[dict[str, Any]]
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, row_factory=dict_row)
     except psycopg.Error as err:
-        msg = f"{step}: cannot connect to {redact_url(url)}: {err}"
+        msg = f"{step}: cannot connect to {redact_url(url)}: {describe_error(err, url)}"
         raise PostgresConnectorError(msg) from err
     try:
         with conn:

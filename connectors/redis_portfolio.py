@@ -18,7 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from connectors.dlq import Resilience, SinkGuard
-from connectors.errors import RedisConnectorError, SinkInputError, redact_url
+from connectors.errors import RedisConnectorError, SinkInputError, describe_error, redact_url
 from schemas.envelope import Outbound, PnlEnvelope
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,8 @@ def store_if_newer(redis_url: str, items: list[Outbound]) -> int:
             client.set(key, _json.encode(snapshot))
             written += 1
     except redis.RedisError as err:
-        msg = f"redis_replay: writing snapshots to {redact_url(redis_url)} failed: {err}"
+        where = redact_url(redis_url)
+        msg = f"redis_replay: writing snapshots to {where} failed: {describe_error(err, redis_url)}"
         raise RedisConnectorError(msg) from err
     finally:
         client.close()
@@ -192,7 +193,9 @@ def read_portfolios(redis_url: str, broker: str) -> dict[str, dict[str, Any]]:
         keys = sorted(client.scan_iter(match=f"{prefix}*", count=500))
         values = client.mget(keys) if keys else []
     except redis.RedisError as err:
-        msg = f"read_portfolios: reading {broker!r} portfolios from {redact_url(redis_url)} failed: {err}"
+        where = redact_url(redis_url)
+        reason = describe_error(err, redis_url)
+        msg = f"read_portfolios: reading {broker!r} portfolios from {where} failed: {reason}"
         raise RedisConnectorError(msg) from err
     finally:
         client.close()

@@ -22,7 +22,13 @@ from bytewax.dataflow import Dataflow, Stream
 from alpha_panda.settings import Settings
 from connectors.dlq import Resilience
 from connectors.equity import EquityHistorySink
-from connectors.kafka import kafka_sink, kafka_source, raw_message
+from connectors.kafka import (
+    kafka_sink,
+    kafka_source,
+    raise_if_offset_lost,
+    raw_message,
+    use_client_security,
+)
 from connectors.postgres import LedgerSink, StrategyConfigSource, load_strategies
 from connectors.redis_portfolio import RedisPortfolioSink
 from dataflows.metrics import (
@@ -61,7 +67,7 @@ class Servers:
 def resolve_servers(settings: Settings) -> Servers:
     """Return the configured servers, filling gaps from the local stack's ``stack.json``."""
     kafka = settings.kafka_bootstrap_servers
-    redis = settings.redis_url
+    redis = settings.redis_url.get_secret_value()
     postgres = settings.postgres_url.get_secret_value()
     if not (kafka and redis and postgres):
         from alpha_panda.stack import LocalStack  # noqa: PLC0415 - only when falling back
@@ -86,23 +92,36 @@ def resolve_servers(settings: Settings) -> Servers:
     return Servers(kafka, redis, postgres)
 
 
-def wait_for(
-    name: str, where: str, probe: Callable[[], None], *, timeout_s: float = 120.0, first_delay_s: float = 0.5
+def wait_for(  # noqa: PLR0913 - each knob is a plain keyword
+    name: str,
+    where: str,
+    probe: Callable[[], None],
+    *,
+    timeout_s: float = 120.0,
+    first_delay_s: float = 0.5,
+    secret_urls: Sequence[str] = (),
 ) -> None:
     """Call ``probe`` until it succeeds, backing off exponentially; say which server and where.
 
+    ``where`` is printed as given (redact it first); errors are printed with
+    the secrets of ``secret_urls`` masked (:func:`connectors.errors.describe_error`).
+
     :raises TimeoutError: still unreachable after ``timeout_s``.
     """
+    from connectors.errors import describe_error  # noqa: PLC0415
+
     delay, deadline, attempt = first_delay_s, time.monotonic() + timeout_s, 1
     while True:
         try:
             probe()
         except Exception as err:
+            reason = describe_error(err, *secret_urls)
             if time.monotonic() + delay > deadline:
-                msg = f"{name} at {where} still unreachable after {timeout_s:.0f} s: {err}"
-                raise TimeoutError(msg) from err
+                msg = f"{name} at {where} still unreachable after {timeout_s:.0f} s: {reason}"
+                raise TimeoutError(msg) from None
             log.warning(
-                "%s at %s unreachable (attempt %d), retrying in %.1f s: %s", name, where, attempt, delay, err
+                "%s at %s unreachable (attempt %d), retrying in %.1f s: %s",
+                *(name, where, attempt, delay, reason),
             )
             time.sleep(delay)
             delay, attempt = min(delay * 2, 10.0), attempt + 1
@@ -122,16 +141,25 @@ def await_servers(
     if kafka:
         wait_for("Kafka", servers.kafka, lambda: probe_kafka(servers.kafka))
     if redis:
-        wait_for("Redis", redact_url(servers.redis), lambda: probe_redis(servers.redis))
+        where = redact_url(servers.redis)
+        wait_for("Redis", where, lambda: probe_redis(servers.redis), secret_urls=[servers.redis])
     if postgres:
-        wait_for("PostgreSQL", redact_url(servers.postgres), lambda: probe_postgres(servers.postgres))
+        wait_for(
+            "PostgreSQL",
+            redact_url(servers.postgres),
+            lambda: probe_postgres(servers.postgres),
+            secret_urls=[servers.postgres],
+        )
 
 
 def kafka_input(
     flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
 ) -> Stream[RawMessage]:
-    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged, never raised.
+    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged and skipped.
 
+    Except one: a position outside the log (out of range, or a resume past
+    the end of a broker that lost data) stops the flow with
+    :class:`connectors.errors.OffsetOutOfRangeError`, never a silent jump.
     ``tail=False`` ends the input at the current end of every partition.
     """
     messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
@@ -146,6 +174,7 @@ def kafka_input(
             inc()
             INPUT_POSITIONS[(raw.topic, raw.partition or 0)] = raw.offset or 0
             return raw
+        raise_if_offset_lost(step_id, message)
         log.warning("Kafka consumer error in %s: %s", step_id, message)
         return None
 
@@ -250,8 +279,12 @@ def attach_sinks(
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
+    from alpha_panda.settings import get_settings  # noqa: PLC0415
+
+    settings = settings or get_settings()
+    timeout = {"delivery.timeout.ms": settings.kafka_delivery_timeout_ms}
     op.inspect("metrics", published, lambda _step, item: observe_published(item))
-    op.output("kafka", published, kafka_sink(servers.kafka))
+    op.output("kafka", published, kafka_sink(servers.kafka, timeout))
     if redis:
         snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
         sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
@@ -275,9 +308,10 @@ def live_dlq_clock(_message: RawMessage) -> datetime:
 
 
 def start(settings: Settings) -> Servers:
-    """Common start-up of a live flow: logging, metrics endpoint, servers."""
+    """Common start-up of a live flow: logging, Kafka security, metrics endpoint, servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve_metrics(settings.metrics_port)
+    use_client_security(settings.kafka_security())
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     servers = resolve_servers(settings)
     if settings.metrics_port:
         report_input_lag(servers.kafka)

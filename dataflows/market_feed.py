@@ -39,7 +39,7 @@ from bytewax.dataflow import Dataflow, Stream
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from connectors.errors import redact_url
+from connectors.errors import describe_error, redact_url
 from connectors.feeds import HistorySource, PacedFileSource, PacedSimulatorSource, StreamFeedSource
 from connectors.marketdata.alpaca import AlpacaFeedConfig, AlpacaStreamFeed
 from connectors.marketdata.backfill import Speed, parse_speed
@@ -145,7 +145,8 @@ def resolve_tokens(names: tuple[int | str, ...], postgres_url: str) -> tuple[tup
         with psycopg.connect(postgres_url, connect_timeout=5) as conn:
             resolver = InstrumentResolver(lookup_instruments(conn, wanted))
     except psycopg.Error as err:
-        msg = f"market feed: cannot read instruments from {redact_url(postgres_url)}: {err}"
+        where = redact_url(postgres_url)
+        msg = f"market feed: cannot read instruments from {where}: {describe_error(err, postgres_url)}"
         raise HistoryStoreError(msg) from err
     tokens = tuple(resolver.resolve(n) if isinstance(n, str) else n for n in names)
     symbols = {resolver.resolve(n): resolver.instrument(n).key for n in wanted}

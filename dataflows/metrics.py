@@ -107,10 +107,14 @@ def report_input_lag(bootstrap: str, every_s: float = 5.0) -> threading.Thread:
     return thread
 
 
-def serve_metrics(port: int) -> None:
-    """Serve ``/metrics`` on ``port``; 0 means do not serve."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``host``:``port``; port 0 means do not serve.
+
+    ``host`` defaults to loopback (prometheus_client's own default is every
+    interface); set ``METRICS_HOST`` to expose it, e.g. ``0.0.0.0`` in a pod.
+    """
     if port:
-        start_http_server(port)
+        start_http_server(port, addr=host)
 
 
 def _latency(stage: str, created: datetime, exchange: datetime) -> None:

@@ -34,6 +34,7 @@ from connectors.marketdata.backfill import EventPacer, Speed
 from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryFormatError
 from connectors.marketdata.streaming import tick_message, utc_now
+from connectors.parquet_ticks import is_parquet, parquet_row_count
 from schemas.codec import RawMessage, dead_letter, decode_tick, encode
 from schemas.envelope import TickIdentity, as_utc
 from schemas.errors import DecodeError
@@ -56,8 +57,15 @@ def file_kind(path: Path) -> FileKind:
     A CSV header naming ``last_price`` (or a JSONL line with ``type`` or
     ``data``) is a tick file; one naming ``close`` is a bar history.
 
+    A Parquet file (``.parquet``, ``.pq``) is a tick file (see
+    :mod:`connectors.parquet_ticks`).
+
     :raises HistoryFormatError: neither, or the file cannot be read.
+    :raises ParquetTickFileError: a Parquet file without the tick columns.
     """
+    if is_parquet(path):
+        parquet_row_count(path)  # opens it and checks the columns
+        return "ticks"
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             if path.suffix.lower() == ".csv":

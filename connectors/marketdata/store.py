@@ -16,7 +16,7 @@ from typing import Final
 
 import psycopg
 
-from connectors.errors import redact_url
+from connectors.errors import describe_error, redact_url
 from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryStoreError
 from connectors.marketdata.instruments import Instrument
@@ -188,7 +188,7 @@ def stored_bars(
         with psycopg.connect(url, connect_timeout=5) as conn:
             yield from read_bars(conn, tokens=tokens, start=start, end=end)
     except psycopg.Error as err:
-        msg = f"read market_data from {redact_url(url)}: {type(err).__name__}: {err}"
+        msg = f"read market_data from {redact_url(url)}: {type(err).__name__}: {describe_error(err, url)}"
         raise HistoryStoreError(msg) from err
 
 

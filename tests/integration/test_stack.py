@@ -80,7 +80,7 @@ def test_up_status_down(data_dir: Path) -> None:
     rows = {row.name: row for row in other.status()}
     assert set(rows) == {"kafka", "redis", "postgres"}
     assert all(row.alive and row.pid for row in rows.values())
-    assert rows["postgres"].url == urls.postgres
+    assert rows["postgres"].url == redact_url(urls.postgres)  # status never shows the password
     assert all(row.log_path and row.log_path.exists() for row in rows.values())
     assert {p.name for p in (data_dir / "run").iterdir()} == {"kafka.json", "redis.json", "postgres.json"}
     members = set().union(*(_tree(row.pid) for row in rows.values() if row.pid))

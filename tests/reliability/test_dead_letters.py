@@ -13,16 +13,24 @@ a recognisable canary:
 3. Postgres comes back; ``alpha-panda dlq list`` and ``dlq replay`` (twice)
    put the order events back and the store writer applies them: the ledger
    equals an uninterrupted run, without duplicates.
+
+The canary is the local Redis and Postgres passwords themselves (chosen in
+``secrets.json`` before the stack starts, with the characters that break
+naive URL parsing), a Kafka SASL password and the broker API keys. It must
+appear in no log, dead letter, CLI output, stack file, command line, or
+server environment, nor on ``/metrics``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import pytest
 from typer.testing import CliRunner
@@ -30,7 +38,9 @@ from typer.testing import CliRunner
 from alpha_panda import orchestration
 from alpha_panda.cli import app
 from alpha_panda.stack import POSTGRES, REDIS, LocalStack, free_port
+from connectors.errors import redact_url
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
+from tests.integration.test_kafka_security import listening_addresses
 from tests.integration.test_live_pipeline import BAD, replay_reference
 from tests.reliability.conftest import log_text, scrape
 from tests.reliability.test_outages import ledger_duplicates
@@ -38,6 +48,7 @@ from tests.reliability.test_outages import ledger_duplicates
 pytestmark = pytest.mark.integration
 
 CANARY = "sekret-CANARY-123"
+PASSWORDS = {"redis": f"r%/?@:{CANARY}", "postgres": f"p%/?@:{CANARY}"}
 ORDER_DLQS = [f"{b}.orders.{s}.dlq" for b in ("paper", "zerodha") for s in ("submitted", "filled", "failed")]
 
 
@@ -49,6 +60,8 @@ class Run:
     redis_url: str
     postgres_url: str
     metrics: dict[str, float] = field(default_factory=dict)
+    metrics_text: str = ""
+    metrics_port: int = 0
     fills_before_replay: set = field(default_factory=set)
     dlq_counts: dict[str, int] = field(default_factory=dict)
     dead_fills: set = field(default_factory=set)
@@ -56,12 +69,6 @@ class Run:
     fills_after_replay: set = field(default_factory=set)
     fills_after_second_replay: set = field(default_factory=set)
     duplicates: int = -1
-
-
-def _with_password(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = f"{parts.username}:{CANARY}@{parts.hostname}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _dead_fill(letter: dict[str, Any]) -> tuple[str, str, float, int]:
@@ -79,6 +86,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     from alpha_panda.stack import ephemeral_servers
 
     data_dir = Path(tempfile.mkdtemp(prefix="alpha-panda-dlq-"))
+    (data_dir / "secrets.json").write_text(json.dumps(PASSWORDS))
     try:
         with ephemeral_servers(data_dir) as stack:
             urls = stack.urls
@@ -96,7 +104,7 @@ def _scenario(world: World, stack: LocalStack, tmp: Path) -> Run:
     result = Run(world, stack, fills, world.urls.redis, world.urls.postgres)
     port = free_port()
     env = {
-        "POSTGRES_URL": _with_password(world.urls.postgres),
+        "KAFKA_SASL_PASSWORD": CANARY,  # no SASL on Tansu: set, passed to clients, never shown
         "KITE_API_KEY": CANARY,
         "KITE_ACCESS_TOKEN": CANARY,
         "ALPACA_SECRET_KEY": CANARY,
@@ -131,6 +139,9 @@ def _scenario(world: World, stack: LocalStack, tmp: Path) -> Run:
         previous = now
         time.sleep(1.5)
     result.metrics = scrape(port)
+    result.metrics_port = port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:  # noqa: S310
+        result.metrics_text = page.read().decode()
     stack.start_server(POSTGRES)
 
     result.fills_before_replay = world.fills()
@@ -165,8 +176,10 @@ def _scenario(world: World, stack: LocalStack, tmp: Path) -> Run:
 
 def test_startup_logs_which_server_is_unreachable_and_where(run: Run) -> None:
     text = log_text(run.world.stack, "pipeline")
-    redis_where = run.redis_url
-    postgres_where = _with_password(run.postgres_url).replace(CANARY, "***")
+    assert CANARY in unquote(run.redis_url) and CANARY in unquote(run.postgres_url)
+    redis_where = redact_url(run.redis_url)
+    postgres_where = redact_url(run.postgres_url)
+    assert "***" in redis_where and "***" in postgres_where
     assert f"Redis at {redis_where} unreachable (attempt 1), retrying in" in text
     assert f"PostgreSQL at {postgres_where} unreachable (attempt 1), retrying in" in text
     assert f"Redis at {redis_where} is reachable; starting" in text
@@ -217,3 +230,26 @@ def test_no_secret_in_logs_or_dead_letters(run: Run) -> None:
         for message in run.world.topic(topic):
             assert CANARY not in str(message), topic
     assert all(CANARY not in output for output in run.cli.values())
+
+
+def test_no_secret_in_stack_files_command_lines_or_server_environments(run: Run) -> None:
+    for stack in (run.stack, run.world.stack):
+        files = [stack.state_file, *stack.run_dir.glob("*.json")]
+        assert all(CANARY not in path.read_text() for path in files if path.exists())
+        for row in stack.status():
+            assert row.url is None or CANARY not in row.url, row.name
+    status = CliRunner().invoke(app, ["status", "--data-dir", str(run.stack.data_dir)]).output
+    assert "redis" in status
+    assert CANARY not in status
+    for row in run.stack.status():  # the servers: no password on the command line, no caller secrets
+        assert row.pid is not None and row.alive, row.name
+        assert CANARY not in Path(f"/proc/{row.pid}/cmdline").read_bytes().decode(errors="replace"), row.name
+        environ = Path(f"/proc/{row.pid}/environ").read_bytes().decode(errors="replace")
+        assert CANARY not in environ, row.name
+        assert "KITE_API_KEY" not in environ, row.name
+
+
+def test_metrics_are_served_on_loopback_without_secrets(run: Run) -> None:
+    assert run.metrics_text
+    assert CANARY not in run.metrics_text
+    assert listening_addresses(run.metrics_port) == {"127.0.0.1"}

@@ -1,0 +1,73 @@
+"""The Kafka-API broker paused (SIGSTOP) longer than the sink's delivery timeout, then resumed.
+
+The pipeline either rides the pause out or stops loudly (``KafkaDeliveryError``
+naming the undelivered messages) and is restarted, as an orchestrator would;
+either way the ledger and the portfolios end equal to an uninterrupted run,
+with no duplicate ledger rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from alpha_panda import orchestration
+from alpha_panda.stack import KAFKA
+from tests.integration.live_world import World, simulated_ticks, wait_until
+from tests.integration.test_live_pipeline import replay_reference, without_time
+from tests.reliability.conftest import log_text
+from tests.reliability.test_outages import ledger_duplicates
+
+pytestmark = pytest.mark.integration
+
+DELIVERY_TIMEOUT_MS = 3_000
+PAUSE_S = 8.0  # well past the delivery timeout
+
+
+def test_a_broker_paused_past_the_delivery_timeout_loses_and_doubles_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    rows = world.seed()
+    lines = simulated_ticks(ticks=600, seed=53)
+    fills, reference = replay_reference(world, rows, lines, tmp_path)
+    env = {"KAFKA_DELIVERY_TIMEOUT_MS": str(DELIVERY_TIMEOUT_MS)}
+    orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
+    third = len(lines) // 3
+    world.produce_ticks(lines[:third])
+    wait_until(lambda: len(world.fills()) >= 5, 60, "fills before the pause")
+
+    broker = world.stack.process(KAFKA)
+    assert broker is not None
+    # Keep ticks arriving so that the flow has output in flight when the broker stops.
+    feeder = threading.Thread(
+        target=lambda: [world.produce_ticks(lines[i : i + 40]) for i in range(third, len(lines), 40)]
+    )
+    feeder.start()
+    time.sleep(0.3)
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        time.sleep(PAUSE_S)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+    feeder.join(timeout=120)
+    assert not feeder.is_alive()
+
+    restarts = 0
+    deadline = time.monotonic() + 180
+    while world.fills() != fills and time.monotonic() < deadline:
+        if world.stack.process("pipeline") is None:  # stopped loudly: restart it from recovery
+            assert "KafkaDeliveryError" in log_text(world.stack, "pipeline")
+            restarts += 1
+            assert restarts <= 3, "the flow keeps failing after the broker came back"
+            orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
+        time.sleep(1)
+    assert world.fills() == fills, "the ledger equals an uninterrupted run"
+    wait_until(
+        lambda: without_time(world.portfolios()) == without_time(reference), 60, "portfolios to equal replay"
+    )
+    assert ledger_duplicates(world.urls.postgres) == 0
