@@ -541,7 +541,7 @@ from alpha_panda.marketdata_cli import register  # noqa: E402 - backfill, feed, 
 
 register(app)
 
-from alpha_panda.reconcile import register as register_reconcile  # noqa: E402 - reconcile
+from alpha_panda.reconcile_cli import register as register_reconcile  # noqa: E402 - reconcile
 
 register_reconcile(app)
 

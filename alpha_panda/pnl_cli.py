@@ -33,7 +33,7 @@ def _servers() -> tuple[str, str, tuple[str, ...]]:
     from alpha_panda.stack import LocalStack
 
     settings = get_settings()
-    redis_url = settings.redis_url
+    redis_url = settings.redis_url.get_secret_value()
     postgres_url = settings.postgres_url.get_secret_value()
     if not (redis_url and postgres_url):
         local = LocalStack(settings.data_dir).urls

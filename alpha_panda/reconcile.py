@@ -36,12 +36,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import msgspec
 import orjson
-import typer
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka import consume_all, consumer_config, list_topics
@@ -404,62 +402,6 @@ def repair(report: ReconcileReport, *, redis_url: str, postgres_url: str) -> Rep
 
 
 # --- the command ----------------------------------------------------------------------
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``alpha-panda reconcile`` to ``app``."""
-    app.command(name="reconcile")(reconcile_command)
-
-
-def reconcile_command(
-    repair_: Annotated[
-        bool,
-        typer.Option("--repair", help="Restore missing ledger rows and missing or stale Redis portfolios."),
-    ] = False,
-    strategy: Annotated[
-        list[str] | None, typer.Option("--strategy", help="Only this strategy (repeatable).")
-    ] = None,
-    ticks_tail: Annotated[
-        int, typer.Option(min=1, help="Messages per market.ticks partition read for the latest prices.")
-    ] = 10_000,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="State directory (default: DATA_DIR, .alpha-panda).")
-    ] = None,
-) -> None:
-    """Compare, per account, the ledger, the <broker>.orders.filled topics and the Redis portfolios.
-
-    Prints every difference (exit 1 if any). With --repair, restores what can
-    be restored, reconciles again and prints what is left (exit 0 when none).
-    """
-    from alpha_panda.cli import _fail, _urls_or_fail, console  # noqa: PLC0415
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
-
-    settings = get_settings()
-    urls = _urls_or_fail(data_dir)
-    options = {
-        "kafka": urls.kafka,
-        "redis_url": urls.redis,
-        "postgres_url": urls.postgres,
-        "brokers": settings.active_brokers,
-        "config": PortfolioConfig(starting_cash=settings.starting_cash),
-        "strategies": strategy,
-        "ticks_tail": ticks_tail,
-    }
-    try:
-        report = reconcile(**options)
-        _print(console, report, "Differences")
-        if not repair_:
-            raise typer.Exit(code=1 if report.differences else 0)
-        if report.differences:
-            done = repair(report, redis_url=urls.redis, postgres_url=urls.postgres)
-            console.print(
-                f"repaired: {done.ledger_rows:,} ledger row(s), {done.portfolios:,} Redis portfolio(s)"
-            )
-            after = reconcile(**options)
-            _print(console, after, "After repair")
-            raise typer.Exit(code=1 if after.differences else 0)
-    except AlphaPandaError as err:
-        raise _fail(err) from err
 
 
 def _print(console: Any, report: ReconcileReport, title: str) -> None:

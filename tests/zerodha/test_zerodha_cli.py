@@ -260,7 +260,9 @@ def test_reconcile_reports_and_adopts_a_position_difference(
             0,
             "zerodha: our positions match Kite's positions and holdings",
         )
-        assert run(env, "reconcile", "--broker", "paper").returncode == 2
+        unknown = run(env, "reconcile", "--broker", "nse")
+        assert unknown.returncode == 2
+        assert "reconcile --broker nse: the brokers are paper, zerodha" in " ".join(unknown.stderr.split())
     finally:
         client.delete(portfolio_key("zerodha", a), portfolio_key("zerodha", b))
         client.close()
