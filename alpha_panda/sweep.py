@@ -21,6 +21,7 @@ import csv
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -140,8 +141,21 @@ def combinations(strategy: str, grid: Mapping[str, Sequence[Any]]) -> list[Combi
     ]
 
 
-def instruments_in(ticks: Path) -> tuple[int, ...]:
-    """Every instrument token of a JSONL or CSV tick file, in order of first appearance.
+@dataclass(frozen=True)
+class TickScan:
+    """What a tick file holds: its tokens (in order of first appearance) and its span of event time."""
+
+    tokens: tuple[int, ...]
+    first: datetime | None
+    last: datetime | None
+
+    def window(self) -> ReportOptions:
+        """Statistics over the file's whole span, the same window for every combination."""
+        return ReportOptions(since=self.first, until=self.last)
+
+
+def scan_ticks(ticks: Path) -> TickScan:
+    """Read a JSONL or CSV tick file once for its tokens and span.
 
     Decodes with the pipeline's own decoder (bad lines are skipped, as the
     pipeline dead-letters them).
@@ -149,6 +163,8 @@ def instruments_in(ticks: Path) -> tuple[int, ...]:
     from connectors.files import TickFileSource  # noqa: PLC0415 - a file source, read here in batches
 
     seen: dict[int, None] = {}
+    first: datetime | None = None
+    last: datetime | None = None
     times = TimeCache()
     partition = TickFileSource(ticks).build_part("scan", str(ticks), None)
     try:
@@ -158,11 +174,21 @@ def instruments_in(ticks: Path) -> tuple[int, ...]:
             except StopIteration:
                 break
             for batch in batches:
-                for tick in decode_tick_batch(batch.values, times).ticks:
+                decoded = decode_tick_batch(batch.values, times)
+                for tick in decoded.ticks:
                     seen[tick.data.instrument_token] = None
+                if decoded.times:
+                    low, high = min(decoded.times), max(decoded.times)
+                    first = low if first is None or low < first else first
+                    last = high if last is None or high > last else last
     finally:
         partition.close()
-    return tuple(seen)
+    return TickScan(tuple(seen), first, last)
+
+
+def instruments_in(ticks: Path) -> tuple[int, ...]:
+    """Every instrument token of a tick file, in order of first appearance."""
+    return scan_ticks(ticks).tokens
 
 
 def sweep_configs(
@@ -244,7 +270,9 @@ def run_sweep(  # noqa: PLR0913 - the command's options
 
     Writes the replay's outputs to ``out_dir/replay`` and the ranked rows to
     ``out_dir/sweep.json`` and ``out_dir/sweep.csv``. ``options`` set the
-    statistics' window and interval (default: the report's).
+    statistics' window and interval; by default every combination is
+    measured over the file's whole span of event time (first to last tick),
+    with the report's interval for that span.
 
     :raises ConfigError: naming a combination (unknown strategy, bad parameters).
     :raises SweepError: a bad metric, or a file without ticks of the instruments.
@@ -252,8 +280,9 @@ def run_sweep(  # noqa: PLR0913 - the command's options
     if rank_by not in RANK_BY:
         msg = f"--rank-by must be one of {list(RANK_BY)}, got {rank_by!r}"
         raise SweepError(msg)
-    tokens = tuple(instruments) if instruments else instruments_in(ticks)
-    if not tokens:
+    scan = scan_ticks(ticks)
+    tokens = tuple(instruments) if instruments else scan.tokens
+    if not scan.tokens:
         msg = f"sweep: {ticks} holds no valid ticks"
         raise SweepError(msg)
     combos = combinations(strategy_type, grid)
@@ -261,7 +290,7 @@ def run_sweep(  # noqa: PLR0913 - the command's options
     params = replace(params or PipelineParams(), brokers=("paper",))
     replay_dir = out_dir / "replay"
     summary = run_replay(ticks, configs, replay_dir, params, on_progress=on_progress)
-    rows = rank(stats_rows(replay_dir, combos, options), rank_by)
+    rows = rank(stats_rows(replay_dir, combos, options or scan.window()), rank_by)
     result = SweepResult(strategy_type, rank_by, rows, summary.ticks)
     write_rows(out_dir, result)
     return result
