@@ -36,11 +36,19 @@ from operators.errors import ConfigError
 from operators.strategy import StrategyConfig
 from schemas.codec import TimeCache, decode_tick_batch
 from schemas.errors import AlphaPandaError
+from schemas.topics import MARKET_TICKS, ORDERS_FILLED, PNL_SNAPSHOTS, broker_topic, dlq_topic
 
 RANK_BY: Final = ("total_pnl", "sharpe", "max_drawdown")
 """Metrics a sweep can rank by: the higher the better, except max_drawdown (the smaller)."""
 
 _MAX_COMBINATIONS: Final = 10_000
+
+SWEEP_TOPICS: Final = (
+    broker_topic("paper", ORDERS_FILLED),
+    broker_topic("paper", PNL_SNAPSHOTS),
+    dlq_topic(MARKET_TICKS),
+)
+"""What a sweep writes: what the statistics read (fills, snapshots) and the tick dead letters."""
 
 
 class SweepError(AlphaPandaError):
@@ -268,7 +276,8 @@ def run_sweep(  # noqa: PLR0913 - the command's options
 ) -> SweepResult:
     """Replay ``ticks`` once with every combination as its own paper account; rank their statistics.
 
-    Writes the replay's outputs to ``out_dir/replay`` and the ranked rows to
+    Writes the replay's fills, snapshots and tick dead letters
+    (:data:`SWEEP_TOPICS`) and ``portfolio.json`` to ``out_dir/replay``, and the ranked rows to
     ``out_dir/sweep.json`` and ``out_dir/sweep.csv``. ``options`` set the
     statistics' window and interval; by default every combination is
     measured over the file's whole span of event time (first to last tick),
@@ -289,7 +298,9 @@ def run_sweep(  # noqa: PLR0913 - the command's options
     configs = sweep_configs(strategy_type, combos, tokens)
     params = replace(params or PipelineParams(), brokers=("paper",))
     replay_dir = out_dir / "replay"
-    summary = run_replay(ticks, configs, replay_dir, params, on_progress=on_progress)
+    summary = run_replay(
+        ticks, configs, replay_dir, params, on_progress=on_progress, keep_topics=SWEEP_TOPICS
+    )
     rows = rank(stats_rows(replay_dir, combos, options or scan.window()), rank_by)
     result = SweepResult(strategy_type, rank_by, rows, summary.ticks)
     write_rows(out_dir, result)

@@ -61,7 +61,7 @@ def main() -> None:
         out = args.out / f"separate-{index}"
         run_replay(args.ticks, sweep_configs("momentum", [combo], tokens), out, params)
         separate[combo.id] = time.perf_counter() - start
-        for topic in ("paper.orders.filled", "paper.pnl.snapshots", "paper.signals.raw"):
+        for topic in ("paper.orders.filled", "paper.pnl.snapshots"):
             mine = account_lines(out, topic, combo.id)
             theirs = account_lines(args.out / "sweep" / "replay", topic, combo.id)
             if mine != theirs:
