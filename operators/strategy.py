@@ -291,7 +291,7 @@ class InstrumentStrategies:
         return decisions
 
     def runner_state(self, state: InstrumentState, strategy_id: str) -> tuple[StrategyLogic, StrategyState]:
-        """The logic of strategy ``strategy_id`` and its state in ``state`` (created or restarted as needed)."""
+        """The logic of strategy ``strategy_id`` and its state in ``state`` (made or restarted as needed)."""
         runner = self._runners[strategy_id]
         existing = state.strategies.get(strategy_id)
         if existing is None or state.built_for.get(strategy_id) != runner.typed:
