@@ -549,6 +549,10 @@ from alpha_panda.report_cli import register as register_report  # noqa: E402 - r
 
 register_report(app)
 
+from alpha_panda.sweep_cli import register as register_sweep  # noqa: E402 - sweep, walkforward
+
+register_sweep(app)
+
 from alpha_panda.zerodha_cli import register as register_zerodha  # noqa: E402 - halt, resume, kite, reconcile
 
 register_zerodha(app)

@@ -7,7 +7,7 @@ accounts included), and returns a :class:`ReplaySummary`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,18 +65,28 @@ def run_replay(
     params: PipelineParams | None = None,
     *,
     on_progress: Any = None,
+    keep_topics: Collection[str] | None = None,
 ) -> ReplaySummary:
     """Replay ``ticks`` through every stage; write the outputs; summarise them.
 
     The summary comes from counts the sink kept while writing: nothing is
     read back, so memory stays flat in the length of the file.
+    ``keep_topics`` (a sweep's): write and count only those topics.
     """
     params = params or PipelineParams()
     check_out_dir(ticks, out_dir)
     clear_previous_outputs(out_dir)  # a previous replay's files only, never anything else
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = OutputCounts()
-    run_main(replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts))
+    if keep_topics is None:
+        flow = replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts)
+    else:
+        from dataflows.sweep import kept_replay_flow  # noqa: PLC0415 - only sweeps use it
+
+        flow = kept_replay_flow(
+            ticks, configs, out_dir, params, keep_topics, on_progress=on_progress, counts=counts
+        )
+    run_main(flow)
 
     topic_counts = counts.topic_counts()
     dead = topic_counts.get(dlq_topic(MARKET_TICKS), 0)

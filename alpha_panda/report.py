@@ -311,15 +311,23 @@ def report_from_dir(
         file does not decode.
     :raises ReportError: bad options, or nothing to report.
     """
-    options = options or ReportOptions()
-    inputs = read_replay_dir(directory)
-    report = build_report(
-        _replay_accounts(inputs),
+    report = replay_report(directory, options or ReportOptions())
+    return _write(report, out_dir or directory)
+
+
+def replay_report(directory: Path, options: ReportOptions) -> dict[str, Any]:
+    """The report of a replay output directory as JSON-ready data (nothing written).
+
+    :raises ReportInputError: the directory holds no replay outputs, or a
+        file does not decode.
+    :raises ReportError: bad options, or nothing to report.
+    """
+    return build_report(
+        _replay_accounts(read_replay_dir(directory)),
         options,
         {"kind": "replay", "path": str(directory)},
         "pnl_snapshot total_value, one point per snapshot",
     )
-    return _write(report, out_dir or directory)
 
 
 def report_from_ledger(

@@ -6,8 +6,9 @@ deviation (n − 1). RSI uses simple averages of the last ``rsi_period`` price
 changes: ``RSI = 100 − 100 / (1 + avg_gain / avg_loss)``, and 100 when there
 are no losses (a flat window included). The strategy wants to BUY when
 ``RSI < oversold`` and the price is below the lower band, and to SELL when
-``RSI > overbought`` and the price is above the upper band. Like momentum it
-is edge-triggered.
+``RSI > overbought`` and the price is above the upper band.
+:class:`MeanReversionRule` says so on every tick the condition holds;
+:class:`MeanReversion` is the rule edge-triggered by the framework.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from operators.decision import Decision
 from operators.parameters import build_config, require
+from operators.strategy_api import EdgeTriggered, StrategyState
 from schemas.events import Side
 
 
@@ -72,14 +74,14 @@ class MeanReversionConfig:
 
 
 @dataclass
-class MeanReversionState:
+class MeanReversionState(StrategyState):
     """One instrument's mean-reversion state for one strategy.
 
     ``prices``: the most recent prices, oldest first, at most
     ``max(lookback_period, rsi_period + 1)``. ``changes``: the last
     ``rsi_period`` price changes (kept so a tick costs one subtraction).
-    ``active``: the side whose condition held on the previous tick, for edge
-    triggering.
+    ``active``: the framework's edge (the side signalled last while it is
+    still wanted).
     """
 
     prices: deque[float]
@@ -128,8 +130,8 @@ def rsi(changes: list[float]) -> float:
     return 100.0 - 100.0 / (1.0 + relative_strength)
 
 
-class MeanReversion:
-    """Mean-reversion logic: feed it prices, it returns a :class:`Decision` or ``None``.
+class MeanReversionRule:
+    """Mean reversion as a strategy: feed it prices, it says what it wants on every tick.
 
     Confidence is the mean of two strengths, each in (0, 1]:
     the RSI's depth beyond its level (BUY: ``(oversold − RSI) / oversold``,
@@ -137,6 +139,8 @@ class MeanReversion:
     distance beyond the band in band half-widths, capped at 1
     (``min(1, |price − band| / (k·s))``).
     """
+
+    config_type = MeanReversionConfig
 
     def __init__(self, config: MeanReversionConfig) -> None:
         self.config = config
@@ -153,12 +157,12 @@ class MeanReversion:
         return MeanReversionState(deque(maxlen=self._window), deque(maxlen=self._rsi_period))
 
     def on_price(self, state: MeanReversionState, price: float) -> Decision | None:
-        """Add ``price`` (> 0) to the window and return a decision when one is due.
+        """Add ``price`` (> 0) to the window; return the side wanted now, or ``None``.
 
-        Returns ``None`` during warm-up (fewer than ``max(lookback_period,
-        rsi_period + 1)`` prices), when neither condition holds, or when the
-        condition that holds already held on the previous tick. ``metadata``
-        holds ``rsi``, ``sma``, ``std``, ``upper`` and ``lower`` (prices).
+        ``None`` during warm-up (fewer than ``max(lookback_period,
+        rsi_period + 1)`` prices) and when neither condition holds.
+        ``metadata`` holds ``rsi``, ``sma``, ``std``, ``upper`` and ``lower``
+        (prices).
         """
         prices = state.prices
         if prices:
@@ -172,7 +176,6 @@ class MeanReversion:
         n = self._lookback
         sma = sum(closes) / n
         if price == sma:
-            self._settle(state, None)
             return None
         strength = _rsi_of(state.changes)
         wants: Side | None = None
@@ -181,12 +184,11 @@ class MeanReversion:
         elif price > sma and strength > self._overbought:
             wants = "SELL"
         if wants is None:
-            self._settle(state, None)
             return None
         std = math.sqrt(sum([(p - sma) * (p - sma) for p in closes]) / (n - 1))
         upper = sma + self._k * std
         lower = sma - self._k * std
-        side: Side | None
+        side: Side
         if wants == "BUY" and price < lower:
             side = "BUY"
             confidence = (
@@ -199,16 +201,19 @@ class MeanReversion:
                 + min(1.0, (price - upper) / (self._k * std))
             ) / 2
         else:
-            side = None
-        if not self._settle(state, side) or side is None:
             return None
         metadata = {"rsi": strength, "sma": sma, "std": std, "upper": upper, "lower": lower}
         return Decision(side, self._size, min(1.0, confidence), metadata)
 
-    @staticmethod
-    def _settle(state: MeanReversionState, side: Side | None) -> bool:
-        """Record this tick's condition; ``True`` when it differs from the last one."""
-        if side == state.active:
-            return False
-        state.active = side
-        return True
+
+class MeanReversion(EdgeTriggered[MeanReversionRule]):
+    """Mean reversion as the framework runs it: :class:`MeanReversionRule`, edge-triggered.
+
+    ``on_price(state, price)`` returns a :class:`Decision` only when the
+    wanted side changes, not on every tick while the condition holds.
+    """
+
+    rule_type = MeanReversionRule
+
+    def __init__(self, config: MeanReversionConfig) -> None:
+        super().__init__(config)

@@ -3,8 +3,9 @@
 Over the last ``lookback_period`` prices of one instrument, the current price
 included, ``m = (p_now - p_oldest) / p_oldest``. The strategy wants to BUY
 when ``m > momentum_threshold`` and to SELL when ``m < -momentum_threshold``,
-with confidence ``min(1, 5 * |m|)``. It is edge-triggered: it speaks when the
-wanted side changes, not on every tick while the condition holds.
+with confidence ``min(1, 5 * |m|)``. :class:`MomentumRule` says so on every
+tick the condition holds; :class:`Momentum` is the rule as the framework runs
+it, edge-triggered (a signal when the wanted side changes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from operators.decision import Decision
 from operators.money import to_decimal
 from operators.parameters import build_config, require
+from operators.strategy_api import EdgeTriggered, StrategyState
 from schemas.events import Side
 
 _NEAR = 1e-9
@@ -54,12 +56,12 @@ class MomentumConfig:
 
 
 @dataclass
-class MomentumState:
+class MomentumState(StrategyState):
     """One instrument's momentum state for one strategy.
 
     ``prices``: the most recent prices, oldest first, at most
-    ``lookback_period`` of them. ``active``: the side whose condition held on
-    the previous tick (``None`` when neither did), for edge triggering.
+    ``lookback_period`` of them. ``active``: the framework's edge (the side
+    signalled last while it is still wanted).
     """
 
     prices: deque[float]
@@ -70,8 +72,10 @@ class MomentumState:
         return MomentumState(deque(self.prices, maxlen=self.prices.maxlen), self.active)
 
 
-class Momentum:
-    """Momentum logic: feed it prices, it returns a :class:`Decision` or ``None``."""
+class MomentumRule:
+    """Momentum as a strategy: feed it prices, it says what it wants on every tick."""
+
+    config_type = MomentumConfig
 
     def __init__(self, config: MomentumConfig) -> None:
         self.config = config
@@ -79,6 +83,11 @@ class Momentum:
         self._threshold = config.momentum_threshold
         self._size = config.position_size
         self._exact_threshold = to_decimal(float(config.momentum_threshold))
+        # Returned while the side wanted is the one already signalled: the framework drops it.
+        self._held = {
+            "BUY": Decision("BUY", self._size, 0.0, {}),
+            "SELL": Decision("SELL", self._size, 0.0, {}),
+        }
 
     def _exact_side(self, price: float, oldest: float) -> Side | None:
         """The side in exact decimal arithmetic, for a change within float rounding of the threshold.
@@ -99,11 +108,13 @@ class Momentum:
         return MomentumState(deque(maxlen=self._lookback))
 
     def on_price(self, state: MomentumState, price: float) -> Decision | None:
-        """Add ``price`` (> 0) to the window and return a decision when one is due.
+        """Add ``price`` (> 0) to the window; return the side wanted now, or ``None``.
 
-        Returns ``None`` during warm-up (fewer than ``lookback_period`` prices),
-        when neither condition holds, or when the condition that holds already
-        held on the previous tick. ``metadata`` is ``{"momentum": m}``.
+        ``None`` during warm-up (fewer than ``lookback_period`` prices) and
+        when neither condition holds. ``metadata`` is ``{"momentum": m}``,
+        except while the side wanted is the one already signalled
+        (``state.active``): the framework drops that decision, so it comes
+        without confidence or metadata.
         """
         prices = state.prices
         prices.append(price)
@@ -115,16 +126,28 @@ class Momentum:
         side: Side | None
         if abs(abs(momentum) - threshold) <= _NEAR * threshold:
             side = self._exact_side(price, oldest)
+            if side is None:
+                return None
         elif momentum > threshold:
             side = "BUY"
         elif momentum < -threshold:
             side = "SELL"
         else:
-            side = None
+            return None
         if side == state.active:
-            return None
-        state.active = side
-        if side is None:
-            return None
+            return self._held[side]
         confidence = min(1.0, 5.0 * abs(momentum))
         return Decision(side, self._size, confidence, {"momentum": momentum})
+
+
+class Momentum(EdgeTriggered[MomentumRule]):
+    """Momentum as the framework runs it: :class:`MomentumRule`, edge-triggered.
+
+    ``on_price(state, price)`` returns a :class:`Decision` only when the
+    wanted side changes, not on every tick while the condition holds.
+    """
+
+    rule_type = MomentumRule
+
+    def __init__(self, config: MomentumConfig) -> None:
+        super().__init__(config)

@@ -10,28 +10,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypeAlias, get_args
+from typing import Any, NamedTuple, TypeAlias
 
 from operators.decision import Decision
 from operators.errors import ConfigError
-from operators.mean_reversion import MeanReversion, MeanReversionConfig, MeanReversionState
-from operators.momentum import Momentum, MomentumConfig, MomentumState
+from operators.strategy_api import EdgeTriggered, config_from_parameters, copy_state, run_strategy
+from operators.strategy_registry import BUILTINS, resolve
 
-StrategyType = Literal["momentum", "mean_reversion"]
-STRATEGY_TYPES: tuple[str, ...] = get_args(StrategyType)
+STRATEGY_TYPES: tuple[str, ...] = tuple(BUILTINS)
+"""The built-in strategy types; others come from entry points or ``package.module:ClassName``."""
 
-StrategyLogic: TypeAlias = Momentum | MeanReversion
-StrategyState: TypeAlias = MomentumState | MeanReversionState
-TypedConfig: TypeAlias = MomentumConfig | MeanReversionConfig
+StrategyType: TypeAlias = str
+StrategyLogic: TypeAlias = EdgeTriggered[Any]
+StrategyState: TypeAlias = Any
+TypedConfig: TypeAlias = Any
 
 
 def _typed_config(strategy_type: str, parameters: Mapping[str, Any]) -> TypedConfig:
-    if strategy_type == "momentum":
-        return MomentumConfig.from_parameters(parameters)
-    if strategy_type == "mean_reversion":
-        return MeanReversionConfig.from_parameters(parameters)
-    msg = f"strategy_type must be one of {list(STRATEGY_TYPES)}, got {strategy_type!r}"
-    raise ConfigError(msg)
+    return config_from_parameters(resolve(strategy_type).config_type, parameters)  # type: ignore[attr-defined]
+
+
+def _built(strategy_type: str, typed: TypedConfig) -> StrategyLogic:
+    """The framework's runner of ``strategy_type`` with ``typed``, checked to make a state.
+
+    :raises ConfigError: the class's constructor or ``new_state`` raises.
+    """
+    cls = resolve(strategy_type)
+    try:
+        logic = run_strategy(cls, typed)
+        logic.new_state()
+    except ConfigError:
+        raise
+    except Exception as err:
+        msg = f"strategy_type {strategy_type!r} ({cls.__name__}) is broken: {type(err).__name__}: {err}"
+        raise ConfigError(msg) from err
+    return logic
 
 
 def _flag(strategy_id: str, row: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -92,20 +105,25 @@ class StrategyConfig:
             msg = f"strategy id must be a non-empty string, got {strategy_id!r}"
             raise ConfigError(msg)
         strategy_type = row.get("strategy_type")
-        if strategy_type not in STRATEGY_TYPES:
-            msg = (
-                f"strategy {strategy_id!r}: strategy_type must be one of "
-                f"{list(STRATEGY_TYPES)}, got {strategy_type!r}"
-            )
-            raise ConfigError(msg)
+        try:
+            resolve(strategy_type)
+        except ConfigError as err:
+            msg = f"strategy {strategy_id!r}: {err}"
+            raise ConfigError(msg) from err
+        assert isinstance(strategy_type, str)  # noqa: S101 - resolve() accepts only strings
         parameters = row.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             msg = f"strategy {strategy_id!r}: parameters must be a mapping, got {parameters!r}"
             raise ConfigError(msg)
         try:
-            _typed_config(strategy_type, parameters)
+            typed = _typed_config(strategy_type, parameters)
         except ConfigError as err:
             msg = f"strategy {strategy_id!r}: parameters: {err}"
+            raise ConfigError(msg) from err
+        try:
+            _built(strategy_type, typed)
+        except ConfigError as err:
+            msg = f"strategy {strategy_id!r}: {err}"
             raise ConfigError(msg) from err
         return cls(
             id=strategy_id,
@@ -147,15 +165,18 @@ class StrategyConfig:
         return paper
 
 
-def build_strategy(config: StrategyConfig) -> Momentum | MeanReversion:
-    """Return the strategy logic for ``config``.
+def build_strategy(config: StrategyConfig) -> StrategyLogic:
+    """Return the strategy logic for ``config``: its class, edge-triggered by the framework.
 
-    :raises ConfigError: the parameters are invalid.
+    :raises ConfigError: naming the strategy id: an unknown or broken
+        strategy type, or invalid parameters.
     """
     typed = config.typed_config()
-    if isinstance(typed, MomentumConfig):
-        return Momentum(typed)
-    return MeanReversion(typed)
+    try:
+        return _built(config.strategy_type, typed)
+    except ConfigError as err:
+        msg = f"strategy {config.id!r}: {err}"
+        raise ConfigError(msg) from err
 
 
 @dataclass
@@ -173,7 +194,7 @@ class InstrumentState:
     def copy(self) -> InstrumentState:
         """Return a copy that shares no mutable data with this state."""
         return InstrumentState(
-            {sid: state.copy() for sid, state in self.strategies.items()},
+            {sid: copy_state(state) for sid, state in self.strategies.items()},
             dict(self.built_for),  # typed configs are frozen: sharing them is safe
         )
 
@@ -264,7 +285,7 @@ class InstrumentStrategies:
                 strategy_state = states[sid]
             else:
                 strategy_state = _adopt(state, runner)
-            decision = runner.logic.on_price(strategy_state, price)  # type: ignore[arg-type]
+            decision = runner.logic.on_price(strategy_state, price)
             if decision is not None:
                 decisions.append((runner.config, decision))
         return decisions

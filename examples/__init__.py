@@ -1,0 +1,1 @@
+"""Examples shipped with Alpha Panda (tick files, strategy files, example strategies)."""

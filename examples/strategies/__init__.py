@@ -1,0 +1,1 @@
+"""Complete example strategies for the strategy interface (see the README, "Your own strategies")."""
