@@ -52,7 +52,9 @@ def read_timed(ticks: Path) -> list[tuple[datetime, bytes]]:
                 break
             for batch in batches:
                 decoded = decode_tick_batch(batch.values, times)
-                out.extend((at, batch.values[i]) for at, i in zip(decoded.times, decoded.positions, strict=True))
+                out.extend(
+                    (at, batch.values[i]) for at, i in zip(decoded.times, decoded.positions, strict=True)
+                )
     finally:
         partition.close()
     return out

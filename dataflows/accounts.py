@@ -150,7 +150,7 @@ class RiskStep:
         data = signal.data
         halted = self._halts(signal.broker, data.strategy_id) if self._halts is not None else None
         decision = halted_rejection(data, halted) if halted else self._risk.on_signal(self.state, data)
-        return envelop(  # type: ignore[return-value]
+        decided = envelop(
             decision,
             id=event_id("risk_decision", signal.id),
             ts=self._clock(signal.data.timestamp),
@@ -159,6 +159,13 @@ class RiskStep:
             source=self._source,
             key=account_key(signal.data.strategy_id),
         )
+        if isinstance(decided, ValidatedEnvelope):
+            self._risk.book(self.state, order_id_of(decided), decided.data)
+        return decided  # type: ignore[return-value]
+
+    def on_failed(self, failed: FailedEnvelope) -> None:
+        """Release what a failed order booked (once: a redelivered failure changes nothing)."""
+        self._risk.release_order(self.state, failed.data.order_id)
 
 
 LiveOrderPlacer = Callable[[str, ValidatedSignal], str]
@@ -481,6 +488,9 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
         if isinstance(value, Mark):
             self._risk.on_mark(value)
             return (), StatefulLogic.RETAIN
+        if isinstance(value, FailedEnvelope):
+            self._risk.on_failed(value)
+            return (), StatefulLogic.RETAIN
         decision = self._risk.on_signal(value)
         return ((decision,) if decision else ()), StatefulLogic.RETAIN
 
@@ -489,7 +499,10 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
 
 
 def risk_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
-    """Per-stage risk. In: ``(account_id, Mark | SignalEnvelope)``; out: decisions."""
+    """Per-stage risk. In: ``(account_id, Mark | SignalEnvelope | FailedEnvelope)``; out: decisions.
+
+    A failed order releases the position, cash and daily trade it booked.
+    """
     out = op.stateful(f"{step_id}_risk", items, lambda resume: _RiskLogic(steps, resume))
     return op.key_rm(f"{step_id}_unkey", out)
 

@@ -1,6 +1,7 @@
 """Per-stage flow: ``<broker>.signals.raw`` (+ ``market.ticks`` marks) -> risk.
 
-``python -m bytewax.run dataflows.risk_manager``. Out: ``<broker>.signals.validated``
+``python -m bytewax.run dataflows.risk_manager``. A failed order on
+``<broker>.orders.failed`` releases what risk booked for it. Out: ``<broker>.signals.validated``
 and ``<broker>.signals.rejected``; undecodable signals go to
 ``<broker>.signals.raw.dlq``. Latest prices come from ``market.ticks``,
 routed to the accounts that trade each instrument.
@@ -16,8 +17,8 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import account_of, risk_stage, to_outbound
 from dataflows.clock import wall_clock
-from schemas.envelope import SignalEnvelope
-from schemas.topics import SIGNALS_RAW
+from schemas.envelope import FailedEnvelope, SignalEnvelope
+from schemas.topics import ORDERS_FAILED, SIGNALS_RAW
 
 
 def build(settings: Any) -> Dataflow:
@@ -26,12 +27,16 @@ def build(settings: Any) -> Dataflow:
     signals, dead_signals = live.broker_events(
         flow, "signals", servers, settings, params, SIGNALS_RAW, SignalEnvelope
     )
+    failed, dead_failed = live.broker_events(
+        flow, "failed", servers, settings, params, ORDERS_FAILED, FailedEnvelope
+    )
     marks = live.marks_from_ticks(flow, servers, settings, params, every_tick=True)
     keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(s), s))
-    decisions = risk_stage(
-        "risk", op.merge("risk_inputs", marks, keyed_signals), params.account_steps(wall_clock)
-    )
-    live.attach_sinks(op.merge("published", op.map("publish", decisions, to_outbound), dead_signals), servers)
+    keyed_failed = op.map("failed_by_account", failed, lambda f: (account_of(f), f))
+    inputs = op.merge("risk_inputs", marks, keyed_signals, keyed_failed)
+    decisions = risk_stage("risk", inputs, params.account_steps(wall_clock))
+    published = op.merge("published", op.map("publish", decisions, to_outbound), dead_signals, dead_failed)
+    live.attach_sinks(published, servers)
     return flow
 
 

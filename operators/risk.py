@@ -29,6 +29,9 @@ from operators.money import commission, slipped_price, to_decimal
 from operators.parameters import build_config, require
 from schemas.events import RejectedSignal, TradingSignal, ValidatedSignal
 
+BOOKED_KEPT = 2048
+"""Orders per account whose booking risk remembers for a failure reported later."""
+
 RULES = (
     "max_position_size",
     "max_daily_trades",
@@ -111,6 +114,8 @@ class RiskState:
     trades_today: int
     last_prices: dict[int, tuple[float, datetime | None]]
     seen_signals: RecentIds = field(default_factory=RecentIds)
+    booked: dict[str, ValidatedSignal] = field(default_factory=dict)
+    """Validated orders by order id (the last :data:`BOOKED_KEPT`), released if they fail later."""
 
     def copy(self) -> RiskState:
         """Return a copy that shares no mutable data with this state."""
@@ -121,6 +126,7 @@ class RiskState:
             self.trades_today,
             dict(self.last_prices),
             self.seen_signals.copy(),
+            dict(self.booked),
         )
 
 
@@ -231,6 +237,21 @@ class RiskFilter:
             risk_checks=checks,
             timestamp=signal.timestamp,
         )
+
+    def book(self, state: RiskState, order_id: str, validated: ValidatedSignal) -> None:
+        """Remember what ``order_id`` booked, so that its failure, reported later, releases it."""
+        booked = state.booked
+        booked[order_id] = validated
+        if len(booked) > BOOKED_KEPT:
+            del booked[next(iter(booked))]
+
+    def release_order(self, state: RiskState, order_id: str) -> bool:
+        """Release a booked order that failed; False if unknown or released already (a redelivery)."""
+        validated = state.booked.pop(order_id, None)
+        if validated is None:
+            return False
+        self.release(state, validated)
+        return True
 
     def release(self, state: RiskState, validated: ValidatedSignal) -> None:
         """Undo what validating ``validated`` booked: its order failed or was cancelled.
