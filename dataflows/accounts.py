@@ -24,7 +24,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
 from dataflows.clock import Clock
-from dataflows.metrics import DLQ_MESSAGES, RETRIES
+from dataflows.metrics import DLQ_MESSAGES, RETRIES, snapshot_timer
 from operators.execution import SimulatedExecution, order_id_of
 from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
 from operators.fills import FillSimulator
@@ -433,6 +433,9 @@ class AccountState:
     books: BooksState
 
 
+_SNAPSHOT_TIMERS = {step: snapshot_timer(step) for step in ("accounts", "risk", "portfolio")}
+
+
 class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]):
     """Risk -> execution -> portfolio for one account, in arrival order."""
 
@@ -468,7 +471,8 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> AccountState:
-        return AccountState(self._risk.state.copy(), self._books.state.copy())
+        with _SNAPSHOT_TIMERS["accounts"].time():
+            return AccountState(self._risk.state.copy(), self._books.state.copy())
 
 
 def account_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
@@ -495,7 +499,8 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
         return ((decision,) if decision else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> RiskState:
-        return self._risk.state.copy()
+        with _SNAPSHOT_TIMERS["risk"].time():
+            return self._risk.state.copy()
 
 
 def risk_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
@@ -518,7 +523,8 @@ class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]
         return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> BooksState:
-        return self._books.state.copy()
+        with _SNAPSHOT_TIMERS["portfolio"].time():
+            return self._books.state.copy()
 
 
 def portfolio_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[PnlEnvelope]:
