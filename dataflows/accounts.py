@@ -433,9 +433,6 @@ class AccountState:
     books: BooksState
 
 
-_SNAPSHOT_TIMERS = {step: snapshot_timer(step) for step in ("accounts", "risk", "portfolio")}
-
-
 class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]):
     """Risk -> execution -> portfolio for one account, in arrival order."""
 
@@ -471,7 +468,7 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> AccountState:
-        with _SNAPSHOT_TIMERS["accounts"].time():
+        with snapshot_timer("accounts").time():
             return AccountState(self._risk.state.copy(), self._books.state.copy())
 
 
@@ -499,7 +496,7 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
         return ((decision,) if decision else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> RiskState:
-        with _SNAPSHOT_TIMERS["risk"].time():
+        with snapshot_timer("risk").time():
             return self._risk.state.copy()
 
 
@@ -523,7 +520,7 @@ class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]
         return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> BooksState:
-        with _SNAPSHOT_TIMERS["portfolio"].time():
+        with snapshot_timer("portfolio").time():
             return self._books.state.copy()
 
 

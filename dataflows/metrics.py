@@ -329,6 +329,15 @@ def _observe_input_created(stage: str, envelope: Any) -> None:
 # --- snapshot durations -----------------------------------------------------------
 
 
+_snapshot_children: dict[str, Any] = {}
+
+
 def snapshot_timer(step: str) -> Any:
-    """The timer of ``alpha_panda_state_snapshot_seconds{step}``: ``with timer.time(): ...``."""
-    return STATE_SNAPSHOT.labels(step)
+    """The ``alpha_panda_state_snapshot_seconds{step}`` child; time a call in its ``time()``.
+
+    Created on first use, so a flow exports only the steps it snapshots.
+    """
+    child = _snapshot_children.get(step)
+    if child is None:
+        child = _snapshot_children[step] = STATE_SNAPSHOT.labels(step)
+    return child

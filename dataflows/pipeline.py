@@ -165,9 +165,6 @@ class ShardItem(NamedTuple):
     configs: tuple[StrategyConfig, ...] | None = None
 
 
-_SNAPSHOT_TIMER = snapshot_timer("trading")
-
-
 class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
     """Bytewax glue around one :class:`TradingShard`: a batch in, a list of messages out."""
 
@@ -221,7 +218,7 @@ class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
 
     def snapshot(self) -> Any:
         assert self._shard is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
-        with _SNAPSHOT_TIMER.time():
+        with snapshot_timer("trading").time():
             return (self._index, self._shard.snapshot())
 
 

@@ -119,9 +119,6 @@ class ShardSnapshot:
     instruments: dict[int, InstrumentSnapshot]
 
 
-_SNAPSHOT_TIMER = snapshot_timer("strategies")
-
-
 class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
     """One shard: the windows of its strategies for every instrument they trade."""
 
@@ -263,7 +260,7 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         return self._mark_unmarked(), StatefulLogic.RETAIN
 
     def snapshot(self) -> ShardSnapshot:
-        with _SNAPSHOT_TIMER.time():
+        with snapshot_timer("strategies").time():
             for token in self._dirty:
                 self._frozen[token] = self._instruments[token].copy()
             self._dirty.clear()
