@@ -24,7 +24,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
 from dataflows.clock import Clock
-from dataflows.metrics import DLQ_MESSAGES, RETRIES
+from dataflows.metrics import DLQ_MESSAGES, RETRIES, snapshot_timer
 from operators.execution import SimulatedExecution, order_id_of
 from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
 from operators.fills import FillSimulator
@@ -468,7 +468,8 @@ class _AccountLogic(_FlushesBooks, StatefulLogic[Any, AnyEnvelope, AccountState]
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> AccountState:
-        return AccountState(self._risk.state.copy(), self._books.state.copy())
+        with snapshot_timer("accounts").time():
+            return AccountState(self._risk.state.copy(), self._books.state.copy())
 
 
 def account_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
@@ -495,7 +496,8 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
         return ((decision,) if decision else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> RiskState:
-        return self._risk.state.copy()
+        with snapshot_timer("risk").time():
+            return self._risk.state.copy()
 
 
 def risk_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
@@ -518,7 +520,8 @@ class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]
         return ((snapshot,) if snapshot else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> BooksState:
-        return self._books.state.copy()
+        with snapshot_timer("portfolio").time():
+            return self._books.state.copy()
 
 
 def portfolio_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[PnlEnvelope]:

@@ -15,7 +15,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from dataflows.metrics import DLQ_MESSAGES
+from dataflows.metrics import DLQ_MESSAGES, INPUT_CREATED
 from schemas.codec import RawMessage, dead_letter, decode_as, decode_tick
 from schemas.envelope import AnyEnvelope, Outbound, TickEnvelope
 from schemas.errors import DecodeError
@@ -62,20 +62,26 @@ def decode_ticks(
     service: str,
     dlq_clock: Callable[[RawMessage], datetime],
     derive_ids: bool = True,
+    remember_created: bool = False,
 ) -> tuple[Stream[TickEnvelope], Stream[Outbound]]:
     """Decode producer-form ticks; return (ticks, dead letters for market.ticks.dlq).
 
     ``derive_ids=False`` leaves missing tick ids for the strategy stage to
     derive when a tick causes an event (in-process only: such ticks are never
     published). ``dlq_clock`` stamps dead letters (the file position's fixed time in
-    replays, wall-clock time live).
+    replays, wall-clock time live). ``remember_created`` records each tick's
+    Kafka create time in :data:`dataflows.metrics.INPUT_CREATED` under
+    ``(instrument_token, exchange time)``, for the latency of the signals it causes.
     """
 
     def decode_one(msg: RawMessage) -> TickEnvelope | Outbound:
         try:
-            return decode_tick(msg.value, source=service, derive_id=derive_ids)
+            tick = decode_tick(msg.value, source=service, derive_id=derive_ids)
         except DecodeError as err:
             return _dead(msg, err, service, dlq_clock(msg))
+        if remember_created:
+            INPUT_CREATED.put((tick.data.instrument_token, tick.data.timestamp), msg.topic, msg.timestamp)
+        return tick
 
     return _split(step_id, op.map(f"{step_id}_decode", raw, decode_one))  # type: ignore[return-value]
 
@@ -87,12 +93,18 @@ def decode_events(
     *,
     service: str,
 ) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
-    """Decode full envelopes of type ``expected``; return (events, dead letters)."""
+    """Decode full envelopes of type ``expected``; return (events, dead letters).
+
+    Each event's Kafka create time is recorded under its id in
+    :data:`dataflows.metrics.INPUT_CREATED`, for the latency of what it causes.
+    """
 
     def decode_one(msg: RawMessage) -> AnyEnvelope | Outbound:
         try:
-            return decode_as(msg.value, msg.topic, expected)
+            envelope = decode_as(msg.value, msg.topic, expected)
         except DecodeError as err:
             return _dead(msg, err, service, datetime.now(UTC))
+        INPUT_CREATED.put(envelope.id, msg.topic, msg.timestamp)
+        return envelope
 
     return _split(step_id, op.map(f"{step_id}_decode", raw, decode_one))

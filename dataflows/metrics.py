@@ -3,15 +3,20 @@
 Counted at the edges of a flow (:mod:`dataflows.live`): messages read per
 topic where they enter, and every published event where it leaves, so the
 per-tick hot path carries no metric code. Latency is a published event's
-creation (wall clock) minus the exchange time of the tick behind it.
+creation (wall clock) minus the exchange time of the tick behind it, and
+minus the Kafka create time of the message this flow read that caused it
+(:data:`CREATE_LATENCY`). Snapshot durations time our stateful steps'
+``snapshot()`` calls (:func:`snapshot_timer`): Bytewax 0.21 offers no hook
+for the duration of a whole epoch or recovery write.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -62,6 +67,19 @@ EXCHANGE_LATENCY = Histogram(
     "Creation of a published event minus the exchange time of its tick, by stage",
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+CREATE_LATENCY = Histogram(
+    "alpha_panda_stage_create_latency_seconds",
+    "Creation of a published event minus the Kafka create time of the message this flow read "
+    "that caused it (input: that message's topic), by stage",
+    ["stage", "input"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+STATE_SNAPSHOT = Histogram(
+    "alpha_panda_state_snapshot_seconds",
+    "Wall time of one snapshot() call of a stateful step (Bytewax calls it per key at each epoch close)",
+    ["step"],
+    buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
 )
 
 
@@ -122,7 +140,12 @@ def _latency(stage: str, created: datetime, exchange: datetime) -> None:
 
 
 def observe_published(item: Outbound) -> None:
-    """Count one published message: per topic, and by kind (signal, decision, order, fill)."""
+    """Count one published message: per topic, and by kind (signal, decision, order, fill).
+
+    Per-stage flows also observe its latency from the Kafka create time of
+    the message that caused it (:data:`INPUT_CREATED`); the all-in-one flow
+    does that per batch (:func:`observe_batch_create_latency`).
+    """
     EVENTS_OUT.labels(item.topic).inc()
     envelope = item.envelope
     broker = envelope.broker
@@ -146,8 +169,175 @@ def observe_published(item: Outbound) -> None:
         _latency("filled", envelope.ts, envelope.data.timestamp)
     elif isinstance(envelope, PnlEnvelope):
         _latency("pnl", envelope.ts, envelope.data.timestamp)
+    if INPUT_CREATED:
+        stage = CREATE_STAGES.get(type(envelope))
+        if stage is not None:
+            _observe_input_created(stage, envelope)
 
 
 def input_counter(topic: str) -> Callable[[], None]:
     """The bound ``inc`` of ``alpha_panda_messages_in{topic}`` (label lookup paid once)."""
     return MESSAGES_IN.labels(topic).inc
+
+
+# --- latency from Kafka create time -----------------------------------------------
+
+CREATE_STAGES: Final[dict[type, str]] = {
+    SignalEnvelope: "signal",
+    ValidatedEnvelope: "validated",
+    RejectedEnvelope: "rejected",
+    FilledEnvelope: "filled",
+    PnlEnvelope: "pnl",
+}
+"""The stages whose output latency is observed (the same as for exchange time)."""
+
+
+def _seconds_after(created: datetime, moment: datetime) -> float:
+    return max(0.0, (moment - created).total_seconds())
+
+
+def _tick_at(ticks: Sequence[Any], times: list[datetime], start: int, at: datetime, token: int | None) -> int:
+    """The first position from ``start`` of a tick at ``at`` (of instrument ``token``), or -1."""
+    position = start
+    while True:
+        try:
+            position = times.index(at, position)
+        except ValueError:
+            return -1
+        if token is None or ticks[position].data.instrument_token == token:
+            return position
+        position += 1
+
+
+def batch_create_latencies(  # noqa: PLR0913 - the batch's columns, as the pipeline holds them
+    out: Sequence[Outbound],
+    ticks: Sequence[Any],
+    times: list[datetime],
+    positions: Sequence[int],
+    created: Sequence[datetime | None],
+) -> list[tuple[str, float]]:
+    """``(stage, seconds)`` for each event of ``out`` from its tick's Kafka create time.
+
+    In: what one batch of the all-in-one flow made (``out``, in the order the
+    shard made it), the batch's decoded ``ticks`` with their exchange
+    ``times``, their ``positions`` in the raw batch and its Kafka create-time
+    column ``created``. A signal belongs to the tick at its exchange time and
+    instrument, a snapshot to the tick whose time made it due; decisions and
+    fills to the signal before them. Out: the envelope's creation minus that
+    tick's create time, never below 0; events whose tick is not in the batch
+    (held ticks replayed), has no create time, or of other stages are skipped.
+    The search only moves forward, so a batch costs one pass over ``times``.
+    """
+    found: list[tuple[str, float]] = []
+    cursor = 0
+    tick_created: datetime | None = None
+    for item in out:
+        envelope = item.envelope
+        kind = type(envelope)
+        stage = CREATE_STAGES.get(kind)
+        if stage is None:
+            continue
+        if kind is SignalEnvelope or kind is PnlEnvelope:
+            token = envelope.data.instrument_token if kind is SignalEnvelope else None
+            position = _tick_at(ticks, times, cursor, envelope.data.timestamp, token)
+            if position < 0:
+                tick_created = None
+                continue
+            cursor = position
+            tick_created = created[positions[position]]
+        if tick_created is not None:
+            found.append((stage, _seconds_after(tick_created, envelope.ts)))
+    return found
+
+
+_tick_children: dict[str, Any] = {}
+
+
+def observe_batch_create_latency(
+    out: Sequence[Outbound],
+    ticks: Sequence[Any],
+    times: list[datetime],
+    positions: Sequence[int],
+    created: Sequence[datetime | None] | None,
+) -> None:
+    """Observe :func:`batch_create_latencies` in ``alpha_panda_stage_create_latency_seconds``.
+
+    ``created`` None (a tick file, not Kafka) observes nothing.
+    """
+    if created is None or not out:
+        return
+    for stage, seconds in batch_create_latencies(out, ticks, times, positions, created):
+        child = _tick_children.get(stage)
+        if child is None:
+            child = _tick_children[stage] = CREATE_LATENCY.labels(stage, "market.ticks")
+        child.observe(seconds)
+
+
+class InputCreateTimes:
+    """Kafka create times of messages a per-stage flow read, by what their outputs name (bounded).
+
+    A key is the id of the event a message held (its outputs' ``causation_id``)
+    or, for ticks, ``(instrument_token, exchange time)`` (a signal's). The
+    oldest entries go first once ``size`` are held. Shared by the worker
+    threads of one process; an output made in another process is not observed.
+    """
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._size = size
+        self._times: dict[Any, tuple[str, datetime]] = {}
+
+    def put(self, key: Any, topic: str, created: datetime | None) -> None:
+        """Remember that ``key`` was read from ``topic`` with Kafka create time ``created`` (None: skip)."""
+        if created is None:
+            return
+        times = self._times
+        if len(times) >= self._size:
+            try:
+                del times[next(iter(times))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass  # another worker thread evicted it first
+        times[key] = (topic, created)
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def get(self, key: Any) -> tuple[str, datetime] | None:
+        """``(topic, create time)`` remembered for ``key``, or None."""
+        return self._times.get(key)
+
+    def clear(self) -> None:
+        """Forget everything (tests)."""
+        self._times.clear()
+
+
+INPUT_CREATED = InputCreateTimes()
+"""Filled by :func:`dataflows.ingest.decode_events` and the strategy runner's tick decoder."""
+
+
+def _observe_input_created(stage: str, envelope: Any) -> None:
+    key = (
+        (envelope.data.instrument_token, envelope.data.timestamp)
+        if isinstance(envelope, SignalEnvelope)
+        else envelope.causation_id
+    )
+    seen = INPUT_CREATED.get(key)
+    if seen is not None:
+        topic, created = seen
+        CREATE_LATENCY.labels(stage, topic).observe(_seconds_after(created, envelope.ts))
+
+
+# --- snapshot durations -----------------------------------------------------------
+
+
+_snapshot_children: dict[str, Any] = {}
+
+
+def snapshot_timer(step: str) -> Any:
+    """The ``alpha_panda_state_snapshot_seconds{step}`` child; time a call in its ``time()``.
+
+    Created on first use, so a flow exports only the steps it snapshots.
+    """
+    child = _snapshot_children.get(step)
+    if child is None:
+        child = _snapshot_children[step] = STATE_SNAPSHOT.labels(step)
+    return child

@@ -30,7 +30,7 @@ from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, Tic
 from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
 from dataflows.clock import Clock, event_time_clock
 from dataflows.ingest import dead_tick
-from dataflows.metrics import DLQ_MESSAGES
+from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
@@ -198,7 +198,9 @@ class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
                 DLQ_MESSAGES.labels(letter.topic, value.update.broker, "business").inc()
             return ((out,) if out else ()), StatefulLogic.RETAIN
         assert value.ticks is not None  # noqa: S101 - ShardItem carries one or the other
-        out = shard.on_batch(value.ticks.ticks, value.ticks.times, _Origins(value.ticks))
+        ticks = value.ticks
+        out = shard.on_batch(ticks.ticks, ticks.times, _Origins(ticks))
+        observe_batch_create_latency(out, ticks.ticks, ticks.times, ticks.positions, ticks.raw.timestamps)
         return ((out,) if out else ()), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[list[Outbound]], bool]:
@@ -222,7 +224,8 @@ class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
 
     def snapshot(self) -> Any:
         assert self._shard is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
-        return (self._index, self._shard.snapshot())
+        with snapshot_timer("trading").time():
+            return (self._index, self._shard.snapshot())
 
 
 def build_pipeline(

@@ -28,6 +28,7 @@ from bytewax.operators import StatefulLogic
 
 from dataflows.accounts import Mark, account_id
 from dataflows.clock import Clock
+from dataflows.metrics import snapshot_timer
 from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
 from schemas.envelope import TickEnvelope, envelop, event_id, with_tick_id
 from schemas.events import TradingSignal
@@ -259,10 +260,11 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
         return self._mark_unmarked(), StatefulLogic.RETAIN
 
     def snapshot(self) -> ShardSnapshot:
-        for token in self._dirty:
-            self._frozen[token] = self._instruments[token].copy()
-        self._dirty.clear()
-        return ShardSnapshot(self._shard, dict(self._frozen))
+        with snapshot_timer("strategies").time():
+            for token in self._dirty:
+                self._frozen[token] = self._instruments[token].copy()
+            self._dirty.clear()
+            return ShardSnapshot(self._shard, dict(self._frozen))
 
 
 def context_for(configs: Sequence[StrategyConfig], **kwargs: Any) -> SignalContext:

@@ -25,7 +25,12 @@ def build(settings: Any) -> Dataflow:
     servers, params, flow = live.begin(settings, "strategy_runner")
     raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     ticks, dead = decode_ticks(
-        "ingest", raw, service=params.service, dlq_clock=live.live_dlq_clock, derive_ids=False
+        "ingest",
+        raw,
+        service=params.service,
+        dlq_clock=live.live_dlq_clock,
+        derive_ids=False,
+        remember_created=True,
     )
     context = context_for(
         live.initial_configs(servers),

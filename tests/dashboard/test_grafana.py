@@ -97,6 +97,11 @@ def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: P
 
     wait_until(settled, 90, "the flow to read every tick and its counters to match the topics and ledger")
     wait_until(lambda: "alpha_panda_input_lag{" in scrape(), 20, "the input lag reporter (every 5 s)")
+    wait_until(
+        lambda: sample(scrape(), "alpha_panda_state_snapshot_seconds_count", step="trading") > 0,
+        30,
+        "an epoch close to snapshot the trading state (every 5 s)",
+    )
     settings = world.settings(dashboard_token="t", dashboard_port=0)
     running = start_dashboard(settings, world.urls, world.stack, health_every_s=1.0)
     try:
@@ -128,6 +133,17 @@ def test_every_panel_names_a_metric_a_live_run_exports(world: World, tmp_path: P
     assert sample(flow_text, "alpha_panda_stage_latency_seconds_count", stage="filled") == sample(
         flow_text, "alpha_panda_fills_total"
     )
+    # From each tick's Kafka create time: one observation per signal and per fill, all from market.ticks.
+    create = "alpha_panda_stage_create_latency_seconds"
+    signals = sample(flow_text, "alpha_panda_signals_total")
+    assert sample(flow_text, f"{create}_count", stage="signal", input="market.ticks") == signals > 0
+    assert sample(flow_text, f"{create}_count", stage="filled", input="market.ticks") == sample(
+        flow_text, "alpha_panda_fills_total"
+    )
+    assert sample(flow_text, f"{create}_count") == sample(flow_text, f"{create}_count", input="market.ticks")
+    assert sample(flow_text, f"{create}_sum", stage="signal") > 0
+    assert sample(flow_text, "alpha_panda_state_snapshot_seconds_count", step="trading") > 0
+    assert sample(flow_text, "alpha_panda_state_snapshot_seconds_sum", step="trading") > 0
     assert sample(serve_text, "alpha_panda_dataflow_up", dataflow="pipeline") == 1
     assert sample(serve_text, "alpha_panda_server_up") == 3
     fills = ledger_counts(world.urls.postgres)["fills"]

@@ -105,8 +105,12 @@ def _database_url(server_url: str, name: str) -> str:
 
 
 @contextmanager
-def live_world(redis_url: str, postgres_url: str) -> Iterator[World]:
-    """Yield an isolated :class:`World`; its Tansu and database go away afterwards."""
+def live_world(redis_url: str, postgres_url: str, kafka_url: str | None = None) -> Iterator[World]:
+    """Yield an isolated :class:`World`; its Tansu and database go away afterwards.
+
+    ``kafka_url`` (else ``KAFKA_BOOTSTRAP_SERVERS``) is an external broker,
+    whose topics are recreated.
+    """
     name = f"ap_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -114,7 +118,7 @@ def live_world(redis_url: str, postgres_url: str) -> Iterator[World]:
     apply_migrations(database)
     data_dir = Path(tempfile.mkdtemp(prefix="alpha-panda-world-"))
     stack = LocalStack(data_dir)
-    external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    external_kafka = kafka_url or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     try:
         urls = stack.up(kafka_url=external_kafka, redis_url=redis_url, postgres_url=database)
         if external_kafka:
