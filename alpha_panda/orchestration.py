@@ -32,7 +32,9 @@ DATAFLOW_SETS: dict[str, tuple[str, ...]] = {
     "all-in-one": ("pipeline",),
     "per-stage": ("strategy_runner", "risk_manager", "trading_engine", "portfolio_manager"),
 }
-ALL_DATAFLOWS = ("market_feed", *DATAFLOW_SETS["all-in-one"], *DATAFLOW_SETS["per-stage"])
+ZERODHA_UPDATES = "zerodha_updates"
+"""The Kite order-update follower (postbacks, polled order book), started only for live Zerodha orders."""
+ALL_DATAFLOWS = ("market_feed", *DATAFLOW_SETS["all-in-one"], *DATAFLOW_SETS["per-stage"], ZERODHA_UPDATES)
 SNAPSHOT_INTERVAL_S = 5
 """Bytewax epoch = snapshot interval. Each epoch close drains the whole flow
 (~0.3 s here), so 1 s epochs put a 270 ms p95 on tick-to-fill and 5 s epochs
@@ -52,6 +54,18 @@ def bootstrap(urls: StackUrls, settings: Settings, strategy_rows: Sequence[dict[
     if strategy_rows:
         seed_strategies(urls.postgres, list(strategy_rows))
     return applied
+
+
+def dataflows_for(flows: Sequence[str], settings: Settings) -> tuple[str, ...]:
+    """The dataflows ``up`` starts for a mode's ``flows``.
+
+    With live Zerodha orders configured (``KITE_API_KEY``, an access token
+    and ``ZERODHA_LIVE_TRADING=true``), ``zerodha_updates`` too: without it,
+    Kite's fills and rejections would never reach the books or risk.
+    """
+    if settings.zerodha_live and ZERODHA_UPDATES not in flows:
+        return (*flows, ZERODHA_UPDATES)
+    return tuple(flows)
 
 
 def settings_env_names() -> tuple[str, ...]:

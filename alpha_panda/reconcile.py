@@ -14,7 +14,9 @@ portfolio of a configured strategy, :func:`reconcile` reports:
 - ``redis_missing``: an account with fills but no Redis portfolio;
 - ``redis_stale``: a Redis portfolio whose cash, fees, realized P&L or
   positions (quantity, average price, realized P&L per instrument) differ
-  from the book rebuilt from the fills.
+  from the book rebuilt from the fills (and the positions adopted from the
+  broker by ``reconcile --broker zerodha --adopt``, Postgres
+  ``position_adjustments``, each after the fills dated before it).
 
 Marks (``last_price``, unrealized P&L, total value) are not compared: a live
 flow re-marks at most once per mark interval, so they may trail the latest
@@ -42,6 +44,7 @@ import msgspec
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.adjustments import Adjustment, read_adjustments
 from connectors.kafka import consume_all, consumer_config, list_topics
 from connectors.postgres import ledger_batch, ledger_fills, load_strategies, write_ledger
 from connectors.redis_portfolio import portfolio_key, read_portfolios, redis_client
@@ -111,6 +114,8 @@ class Account:
     redis: dict[str, Any] | None = None
     rebuilt: PnlSnapshot | None = None
     differences: list[Difference] = field(default_factory=list)
+    adjustments: list[Adjustment] = field(default_factory=list)
+    """Positions adopted from the broker (``reconcile --broker zerodha --adopt``), oldest first."""
 
 
 @dataclass
@@ -231,14 +236,23 @@ def _ordered(account: Account) -> list[Fill]:
 def rebuild(
     account: Account, config: PortfolioConfig, prices: Mapping[int, tuple[float, datetime]]
 ) -> PnlSnapshot:
-    """The account's snapshot from its fills, marked to ``prices`` (the latest ticks)."""
+    """The account's snapshot from its fills and adopted positions, marked to ``prices`` (the latest ticks).
+
+    An adjustment applies after the fills dated before it (``adopted_at``).
+    """
     portfolio = Portfolio(config)
     state = portfolio.new_state()
     when = EPOCH
+    pending = list(account.adjustments)
     for fill in _ordered(account):
+        while pending and pending[0].adopted_at <= fill.timestamp:
+            adjustment = pending.pop(0)
+            portfolio.adopt(state, adjustment.instrument_token, adjustment.quantity, adjustment.average_price)
         # Portfolio.on_fill reads only these attributes of an OrderFilled.
         portfolio.on_fill(state, fill)  # type: ignore[arg-type]
         when = max(when, fill.timestamp)
+    for adjustment in pending:
+        portfolio.adopt(state, adjustment.instrument_token, adjustment.quantity, adjustment.average_price)
     for token, holding in state.holdings.items():
         if holding.quantity and token in prices:
             price, at = prices[token]
@@ -339,6 +353,10 @@ def reconcile(  # noqa: PLR0913 - one keyword per store and filter
             found = accounts.get(broker, str(row["strategy_id"]))
             if found is not None:
                 found.ledger_fills[str(row["order_id"])] = _ledger_fill(row)
+        for adjustment in read_adjustments(postgres_url, broker):
+            found = accounts.get(broker, adjustment.strategy_id)
+            if found is not None:
+                found.adjustments.append(adjustment)
         known = configured | accounts.strategies(broker)
         for strategy_id, snapshot in read_portfolios(redis_url, broker).items():
             found = accounts.get(broker, strategy_id) if strategy_id in known else None

@@ -8,6 +8,7 @@ No command prints the access token or the API secret.
 from __future__ import annotations
 
 import getpass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -170,7 +171,13 @@ def reconcile_zerodha(adopt: bool = False, strategy: str | None = None, data_dir
         servers = _servers(settings)
         with kite_client(settings) as client:
             result = reconcile.reconcile(servers.redis, client)
-        adopted = reconcile.adopt(servers.redis, result, strategy) if adopt and result.differences else []
+        adopted = (
+            reconcile.adopt(
+                servers.redis, result, strategy, postgres_url=servers.postgres, now=datetime.now(UTC)
+            )
+            if adopt and result.differences
+            else []
+        )
     except AlphaPandaError as err:
         raise _fail(err) from err
     if not result.differences:

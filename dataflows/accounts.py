@@ -164,8 +164,8 @@ class RiskStep:
         return decided  # type: ignore[return-value]
 
     def on_failed(self, failed: FailedEnvelope) -> None:
-        """Release what a failed order booked (once: a redelivered failure changes nothing)."""
-        self._risk.release_order(self.state, failed.data.order_id)
+        """Release what a failed order booked, for its failed quantity (once: not again on a redelivery)."""
+        self._risk.release_order(self.state, failed.data.order_id, failed.data.quantity)
 
 
 LiveOrderPlacer = Callable[[str, ValidatedSignal], str]

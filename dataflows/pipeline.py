@@ -30,14 +30,14 @@ from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, Tic
 from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
 from dataflows.clock import Clock, event_time_clock
 from dataflows.ingest import dead_tick
-from dataflows.metrics import observe_batch_create_latency, snapshot_timer
+from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
 from operators.shard import ShardConfig, ShardState, TradingShard
 from operators.strategy import InstrumentStrategies, StrategyConfig
 from schemas.codec import NaiveZone, RawBatch, TimeCache, decode_tick_batch
-from schemas.envelope import Outbound
+from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound
 from schemas.events import ExecutionMode
 from schemas.topics import MARKET_TICKS
 
@@ -158,11 +158,12 @@ class _Origins:
 
 
 class ShardItem(NamedTuple):
-    """Work for one shard: decoded ticks, or a new strategy set (hot reload)."""
+    """Work for one shard: decoded ticks, a new strategy set (hot reload), or a live order's update."""
 
     shard: int
     ticks: DecodedTicks | None = None
     configs: tuple[StrategyConfig, ...] | None = None
+    update: FilledEnvelope | FailedEnvelope | None = None
 
 
 class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
@@ -191,6 +192,11 @@ class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
         if value.configs is not None:
             shard.reload(value.configs)
             return (), StatefulLogic.RETAIN
+        if value.update is not None:
+            out = shard.on_order_update(value.update)
+            for letter in out:
+                DLQ_MESSAGES.labels(letter.topic, value.update.broker, "business").inc()
+            return ((out,) if out else ()), StatefulLogic.RETAIN
         assert value.ticks is not None  # noqa: S101 - ShardItem carries one or the other
         ticks = value.ticks
         out = shard.on_batch(ticks.ticks, ticks.times, _Origins(ticks))
@@ -230,11 +236,14 @@ def build_pipeline(
     clock: Clock,
     dlq_clock: Callable[[Any], datetime],
     config_updates: Stream[Sequence[StrategyConfig]] | None = None,
+    order_updates: Stream[FilledEnvelope | FailedEnvelope] | None = None,
 ) -> Stream[list[Outbound]]:
     """Wire every stage; return every published message, a list per input batch.
 
-    In: raw ``market.ticks`` batches, and optionally new strategy sets (hot
-    reload). Out: signals, validated and rejected signals,
+    In: raw ``market.ticks`` batches, optionally new strategy sets (hot
+    reload) and optionally the broker's later fills and failures of live
+    orders (``order_updates``, routed to the shard of their strategy: see
+    :meth:`TradingShard.on_order_update`). Out: signals, validated and rejected signals,
     submitted/filled/failed orders and P&L snapshots on each broker's
     topics, and dead letters on ``market.ticks.dlq``.
 
@@ -288,6 +297,13 @@ def build_pipeline(
             lambda new: [(str(i), ShardItem(i, configs=tuple(mine(i, new)))) for i in range(shards)],
         )
         keyed = op.merge("shard_work", keyed, reloads)
+    if order_updates is not None:
+
+        def to_shard(update: FilledEnvelope | FailedEnvelope) -> tuple[str, ShardItem]:
+            shard = shard_of(update.data.strategy_id, shards)
+            return str(shard), ShardItem(shard, update=update)
+
+        keyed = op.merge("shard_work_and_orders", keyed, op.map("orders_to_shards", order_updates, to_shard))
     published = op.key_rm(
         "unkey",
         op.stateful("trading", keyed, lambda resume: _ShardLogic(build, resume, params.idle_mark_after)),
@@ -326,13 +342,22 @@ def live_flow(settings: Any) -> Dataflow:
     """All stages in one flow: ``market.ticks`` in; every topic, Redis and the ledger out.
 
     Strategies load from Postgres and reload when ``strategy_configurations``
-    changes. Envelopes are stamped with wall-clock creation time.
+    changes. Envelopes are stamped with wall-clock creation time. With live
+    Zerodha orders (credentials and ``ZERODHA_LIVE_TRADING=true``) it also
+    reads ``zerodha.orders.filled`` and ``zerodha.orders.failed``: real
+    fills move the Zerodha books, failures release what risk booked.
     """
     from dataflows import live  # noqa: PLC0415 - live imports settings-dependent connectors
     from dataflows.clock import wall_clock  # noqa: PLC0415
 
     servers, params, flow = live.begin(settings, "pipeline", redis=True)
     raw = live.kafka_batches(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
+    updates = dead_updates = None
+    if params.zerodha_route is not None and params.zerodha_route.mode == "live":
+        # Live Kite orders fill (or fail) later: their updates come back from dataflows.zerodha_updates.
+        from dataflows.zerodha import order_updates  # noqa: PLC0415
+
+        updates, dead_updates = order_updates(flow, servers, settings, params.service)
     batches = build_pipeline(
         raw,
         live.initial_configs(servers),
@@ -340,8 +365,11 @@ def live_flow(settings: Any) -> Dataflow:
         clock=wall_clock,
         dlq_clock=live.live_dlq_clock,
         config_updates=live.config_updates(flow, servers, settings),
+        order_updates=updates,
     )
     published = op.flat_map("messages", batches, lambda batch: batch)
+    if dead_updates is not None:
+        published = op.merge("messages_and_update_dlq", published, dead_updates)
     live.attach_sinks(published, servers, redis=True, ledger=True)
     return flow
 

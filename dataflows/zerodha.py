@@ -18,6 +18,9 @@ import threading
 import time
 from typing import Any
 
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+
 from alpha_panda.settings import Settings
 from connectors.kite.client import KiteClient
 from connectors.kite.errors import KITE_RULES
@@ -27,9 +30,12 @@ from connectors.kite.ratelimit import RateLimiter
 from connectors.kite.store import ZerodhaStore
 from connectors.postgres import load_strategies
 from dataflows.accounts import ExecutionRoute
-from dataflows.live import Servers, resolve_servers, retry_config
+from dataflows.ingest import decode_events
+from dataflows.live import Servers, kafka_input, resolve_servers, retry_config
 from operators.failures import RetryLogic
 from operators.halts import Halt, HaltFlags
+from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound
+from schemas.topics import ORDERS_FAILED, ORDERS_FILLED, broker_topic
 
 log = logging.getLogger("alpha_panda.zerodha")
 
@@ -98,6 +104,28 @@ def halt_on_authentication_failure(servers: Servers) -> Any:
             log.exception("ALERT zerodha: could not record the halt")
 
     return halt
+
+
+def order_updates(
+    flow: Dataflow, servers: Servers, settings: Settings, service: str
+) -> tuple[Stream[FilledEnvelope | FailedEnvelope], Stream[Outbound]]:
+    """Fills and failures of live Zerodha orders, as the all-in-one flow applies them.
+
+    In: ``zerodha.orders.filled`` and ``zerodha.orders.failed`` (published by
+    ``dataflows.zerodha_updates``, and the placer's own refusals), read from
+    the beginning or the recovered offsets. Out: (live fills and every
+    failure, the dead letters of undecodable messages). Fills not marked
+    ``live`` (dry-run fills of an earlier session on the same topic) are
+    not the live account's and are left out.
+    """
+    filled, failed = broker_topic(BROKER, ORDERS_FILLED), broker_topic(BROKER, ORDERS_FAILED)
+    raw = kafka_input(flow, "zerodha_order_updates", servers, [filled, failed], tail=settings.kafka_tail)
+    split = op.branch("zerodha_fill_or_failure", raw, lambda message: message.topic == filled)
+    fills, dead_fills = decode_events("zerodha_fills", split.trues, FilledEnvelope, service=service)
+    failures, dead_failures = decode_events("zerodha_failures", split.falses, FailedEnvelope, service=service)
+    live_fills = op.filter("zerodha_live_fills", fills, lambda fill: fill.data.execution_mode == "live")
+    updates = op.merge("zerodha_order_updates_in", live_fills, failures)
+    return updates, op.merge("zerodha_order_updates_dlq", dead_fills, dead_failures)
 
 
 def zerodha_route(settings: Settings, servers: Servers | None = None) -> ExecutionRoute:

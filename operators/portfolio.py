@@ -174,6 +174,22 @@ class Portfolio:
         holding.last_price = to_decimal(price)
         return True
 
+    def adopt(self, state: PortfolioState, token: int, quantity: int, average_price: Decimal) -> None:
+        """Take a broker's figures for ``token``: ``quantity`` shares at ``average_price``.
+
+        Start-of-day reconciliation (``reconcile --adopt``). Cash, fees and
+        realized P&L stay as they are; a flat position's average price is 0.
+        An open position keeps its mark, or is marked at ``average_price``.
+        """
+        holding = state.holdings.get(token)
+        if holding is None:
+            holding = state.holdings[token] = Holding(0, _ZERO, _ZERO, average_price)
+        holding.quantity = quantity
+        holding.average_price = average_price if quantity else _ZERO
+        mark = state.marks.get(token)
+        if quantity and mark is not None:
+            holding.last_price = to_decimal(mark)
+
     def valuation(self, state: PortfolioState) -> Valuation:
         """Return the account's exact totals."""
         realized = sum((h.realized_pnl for h in state.holdings.values()), _ZERO)

@@ -245,25 +245,32 @@ class RiskFilter:
         if len(booked) > BOOKED_KEPT:
             del booked[next(iter(booked))]
 
-    def release_order(self, state: RiskState, order_id: str) -> bool:
-        """Release a booked order that failed; False if unknown or released already (a redelivery)."""
+    def release_order(self, state: RiskState, order_id: str, quantity: int | None = None) -> bool:
+        """Release a booked order that failed; False if unknown or released already (a redelivery).
+
+        ``quantity``: the shares that failed (the unfilled rest of a partly
+        filled order); None releases the whole order.
+        """
         validated = state.booked.pop(order_id, None)
         if validated is None:
             return False
-        self.release(state, validated)
+        self.release(state, validated, quantity)
         return True
 
-    def release(self, state: RiskState, validated: ValidatedSignal) -> None:
+    def release(self, state: RiskState, validated: ValidatedSignal, quantity: int | None = None) -> None:
         """Undo what validating ``validated`` booked: its order failed or was cancelled.
 
         The position, the estimated cash and the daily trade count return to
         what they would be had the signal never been validated (the count
         only while the order's exchange date is still the latest one).
+        ``quantity`` (at most the validated quantity) releases only that many
+        shares: the rest of the order was filled, so its trade still counts.
         """
         cfg = self.config
         signal = validated.original_signal
         token = signal.instrument_token
-        quantity = validated.validated_quantity
+        whole = validated.validated_quantity
+        quantity = whole if quantity is None else max(0, min(quantity, whole))
         buying = signal.signal_type == "BUY"
         fill = (
             slipped_price(signal.signal_type, to_decimal(validated.validated_price), cfg.slippage_bps)
@@ -273,5 +280,5 @@ class RiskFilter:
         held = state.positions.get(token, 0)
         state.positions[token] = held - quantity if buying else held + quantity
         state.cash = state.cash + fill + fees if buying else state.cash - (fill - fees)
-        if state.trade_date == signal.timestamp.date() and state.trades_today > 0:
+        if quantity == whole and state.trade_date == signal.timestamp.date() and state.trades_today > 0:
             state.trades_today -= 1

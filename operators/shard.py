@@ -29,7 +29,7 @@ from operators.money import to_decimal
 from operators.portfolio import Portfolio, PortfolioState
 from operators.risk import RiskFilter, RiskState, halted_rejection
 from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
-from schemas.codec import dead_letter
+from schemas.codec import dead_letter, encode
 from schemas.envelope import (
     SCHEMA_VERSION,
     AnyEnvelope,
@@ -40,6 +40,7 @@ from schemas.envelope import (
     PnlEnvelope,
     RejectedEnvelope,
     SignalEnvelope,
+    SubmittedEnvelope,
     TickOccurrences,
     ValidatedEnvelope,
     event_id,
@@ -417,6 +418,7 @@ class TradingShard:
         if not isinstance(decided, ValidatedEnvelope):
             return
         failed = False
+        pending: SubmittedEnvelope | None = None
         for order in self._execute(decided):
             if isinstance(order, DlqEnvelope):
                 topic = dlq_topic(order.data.dlq_metadata.original_topic)
@@ -428,12 +430,68 @@ class TradingShard:
             if isinstance(order, FailedEnvelope):
                 failed = True
             elif isinstance(order, FilledEnvelope):
-                state.books.marks[token] = book.price
-                if self._portfolio.on_fill(state.books, order.data):
-                    state.changed = True
-                    state.cause, state.correlation = order.id, order.correlation_id
+                pending = None
+                self._apply_fill(state, order, book.price)
+            elif isinstance(order, SubmittedEnvelope):
+                pending = order
         if failed:
             self._risk.release(state.risk, decided.data)
+        elif pending is not None:
+            # A live order, still open: its failure, reported later, releases this booking.
+            self._risk.book(state.risk, pending.data.order_id, decided.data)
+
+    def _apply_fill(self, state: AccountState, fill: FilledEnvelope, price: float | None) -> None:
+        """Move the books by ``fill`` (once per order id), marking its instrument at ``price`` if known."""
+        if price is not None:
+            state.books.marks[fill.data.instrument_token] = price
+        if self._portfolio.on_fill(state.books, fill.data):
+            state.changed = True
+            state.cause, state.correlation = fill.id, fill.correlation_id
+
+    # --- later reports of live orders -------------------------------------------
+
+    def on_order_update(self, update: FilledEnvelope | FailedEnvelope) -> list[Outbound]:
+        """Apply a broker's later report on a live order this flow placed.
+
+        In: an envelope of ``<broker>.orders.filled`` (the exchange's fill,
+        e.g. from ``dataflows.zerodha_updates``) or ``<broker>.orders.failed``
+        (rejected, cancelled, or the unfilled rest of a partly filled order).
+        A fill moves the account's books once per order id, snapshotted at
+        the next snapshot boundary or flush; a failure releases what risk
+        booked for the order, for the failed quantity, once. Out: nothing,
+        since the report is on its topic already; or, for an account this
+        shard has never had, its dead letter on the topic's ``.dlq``.
+        """
+        data = update.data
+        state = self.state.accounts.get(f"{update.broker}:{data.strategy_id}")
+        if state is None:
+            return [self._unknown_account(update)]
+        if isinstance(update, FilledEnvelope):
+            book = self.state.instruments.get(data.instrument_token)
+            self._apply_fill(state, update, book.price if book is not None else None)
+        else:
+            self._risk.release_order(state.risk, data.order_id, data.quantity)
+        return []
+
+    def _unknown_account(self, update: FilledEnvelope | FailedEnvelope) -> Outbound:
+        stage = ORDERS_FILLED if isinstance(update, FilledEnvelope) else ORDERS_FAILED
+        topic = broker_topic(update.broker, stage)
+        data = update.data
+        letter = dead_letter(
+            topic=topic,
+            key=update.key,
+            value=encode(update),
+            error_type="business",
+            error_class="UnknownAccountError",
+            error_message=(
+                f"order update {data.order_id}: no {update.broker} account for strategy "
+                f"{data.strategy_id!r} in this flow; not applied"
+            ),
+            service_name=self.config.service,
+            dlq_timestamp=self._clock(data.timestamp),
+            broker=update.broker,
+        )
+        return Outbound(dlq_topic(topic), letter.key, letter, update.key)
 
     # --- snapshots ------------------------------------------------------------
 

@@ -4,18 +4,22 @@ Kite has one account for every strategy, so ours is the sum over every
 ``zerodha:portfolio:<strategy>`` snapshot, per instrument. Kite's figure is
 net positions (today's trades) plus holdings (settled and T1 shares).
 :func:`adopt` writes Kite's figures into the portfolio of the one strategy
-that holds the instrument (or the one named), keeping cash and P&L.
+that holds the instrument (or the one named), keeping cash and P&L, and
+records each adoption in Postgres (:mod:`connectors.adjustments`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import redis
 
+from connectors.adjustments import Adjustment, record_adjustments
 from connectors.errors import RedisConnectorError, redact_url
 from connectors.kite.client import KiteClient
 from connectors.redis_portfolio import portfolio_key, read_portfolios, redis_client
@@ -80,14 +84,25 @@ def _holders(portfolios: dict[str, dict[str, Any]], token: int) -> list[str]:
     )
 
 
-def adopt(redis_url: str, result: Reconciliation, strategy_id: str | None = None) -> list[Adoption]:
+def adopt(
+    redis_url: str,
+    result: Reconciliation,
+    strategy_id: str | None = None,
+    *,
+    postgres_url: str,
+    now: datetime,
+) -> list[Adoption]:
     """Take Kite's quantity and average price for each difference, in one strategy's Redis snapshot.
 
     The strategy is the only one holding the instrument, else ``strategy_id``;
-    an instrument several strategies hold is left alone (reported).
+    an instrument several strategies hold is left alone (reported). Each
+    adoption is recorded first in Postgres ``position_adjustments`` (dated
+    ``now``), so that ``alpha-panda reconcile`` rebuilds the account with it
+    (and ``--repair`` restores it should the Redis write below fail).
     """
     changed: dict[str, dict[str, Any]] = {}
     done = []
+    adjustments: list[Adjustment] = []
     for diff in result.differences:
         holders = _holders(result.portfolios, diff.instrument_token)
         target = holders[0] if len(holders) == 1 else (strategy_id if not holders else None)
@@ -101,8 +116,18 @@ def adopt(redis_url: str, result: Reconciliation, strategy_id: str | None = None
         positions = dict(snapshot.get("positions") or {})
         key = str(diff.instrument_token)
         old = positions.get(key, {})
-        if diff.broker == 0:
+        realized = float(old.get("realized_pnl") or 0.0)
+        if diff.broker == 0 and not realized:
             positions.pop(key, None)
+        elif diff.broker == 0:  # flat, but its realized P&L stays visible (as the books show it)
+            last = float(old.get("last_price") or 0.0)
+            positions[key] = {
+                "quantity": 0,
+                "average_price": 0.0,
+                "last_price": last,
+                "realized_pnl": realized,
+                "unrealized_pnl": 0.0,
+            }
         else:
             last = float(old.get("last_price") or diff.broker_average_price)
             positions[key] = {
@@ -113,7 +138,21 @@ def adopt(redis_url: str, result: Reconciliation, strategy_id: str | None = None
                 "unrealized_pnl": round((last - diff.broker_average_price) * diff.broker, 6),
             }
         snapshot["positions"] = positions
-        done.append(Adoption(diff, target, f"adopted into {target}: {diff.ours} -> {diff.broker}"))
+        note = f"adopted into {target}: {diff.ours} -> {diff.broker}"
+        done.append(Adoption(diff, target, note))
+        adjustments.append(
+            Adjustment(
+                BROKER,
+                target,
+                diff.instrument_token,
+                diff.broker,
+                Decimal(str(diff.broker_average_price)),
+                int(old.get("quantity") or 0),
+                now,
+                f"reconcile --adopt: Kite {diff.symbol or diff.instrument_token} {note}",
+            )
+        )
+    record_adjustments(postgres_url, adjustments)
     client = redis_client(redis_url, retries=3)
     try:
         for sid, snapshot in changed.items():

@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-OVERLAYS = ("local", "production")
+OVERLAYS = ("local", "production", "production-live")
 
 
 def venv_tool(name: str) -> Path:

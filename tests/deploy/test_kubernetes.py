@@ -26,6 +26,7 @@ FLOW_MODULES = {
     "trading-engine": "dataflows.trading_engine",
     "portfolio-manager": "dataflows.portfolio_manager",
     "market-feed": "dataflows.market_feed",
+    "zerodha-updates": "dataflows.zerodha_updates",
 }
 PER_STAGE = {"strategy-runner", "risk-manager", "trading-engine", "portfolio-manager"}
 # Exactly the Secret keys each workload gets (one secretKeyRef each).
@@ -48,6 +49,7 @@ SECRET_KEYS = {
     "start-of-day": {"POSTGRES_URL", "REDIS_URL", "KITE_API_KEY", "KITE_ACCESS_TOKEN"},
     "intraday": {"POSTGRES_URL", "REDIS_URL", "ALPACA_API_KEY", "ALPACA_SECRET_KEY"},
     "end-of-day": {"POSTGRES_URL", "REDIS_URL"},
+    "zerodha-updates": {"POSTGRES_URL", "REDIS_URL", "KITE_API_KEY", "KITE_ACCESS_TOKEN", "KITE_API_SECRET"},
 }
 
 
@@ -81,14 +83,20 @@ def test_every_overlay_renders_the_expected_objects(overlay: tuple[str, Objects]
     name, objects = overlay
     flows = set(of_kind(objects, "StatefulSet"))
     expected_flows = {"pipeline", "market-feed"} if name == "local" else PER_STAGE | {"market-feed"}
-    assert flows == expected_flows
+    live = name == "production-live"  # live Zerodha orders, and the flow bringing Kite's updates back
+    assert flows == expected_flows | ({"zerodha-updates"} if live else set())
     assert set(of_kind(objects, "CronJob")) == {"start-of-day", "intraday", "end-of-day"}
     assert set(of_kind(objects, "Job")) == {"alpha-panda-bootstrap"}
-    assert set(of_kind(objects, "Service")) == flows | {"alpha-panda-serve"}
+    postbacks = {"zerodha-postbacks"} if live else set()
+    assert set(of_kind(objects, "Service")) == flows | {"alpha-panda-serve"} | postbacks
     assert set(of_kind(objects, "Deployment")) == {"alpha-panda-serve"}
     assert set(of_kind(objects, "PodDisruptionBudget")) == flows
-    assert set(of_kind(objects, "NetworkPolicy")) == {"alpha-panda", "alpha-panda-broker-apis"}
+    assert set(of_kind(objects, "NetworkPolicy")) == {"alpha-panda", "alpha-panda-broker-apis"} | (
+        {"alpha-panda-postbacks"} if live else set()
+    )
     assert set(of_kind(objects, "ServiceMonitor")) == (set() if name == "local" else {"alpha-panda"})
+    config = of_kind(objects, "ConfigMap")["alpha-panda-config"]["data"]
+    assert config.get("ZERODHA_LIVE_TRADING", "false") == ("true" if live else "false")
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"alpha-panda"}
 
 
@@ -150,7 +158,8 @@ def test_flows_have_probes_on_the_metrics_port(overlay: tuple[str, Objects]) -> 
     for name, sts in of_kind(overlay[1], "StatefulSet").items():
         (flow,) = sts["spec"]["template"]["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in flow["ports"]}
-        assert ports == {"cluster": 2101, "metrics": int(config["METRICS_PORT"])}, name
+        postback = {"postback": int(config["ZERODHA_POSTBACK_PORT"])} if name == "zerodha-updates" else {}
+        assert ports == {"cluster": 2101, "metrics": int(config["METRICS_PORT"]), **postback}, name
         for probe in ("readinessProbe", "livenessProbe"):
             assert flow[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, f"{name}: {probe}"
 
@@ -285,14 +294,30 @@ def test_network_policy_allows_only_servers_scraping_and_peers(overlay: tuple[st
         "market-feed",
         "trading-engine",
         "pipeline",
+        "zerodha-updates",
         "start-of-day",
         "intraday",
         "end-of-day",
     }
 
 
-def test_service_monitor_scrapes_every_flow() -> None:
-    objects = kustomize(K8S / "overlays" / "production")
+def test_kite_postbacks_reach_only_the_update_flow() -> None:
+    objects = kustomize(K8S / "overlays" / "production-live")
+    sts = of_kind(objects, "StatefulSet")["zerodha-updates"]
+    assert sts["spec"]["replicas"] == 1  # one poller and publisher of Kite's order book
+    service = of_kind(objects, "Service")["zerodha-postbacks"]["spec"]
+    assert service["selector"] == sts["spec"]["selector"]["matchLabels"]
+    assert service["ports"] == [{"name": "postback", "port": 8080, "targetPort": "postback"}]
+    policy = of_kind(objects, "NetworkPolicy")["alpha-panda-postbacks"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "zerodha-updates"}}
+    assert (policy["policyTypes"], _ports(policy["ingress"])) == (["Ingress"], {("TCP", 8080)})
+    config = of_kind(objects, "ConfigMap")["alpha-panda-config"]["data"]
+    assert (config["ZERODHA_POSTBACK_HOST"], config["ZERODHA_POSTBACK_PORT"]) == ("0.0.0.0", "8080")  # noqa: S104
+
+
+@pytest.mark.parametrize("name", ["production", "production-live"])
+def test_service_monitor_scrapes_every_flow(name: str) -> None:
+    objects = kustomize(K8S / "overlays" / name)
     monitor = of_kind(objects, "ServiceMonitor")["alpha-panda"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     (endpoint,) = monitor["spec"]["endpoints"]
