@@ -261,8 +261,14 @@ def _produce(  # noqa: PLR0913 - librdkafka's produce arguments, passed through
             if headers is None:
                 producer.produce(topic, value=value, key=key, partition=partition, on_delivery=report)
             else:
+                # librdkafka takes a list or a dict, never a tuple.
                 producer.produce(
-                    topic, value=value, key=key, partition=partition, on_delivery=report, headers=headers
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    on_delivery=report,
+                    headers=list(headers),
                 )
         except BufferError:
             producer.poll(0.05)
