@@ -94,13 +94,16 @@ def decode_events(
     expected: type[AnyEnvelope],
     *,
     service: str,
+    stamp_tick_created: bool = False,
 ) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
     """Decode full envelopes of type ``expected``; return (events, dead letters).
 
-    An event whose message has the ``ap-tick-created-ms`` header comes out
-    as :class:`dataflows.tick_time.Stamped` with that time, so what it causes
-    carries it on. A garbled header is counted in
+    With ``stamp_tick_created`` (the per-stage flows), an event whose message
+    has the ``ap-tick-created-ms`` header comes out as
+    :class:`dataflows.tick_time.Stamped` with that time, so what it causes
+    carries it on; a garbled header is counted in
     ``alpha_panda_bad_headers_total`` and the event goes on unstamped.
+    Without it, events are always bare (headers are ignored).
     """
 
     def decode_one(msg: RawMessage) -> AnyEnvelope | Stamped | Outbound:
@@ -108,7 +111,7 @@ def decode_events(
             envelope = decode_as(msg.value, msg.topic, expected)
         except DecodeError as err:
             return _dead(msg, err, service, datetime.now(UTC))
-        if msg.headers is None:
+        if msg.headers is None or not stamp_tick_created:
             return envelope
         try:
             created = tick_created_ms(msg.topic, msg.headers)

@@ -103,19 +103,21 @@ STEPS = PipelineParams(risk=RiskConfig(max_position_size=10)).account_steps(even
 
 
 def risk_manager(raw: Stream[Any]) -> Stream[Any]:
-    signals, _dead = decode_events("signals_in", raw, SignalEnvelope, service="t")
+    signals, _dead = decode_events("signals_in", raw, SignalEnvelope, service="t", stamp_tick_created=True)
     keyed = op.map("by_account", signals, lambda s: (account_of(unstamped(s)), s))
     return op.map("publish", risk_stage("risk", keyed, STEPS), to_outbound)
 
 
 def trading_engine(raw: Stream[Any]) -> Stream[Any]:
-    validated, _dead = decode_events("validated_in", raw, ValidatedEnvelope, service="t")
+    validated, _dead = decode_events(
+        "validated_in", raw, ValidatedEnvelope, service="t", stamp_tick_created=True
+    )
     orders = op.flat_map("execute", validated, lambda v: carry(STEPS.executor.execute, v))
     return op.map("publish", orders, to_outbound)
 
 
 def portfolio_manager(raw: Stream[Any]) -> Stream[Any]:
-    fills, _dead = decode_events("fills_in", raw, FilledEnvelope, service="t")
+    fills, _dead = decode_events("fills_in", raw, FilledEnvelope, service="t", stamp_tick_created=True)
     keyed = op.map("by_account", fills, lambda f: (account_of(unstamped(f)), f))
     return op.map("publish", portfolio_stage("portfolio", keyed, STEPS), to_outbound)
 
@@ -178,3 +180,18 @@ def test_without_a_create_time_or_with_a_garbled_header_outputs_go_unstamped(wor
     assert bad_headers("paper.signals.raw") == before + 1
     assert [header_of(d) for d in again] == [None, None]
     assert len(again) == len(decisions) == 2
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_decoding_without_stamping_ignores_the_header(workers: int) -> None:
+    # The all-in-one flow reads zerodha.orders.* with decode_events too: it must get bare envelopes.
+    signals = run(ticks(), workers, strategy_runner(1))
+    raw = consumed(signals)
+    assert all(r.headers for r in raw)
+
+    def decode_only(stream: Stream[Any]) -> Stream[Any]:
+        return decode_events("signals_in", stream, SignalEnvelope, service="t")[0]
+
+    decoded = run(raw, workers, decode_only)
+    assert sorted(type(d).__name__ for d in decoded) == ["SignalEnvelope", "SignalEnvelope"]
+    assert {d.id for d in decoded} == {s.envelope.id for s in signals}
