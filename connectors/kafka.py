@@ -242,16 +242,34 @@ class _DeliveryReport:
             raise KafkaDeliveryError(msg)
 
 
-def _produce(
-    producer: Producer, topic: str, key: bytes | None, value: bytes, report: Any, partition: int = -1
+def _produce(  # noqa: PLR0913 - librdkafka's produce arguments, passed through
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    report: Any,
+    partition: int = -1,
+    headers: Any = None,
 ) -> None:
     """Queue one message, waiting for room if librdkafka's local queue is full.
 
-    ``partition`` -1 lets the producer's partitioner choose from the key.
+    ``partition`` -1 lets the producer's partitioner choose from the key;
+    ``headers`` (``(name, value)`` pairs) go with the record when given.
     """
     while True:
         try:
-            producer.produce(topic, value=value, key=key, partition=partition, on_delivery=report)
+            if headers is None:
+                producer.produce(topic, value=value, key=key, partition=partition, on_delivery=report)
+            else:
+                # librdkafka takes a list or a dict, never a tuple.
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    on_delivery=report,
+                    headers=list(headers),
+                )
         except BufferError:
             producer.poll(0.05)
         else:
@@ -283,7 +301,8 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
             if not isinstance(item, Outbound):
                 raise SinkInputError(_SINK_STEP, "Outbound", item)
             partition = self._partition(item.topic, item.partition_key)
-            _produce(self._producer, item.topic, item.key.encode(), encode(item.envelope), report, partition)
+            value = encode(item.envelope)
+            _produce(self._producer, item.topic, item.key.encode(), value, report, partition, item.headers)
         undelivered = self._producer.flush(self._flush_timeout_s)
         report.raise_failures("kafka_sink", undelivered)
 
@@ -296,7 +315,8 @@ class OutboundKafkaSink(DynamicSink[Outbound]):
     """A bytewax sink writing :class:`Outbound` items to their own topics.
 
     In: ``Outbound(topic, key, envelope)``. Out: a Kafka message on ``topic``
-    with key ``key`` (UTF-8) and value ``schemas.codec.encode(envelope)``.
+    with key ``key`` (UTF-8), value ``schemas.codec.encode(envelope)`` and
+    the item's ``headers``, if any.
     Each worker owns one idempotent producer; a batch is acknowledged as a
     whole before the next one starts (at-least-once with bytewax recovery).
 
@@ -518,7 +538,8 @@ def raw_message(message: KafkaSourceMessage[bytes | None, bytes | None]) -> RawM
     """Turn a bytewax Kafka message into the codec's :class:`RawMessage`.
 
     A missing value becomes ``b""`` (a tombstone is poison to the codec); the
-    Kafka timestamp becomes a UTC datetime, or ``None`` if the broker has none.
+    Kafka timestamp becomes a UTC datetime, or ``None`` if the broker has none;
+    headers are kept as the client gives them (None when there are none).
     """
     return RawMessage(
         topic=message.topic or "",
@@ -527,6 +548,7 @@ def raw_message(message: KafkaSourceMessage[bytes | None, bytes | None]) -> RawM
         partition=message.partition,
         offset=message.offset,
         timestamp=_timestamp(message.timestamp),
+        headers=message.headers or None,
     )
 
 
@@ -540,6 +562,7 @@ class KafkaRecord:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def produce(
@@ -616,4 +639,5 @@ def _record(msg: Message) -> KafkaRecord:
         key=msg.key(),
         value=msg.value(),
         timestamp_ms=epoch_ms if kind != 0 else None,
+        headers=tuple(msg.headers() or ()),
     )

@@ -25,6 +25,7 @@ from bytewax.operators import StatefulLogic
 
 from dataflows.clock import Clock
 from dataflows.metrics import DLQ_MESSAGES, RETRIES, snapshot_timer
+from dataflows.tick_time import Stamped, carrying, stamp_output
 from operators.execution import SimulatedExecution, order_id_of
 from operators.failures import Failure, RetryConfig, RetryExhaustedError, RetryLogic, Rules, retry_call
 from operators.fills import FillSimulator
@@ -46,6 +47,7 @@ from schemas.envelope import (
     event_id,
 )
 from schemas.events import ExecutionMode, OrderFailed, ValidatedSignal
+from schemas.headers import tick_created_headers
 from schemas.topics import (
     ORDERS_FAILED,
     ORDERS_FILLED,
@@ -96,12 +98,19 @@ STAGE_OF: dict[type, str] = {
 }
 
 
-def to_outbound(envelope: AnyEnvelope) -> Outbound:
+def to_outbound(envelope: AnyEnvelope | Stamped) -> Outbound:
     """Address a broker event to its broker-namespaced topic, keyed per DESIGN.md.
 
     Every broker event is partitioned by its strategy, so each account's
-    events keep their order across the per-stage flows.
+    events keep their order across the per-stage flows. A :class:`Stamped`
+    event gets its tick's create time in the ``ap-tick-created-ms`` header
+    (dead letters never: ``dlq replay`` republishes only their payload).
     """
+    if type(envelope) is Stamped:
+        out = to_outbound(envelope.item)
+        if isinstance(out.envelope, DlqEnvelope):
+            return out
+        return out._replace(headers=tick_created_headers(envelope.tick_created_ms))
     if isinstance(envelope, DlqEnvelope):
         topic = dlq_topic(envelope.data.dlq_metadata.original_topic)
     else:
@@ -503,9 +512,12 @@ class _RiskLogic(StatefulLogic[Any, AnyEnvelope, RiskState]):
 def risk_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[AnyEnvelope]:
     """Per-stage risk. In: ``(account_id, Mark | SignalEnvelope | FailedEnvelope)``; out: decisions.
 
-    A failed order releases the position, cash and daily trade it booked.
+    A failed order releases the position, cash and daily trade it booked. A
+    :class:`Stamped` signal's decision comes out stamped with its tick time.
     """
-    out = op.stateful(f"{step_id}_risk", items, lambda resume: _RiskLogic(steps, resume))
+    out = op.stateful(
+        f"{step_id}_risk", items, lambda resume: carrying(_RiskLogic(steps, resume), stamp_output)
+    )
     return op.key_rm(f"{step_id}_unkey", out)
 
 
@@ -525,6 +537,11 @@ class _PortfolioLogic(_FlushesBooks, StatefulLogic[Any, PnlEnvelope, BooksState]
 
 
 def portfolio_stage(step_id: str, items: Stream[tuple[str, Any]], steps: AccountSteps) -> Stream[PnlEnvelope]:
-    """Per-stage portfolio. In: ``(account_id, Mark | FilledEnvelope)``; out: snapshots."""
-    out = op.stateful(f"{step_id}_books", items, lambda resume: _PortfolioLogic(steps, resume))
+    """Per-stage portfolio. In: ``(account_id, Mark | FilledEnvelope)``; out: snapshots.
+
+    A :class:`Stamped` fill's snapshot comes out stamped with its tick time.
+    """
+    out = op.stateful(
+        f"{step_id}_books", items, lambda resume: carrying(_PortfolioLogic(steps, resume), stamp_output)
+    )
     return op.key_rm(f"{step_id}_unkey", out)

@@ -15,10 +15,12 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from dataflows.metrics import DLQ_MESSAGES, INPUT_CREATED
+from dataflows.metrics import BAD_HEADERS, DLQ_MESSAGES
+from dataflows.tick_time import Stamped, epoch_ms
 from schemas.codec import RawMessage, dead_letter, decode_as, decode_tick
 from schemas.envelope import AnyEnvelope, Outbound, TickEnvelope
 from schemas.errors import DecodeError
+from schemas.headers import TICK_CREATED, HeaderError, tick_created_ms
 from schemas.topics import dlq_topic
 
 
@@ -62,25 +64,25 @@ def decode_ticks(
     service: str,
     dlq_clock: Callable[[RawMessage], datetime],
     derive_ids: bool = True,
-    remember_created: bool = False,
+    stamp_created: bool = False,
 ) -> tuple[Stream[TickEnvelope], Stream[Outbound]]:
     """Decode producer-form ticks; return (ticks, dead letters for market.ticks.dlq).
 
     ``derive_ids=False`` leaves missing tick ids for the strategy stage to
     derive when a tick causes an event (in-process only: such ticks are never
     published). ``dlq_clock`` stamps dead letters (the file position's fixed time in
-    replays, wall-clock time live). ``remember_created`` records each tick's
-    Kafka create time in :data:`dataflows.metrics.INPUT_CREATED` under
-    ``(instrument_token, exchange time)``, for the latency of the signals it causes.
+    replays, wall-clock time live). ``stamp_created`` emits each tick that
+    has a Kafka create time as :class:`dataflows.tick_time.Stamped` with it,
+    so the signals it causes carry it on (the strategy runner).
     """
 
-    def decode_one(msg: RawMessage) -> TickEnvelope | Outbound:
+    def decode_one(msg: RawMessage) -> TickEnvelope | Stamped | Outbound:
         try:
             tick = decode_tick(msg.value, source=service, derive_id=derive_ids)
         except DecodeError as err:
             return _dead(msg, err, service, dlq_clock(msg))
-        if remember_created:
-            INPUT_CREATED.put((tick.data.instrument_token, tick.data.timestamp), msg.topic, msg.timestamp)
+        if stamp_created and msg.timestamp is not None:
+            return Stamped(tick, epoch_ms(msg.timestamp))
         return tick
 
     return _split(step_id, op.map(f"{step_id}_decode", raw, decode_one))  # type: ignore[return-value]
@@ -92,19 +94,30 @@ def decode_events(
     expected: type[AnyEnvelope],
     *,
     service: str,
+    stamp_tick_created: bool = False,
 ) -> tuple[Stream[AnyEnvelope], Stream[Outbound]]:
     """Decode full envelopes of type ``expected``; return (events, dead letters).
 
-    Each event's Kafka create time is recorded under its id in
-    :data:`dataflows.metrics.INPUT_CREATED`, for the latency of what it causes.
+    With ``stamp_tick_created`` (the per-stage flows), an event whose message
+    has the ``ap-tick-created-ms`` header comes out as
+    :class:`dataflows.tick_time.Stamped` with that time, so what it causes
+    carries it on; a garbled header is counted in
+    ``alpha_panda_bad_headers_total`` and the event goes on unstamped.
+    Without it, events are always bare (headers are ignored).
     """
 
-    def decode_one(msg: RawMessage) -> AnyEnvelope | Outbound:
+    def decode_one(msg: RawMessage) -> AnyEnvelope | Stamped | Outbound:
         try:
             envelope = decode_as(msg.value, msg.topic, expected)
         except DecodeError as err:
             return _dead(msg, err, service, datetime.now(UTC))
-        INPUT_CREATED.put(envelope.id, msg.topic, msg.timestamp)
-        return envelope
+        if msg.headers is None or not stamp_tick_created:
+            return envelope
+        try:
+            created = tick_created_ms(msg.topic, msg.headers)
+        except HeaderError:
+            BAD_HEADERS.labels(msg.topic, TICK_CREATED).inc()
+            return envelope
+        return envelope if created is None else Stamped(envelope, created)
 
     return _split(step_id, op.map(f"{step_id}_decode", raw, decode_one))

@@ -381,14 +381,16 @@ def broker_events(
 ) -> tuple[Stream[Any], Stream[Any]]:
     """Read ``<broker>.<stage>`` of every active broker; return (envelopes, dead letters).
 
-    Undecodable messages become dead letters for ``<broker>.<stage>.dlq``.
+    Undecodable messages become dead letters for ``<broker>.<stage>.dlq``;
+    an event with the ``ap-tick-created-ms`` header comes out
+    :class:`dataflows.tick_time.Stamped` (see :func:`dataflows.ingest.decode_events`).
     """
     from dataflows.ingest import decode_events  # noqa: PLC0415
     from schemas.topics import broker_topic  # noqa: PLC0415
 
     topics = [broker_topic(broker, stage) for broker in params.brokers]
     raw = kafka_input(flow, step_id, servers, topics, tail=settings.kafka_tail)
-    return decode_events(f"{step_id}_in", raw, expected, service=params.service)
+    return decode_events(f"{step_id}_in", raw, expected, service=params.service, stamp_tick_created=True)
 
 
 def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[str], Any]:

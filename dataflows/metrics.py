@@ -4,8 +4,9 @@ Counted at the edges of a flow (:mod:`dataflows.live`): messages read per
 topic where they enter, and every published event where it leaves, so the
 per-tick hot path carries no metric code. Latency is a published event's
 creation (wall clock) minus the exchange time of the tick behind it, and
-minus the Kafka create time of the message this flow read that caused it
-(:data:`CREATE_LATENCY`). Snapshot durations time our stateful steps'
+minus that tick's Kafka create time (:data:`CREATE_LATENCY`; per-stage
+flows learn it from the ``ap-tick-created-ms`` header, see
+:mod:`dataflows.tick_time`). Snapshot durations time our stateful steps'
 ``snapshot()`` calls (:func:`snapshot_timer`): Bytewax 0.21 offers no hook
 for the duration of a whole epoch or recovery write.
 """
@@ -30,6 +31,7 @@ from schemas.envelope import (
     SubmittedEnvelope,
     ValidatedEnvelope,
 )
+from schemas.headers import HeaderError, tick_created_ms
 
 DLQ_MESSAGES = Counter(
     "alpha_panda_dlq_messages",
@@ -70,8 +72,8 @@ EXCHANGE_LATENCY = Histogram(
 )
 CREATE_LATENCY = Histogram(
     "alpha_panda_stage_create_latency_seconds",
-    "Creation of a published event minus the Kafka create time of the message this flow read "
-    "that caused it (input: that message's topic), by stage",
+    "Creation of a published event minus the Kafka create time of the tick behind it "
+    "(input: market.ticks), by stage",
     ["stage", "input"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
@@ -81,7 +83,11 @@ STATE_SNAPSHOT = Histogram(
     ["step"],
     buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
 )
-
+BAD_HEADERS = Counter(
+    "alpha_panda_bad_headers",
+    "Messages read with a garbled pipeline header (the message itself is processed), by topic and header",
+    ["topic", "header"],
+)
 
 INPUT_LAG = Gauge(
     "alpha_panda_input_lag",
@@ -142,9 +148,9 @@ def _latency(stage: str, created: datetime, exchange: datetime) -> None:
 def observe_published(item: Outbound) -> None:
     """Count one published message: per topic, and by kind (signal, decision, order, fill).
 
-    Per-stage flows also observe its latency from the Kafka create time of
-    the message that caused it (:data:`INPUT_CREATED`); the all-in-one flow
-    does that per batch (:func:`observe_batch_create_latency`).
+    A message with headers (per-stage flows) also has its latency from its
+    tick's Kafka create time observed, from ``ap-tick-created-ms``; the
+    all-in-one flow does that per batch (:func:`observe_batch_create_latency`).
     """
     EVENTS_OUT.labels(item.topic).inc()
     envelope = item.envelope
@@ -169,10 +175,8 @@ def observe_published(item: Outbound) -> None:
         _latency("filled", envelope.ts, envelope.data.timestamp)
     elif isinstance(envelope, PnlEnvelope):
         _latency("pnl", envelope.ts, envelope.data.timestamp)
-    if INPUT_CREATED:
-        stage = CREATE_STAGES.get(type(envelope))
-        if stage is not None:
-            _observe_input_created(stage, envelope)
+    if item.headers is not None:
+        _observe_tick_created(item)
 
 
 def input_counter(topic: str) -> Callable[[], None]:
@@ -267,63 +271,28 @@ def observe_batch_create_latency(
     if created is None or not out:
         return
     for stage, seconds in batch_create_latencies(out, ticks, times, positions, created):
-        child = _tick_children.get(stage)
-        if child is None:
-            child = _tick_children[stage] = CREATE_LATENCY.labels(stage, "market.ticks")
-        child.observe(seconds)
+        _tick_child(stage).observe(seconds)
 
 
-class InputCreateTimes:
-    """Kafka create times of messages a per-stage flow read, by what their outputs name (bounded).
-
-    A key is the id of the event a message held (its outputs' ``causation_id``)
-    or, for ticks, ``(instrument_token, exchange time)`` (a signal's). The
-    oldest entries go first once ``size`` are held. Shared by the worker
-    threads of one process; an output made in another process is not observed.
-    """
-
-    def __init__(self, size: int = 65_536) -> None:
-        self._size = size
-        self._times: dict[Any, tuple[str, datetime]] = {}
-
-    def put(self, key: Any, topic: str, created: datetime | None) -> None:
-        """Remember that ``key`` was read from ``topic`` with Kafka create time ``created`` (None: skip)."""
-        if created is None:
-            return
-        times = self._times
-        if len(times) >= self._size:
-            try:
-                del times[next(iter(times))]
-            except (KeyError, RuntimeError, StopIteration):
-                pass  # another worker thread evicted it first
-        times[key] = (topic, created)
-
-    def __len__(self) -> int:
-        return len(self._times)
-
-    def get(self, key: Any) -> tuple[str, datetime] | None:
-        """``(topic, create time)`` remembered for ``key``, or None."""
-        return self._times.get(key)
-
-    def clear(self) -> None:
-        """Forget everything (tests)."""
-        self._times.clear()
+def _tick_child(stage: str) -> Any:
+    child = _tick_children.get(stage)
+    if child is None:
+        child = _tick_children[stage] = CREATE_LATENCY.labels(stage, "market.ticks")
+    return child
 
 
-INPUT_CREATED = InputCreateTimes()
-"""Filled by :func:`dataflows.ingest.decode_events` and the strategy runner's tick decoder."""
-
-
-def _observe_input_created(stage: str, envelope: Any) -> None:
-    key = (
-        (envelope.data.instrument_token, envelope.data.timestamp)
-        if isinstance(envelope, SignalEnvelope)
-        else envelope.causation_id
-    )
-    seen = INPUT_CREATED.get(key)
-    if seen is not None:
-        topic, created = seen
-        CREATE_LATENCY.labels(stage, topic).observe(_seconds_after(created, envelope.ts))
+def _observe_tick_created(item: Outbound) -> None:
+    """Observe ``item``'s creation minus its ``ap-tick-created-ms`` header (our own, so well formed)."""
+    stage = CREATE_STAGES.get(type(item.envelope))
+    if stage is None:
+        return
+    try:
+        created_ms = tick_created_ms(item.topic, item.headers)
+    except HeaderError:
+        return
+    if created_ms is not None:
+        seconds = item.envelope.ts.timestamp() - created_ms / 1000
+        _tick_child(stage).observe(max(0.0, seconds))
 
 
 # --- snapshot durations -----------------------------------------------------------

@@ -3,7 +3,7 @@
 ``python -m bytewax.run dataflows.portfolio_manager``. Out:
 ``<broker>.pnl.snapshots`` and Redis ``<broker>:portfolio:<strategy_id>``.
 A redelivered fill (same order id) is ignored, so portfolios never
-double-count.
+double-count. A fill's snapshot keeps the fill's ``ap-tick-created-ms`` header.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import account_of, portfolio_stage, to_outbound
 from dataflows.clock import wall_clock
+from dataflows.tick_time import unstamped
 from schemas.envelope import FilledEnvelope
 from schemas.topics import ORDERS_FILLED
 
@@ -27,7 +28,7 @@ def build(settings: Any) -> Dataflow:
         flow, "fills", servers, settings, params, ORDERS_FILLED, FilledEnvelope
     )
     marks = live.marks_from_ticks(flow, servers, settings, params)
-    keyed_fills = op.map("fills_by_account", fills, lambda f: (account_of(f), f))
+    keyed_fills = op.map("fills_by_account", fills, lambda f: (account_of(unstamped(f)), f))
     snapshots = portfolio_stage(
         "portfolio", op.merge("books_inputs", marks, keyed_fills), params.account_steps(wall_clock)
     )

@@ -4,7 +4,8 @@
 ``<broker>.orders.failed`` releases what risk booked for it. Out: ``<broker>.signals.validated``
 and ``<broker>.signals.rejected``; undecodable signals go to
 ``<broker>.signals.raw.dlq``. Latest prices come from ``market.ticks``,
-routed to the accounts that trade each instrument.
+routed to the accounts that trade each instrument. Decisions keep their
+signal's ``ap-tick-created-ms`` header.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import account_of, risk_stage, to_outbound
 from dataflows.clock import wall_clock
+from dataflows.tick_time import unstamped
 from schemas.envelope import FailedEnvelope, SignalEnvelope
 from schemas.topics import ORDERS_FAILED, SIGNALS_RAW
 
@@ -31,8 +33,8 @@ def build(settings: Any) -> Dataflow:
         flow, "failed", servers, settings, params, ORDERS_FAILED, FailedEnvelope
     )
     marks = live.marks_from_ticks(flow, servers, settings, params, every_tick=True)
-    keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(s), s))
-    keyed_failed = op.map("failed_by_account", failed, lambda f: (account_of(f), f))
+    keyed_signals = op.map("signals_by_account", signals, lambda s: (account_of(unstamped(s)), s))
+    keyed_failed = op.map("failed_by_account", failed, lambda f: (account_of(unstamped(f)), f))
     inputs = op.merge("risk_inputs", marks, keyed_signals, keyed_failed)
     decisions = risk_stage("risk", inputs, params.account_steps(wall_clock))
     published = op.merge("published", op.map("publish", decisions, to_outbound), dead_signals, dead_failed)

@@ -29,6 +29,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.accounts import Mark, account_id
 from dataflows.clock import Clock
 from dataflows.metrics import snapshot_timer
+from dataflows.tick_time import Stamped, carrying, stamp_signal
 from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
 from schemas.envelope import TickEnvelope, envelop, event_id, with_tick_id
 from schemas.events import TradingSignal
@@ -267,6 +268,12 @@ class _ShardLogic(StatefulLogic[Any, tuple[str, Any], ShardSnapshot]):
             return ShardSnapshot(self._shard, dict(self._frozen))
 
 
+def _to_shard(shard: int, tick: Any) -> ShardTick | Stamped:
+    if type(tick) is Stamped:
+        return Stamped(ShardTick(shard, tick.item), tick.tick_created_ms)
+    return ShardTick(shard, tick)
+
+
 def context_for(configs: Sequence[StrategyConfig], **kwargs: Any) -> SignalContext:
     """Build a :class:`SignalContext` over the active strategies in ``configs``."""
     return SignalContext(configs=tuple(c for c in configs if c.is_active), **kwargs)
@@ -283,7 +290,9 @@ def strategy_stage(
 
     In: tick envelopes; optionally whole new contexts (hot reload), which
     keep the windows of unchanged strategies. Out: ``(account_id,
-    SignalEnvelope | Mark)``, each account's items in source order.
+    SignalEnvelope | Mark)``, each account's items in source order. A
+    :class:`dataflows.tick_time.Stamped` tick's signals come out stamped
+    with its Kafka create time (marks never are).
     """
     shards = range(context.shards)
     keyed: Stream[tuple[str, Any]]
@@ -291,7 +300,7 @@ def strategy_stage(
         keyed = op.key_on(f"{step_id}_to_shard", ticks, lambda _t: "0")
     else:
         keyed = op.flat_map(
-            f"{step_id}_to_shards", ticks, lambda t: [(str(i), ShardTick(i, t)) for i in shards]
+            f"{step_id}_to_shards", ticks, lambda t: [(str(i), _to_shard(i, t)) for i in shards]
         )
     if updates is not None:
         fanned = op.flat_map(
@@ -301,6 +310,6 @@ def strategy_stage(
     routed = op.stateful(
         f"{step_id}_strategies",
         keyed,
-        lambda resume: _ShardLogic(context, resume),
+        lambda resume: carrying(_ShardLogic(context, resume), stamp_signal),
     )
     return op.key_rm(f"{step_id}_unkey", routed)

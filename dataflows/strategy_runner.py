@@ -1,7 +1,8 @@
 """Per-stage flow: ``market.ticks`` -> strategies -> ``<broker>.signals.raw``.
 
 ``python -m bytewax.run dataflows.strategy_runner``. Strategies load from
-Postgres and reload on change; bad ticks go to ``market.ticks.dlq``.
+Postgres and reload on change; bad ticks go to ``market.ticks.dlq``. Each
+signal carries its tick's Kafka create time in the ``ap-tick-created-ms`` header.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
 from dataflows.ingest import decode_ticks
 from dataflows.signals import context_for, strategy_stage
+from dataflows.tick_time import unstamped
 from schemas.envelope import SignalEnvelope
 from schemas.topics import MARKET_TICKS
 
@@ -30,7 +32,7 @@ def build(settings: Any) -> Dataflow:
         service=params.service,
         dlq_clock=live.live_dlq_clock,
         derive_ids=False,
-        remember_created=True,
+        stamp_created=True,
     )
     context = context_for(
         live.initial_configs(servers),
@@ -44,7 +46,7 @@ def build(settings: Any) -> Dataflow:
     updates = op.map("contexts", reloads, context.with_configs) if reloads is not None else None
     routed = strategy_stage("strategies", ticks, context, updates=updates)
     signals = op.filter_map(
-        "signals", routed, lambda kv: kv[1] if isinstance(kv[1], SignalEnvelope) else None
+        "signals", routed, lambda kv: kv[1] if isinstance(unstamped(kv[1]), SignalEnvelope) else None
     )
     live.attach_sinks(op.merge("published", op.map("publish", signals, to_outbound), dead), servers)
     return flow

@@ -3,6 +3,7 @@
 ``python -m bytewax.run dataflows.trading_engine``. Out:
 ``<broker>.orders.submitted|filled|failed`` and the Postgres ledger. Stateless:
 order ids derive from the validated signal, so redelivery changes nothing.
+Order events keep the validated signal's ``ap-tick-created-ms`` header.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bytewax.dataflow import Dataflow
 from dataflows import live
 from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
+from dataflows.tick_time import carry
 from schemas.envelope import ValidatedEnvelope
 from schemas.topics import SIGNALS_VALIDATED
 
@@ -26,7 +28,7 @@ def build(settings: Any) -> Dataflow:
         flow, "validated", servers, settings, params, SIGNALS_VALIDATED, ValidatedEnvelope
     )
     executor = params.account_steps(wall_clock).executor
-    orders = op.flat_map("execute", validated, executor.execute)
+    orders = op.flat_map("execute", validated, lambda v: carry(executor.execute, v))
     live.attach_sinks(
         op.merge("published", op.map("publish", orders, to_outbound), dead), servers, ledger=True
     )

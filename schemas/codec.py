@@ -55,7 +55,8 @@ NaiveZone = tzinfo | str
 class RawMessage(NamedTuple):
     """A message as a source read it, before decoding.
 
-    ``offset`` is the Kafka offset, or the line number of a tick file.
+    ``offset`` is the Kafka offset, or the line number of a tick file;
+    ``headers`` are the Kafka record's, None when it has none.
     """
 
     topic: str
@@ -64,6 +65,7 @@ class RawMessage(NamedTuple):
     partition: int | None = None
     offset: int | None = None
     timestamp: datetime | None = None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class RawBatch(NamedTuple):

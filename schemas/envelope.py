@@ -291,12 +291,15 @@ class Outbound(NamedTuple):
     ``partition_key`` picks the Kafka partition when set (else ``key`` does):
     signals are keyed ``<strategy_id>:<token>`` by contract but partitioned
     by strategy, so one account's signals stay in order on Kafka.
+    ``headers`` go with the Kafka record only (see :mod:`schemas.headers`);
+    None, the usual case, produces none.
     """
 
     topic: str
     key: str
     envelope: AnyEnvelope
     partition_key: str | None = None
+    headers: tuple[tuple[str, bytes], ...] | None = None
 
 
 def envelop(

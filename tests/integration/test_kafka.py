@@ -20,6 +20,7 @@ from connectors.kafka import (
     raw_message,
 )
 from schemas.codec import decode
+from schemas.headers import TICK_CREATED, tick_created_headers, tick_created_ms
 from schemas.topics import BROKERS, all_topics, is_dlq
 from tests.integration.builders import filled_out, pnl_out, tick_out
 
@@ -99,6 +100,38 @@ def test_kafka_source_yields_messages_with_their_coordinates(kafka_bootstrap: st
     assert {r.topic for r in raws} == {topic}
     assert all(r.timestamp is not None for r in raws)
     assert {decode(r.value, topic).id for r in raws} == {o.envelope.id for o in sent}
+    assert {r.headers for r in raws} == {None}  # produced without headers: none come back
+
+
+def test_headers_of_an_outbound_go_with_the_record_and_read_back(kafka_bootstrap: str, unique: str) -> None:
+    topic = f"it.{unique}.stamped"
+    create_topics(kafka_bootstrap, [topic], 2, 60_000)
+    stamped = [
+        pnl_out("paper", f"s{i}", 1_000_000.0, i)._replace(
+            topic=topic, headers=tick_created_headers(1000 + i)
+        )
+        for i in range(4)
+    ]
+    bare = [pnl_out("paper", "s9", 1_000_000.0, 9)._replace(topic=topic)]
+    run_main(_sink_flow(stamped + bare, kafka_bootstrap))
+
+    records = consume_all(kafka_bootstrap, topic, timeout=10)
+    by_id = {decode(r.value, topic).id: r.headers for r in records}
+    assert by_id == {
+        **{o.envelope.id: ((TICK_CREATED, str(1000 + i).encode()),) for i, o in enumerate(stamped)},
+        bare[0].envelope.id: (),
+    }
+    read = Dataflow("kafka_source_headers")
+    out: list = []
+    op.output(
+        "out", op.input("kafka", read, kafka_source(kafka_bootstrap, [topic], tail=False)), TestingSink(out)
+    )
+    run_main(read)
+    raws = {decode(r.value, topic).id: r for r in map(raw_message, out)}
+    assert {ident: tick_created_ms(topic, r.headers) for ident, r in raws.items()} == {
+        **{o.envelope.id: 1000 + i for i, o in enumerate(stamped)},
+        bare[0].envelope.id: None,
+    }
 
 
 def test_produce_and_consume_all_helpers(kafka_bootstrap: str, unique: str) -> None:

@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,12 @@ import dataflows.strategy_runner
 import dataflows.trading_engine
 from alpha_panda import orchestration
 from alpha_panda.replay import run_replay
+from connectors.kafka import consume_all
 from connectors.postgres import ledger_counts, ledger_orders, set_strategy_active
 from dataflows.pipeline import live_flow
 from operators.strategy import StrategyConfig
+from schemas.headers import TICK_CREATED
+from schemas.topics import MARKET_TICKS
 from tests.flows.conftest import tick_line
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
 
@@ -143,23 +147,45 @@ def test_per_stage_flows_match_the_pipeline_and_replay(world: World, tmp_path: P
     assert world.fills() == fills
     assert without_time(world.portfolios()) == without_time(reference)
 
-    # Each output is timed from the Kafka create time of the input that caused it, once.
+    # Every output a tick caused is timed once from that tick's Kafka create time, carried
+    # across the four flows in the ap-tick-created-ms header; snapshots of marks are not.
     observed = create_latency_counts() - before
     expected: Counter[tuple[str, str]] = Counter()
     for broker in ("paper", "zerodha"):
         expected["signal", "market.ticks"] += len(world.topic(f"{broker}.signals.raw"))
         for stage in ("validated", "rejected"):
-            expected[stage, f"{broker}.signals.raw"] = len(world.topic(f"{broker}.signals.{stage}"))
+            expected[stage, "market.ticks"] += len(world.topic(f"{broker}.signals.{stage}"))
         filled = world.topic(f"{broker}.orders.filled")
-        expected["filled", f"{broker}.signals.validated"] = len(filled)
+        expected["filled", "market.ticks"] += len(filled)
         fill_ids = {m["id"] for m in filled}
         snapshots = world.topic(f"{broker}.pnl.snapshots")
-        expected["pnl", f"{broker}.orders.filled"] = sum(m["causation_id"] in fill_ids for m in snapshots)
+        expected["pnl", "market.ticks"] += sum(m["causation_id"] in fill_ids for m in snapshots)
     assert +expected == observed
-    assert min(expected["signal", "market.ticks"], expected["pnl", "paper.orders.filled"]) > 0
+    assert min(expected.values()) > 0
+    assert len(expected) == 5
+    assert_fills_carry_their_ticks_create_time(world, "paper")
     # Bytewax snapshots every stateful step at epoch close (recovery or not); each call is timed.
     snapshots = snapshot_counts() - snapshots_before
     assert {step for step, count in snapshots.items() if count > 0} >= {"strategies", "risk", "portfolio"}
+
+
+def assert_fills_carry_their_ticks_create_time(world: World, broker: str) -> None:
+    """Each record on ``<broker>.orders.filled`` has the Kafka create time of its tick in its header."""
+    created: dict[tuple[int, datetime, float], set[int]] = {}
+    for record in consume_all(world.urls.kafka, MARKET_TICKS, 15):
+        tick = orjson.loads(record.value or b"{}")["data"]
+        key = (tick["instrument_token"], datetime.fromisoformat(tick["timestamp"]), tick["last_price"])
+        assert record.timestamp_ms is not None
+        created.setdefault(key, set()).add(record.timestamp_ms)
+    validated = {m["id"]: m["data"]["original_signal"] for m in world.topic(f"{broker}.signals.validated")}
+    fills = consume_all(world.urls.kafka, f"{broker}.orders.filled", 15)
+    assert fills
+    for record in fills:
+        signal = validated[orjson.loads(record.value or b"{}")["causation_id"]]
+        key = (signal["instrument_token"], datetime.fromisoformat(signal["timestamp"]), signal["price"])
+        ((name, value),) = record.headers
+        assert name == TICK_CREATED
+        assert int(value) in created[key]
 
 
 def snapshot_counts() -> Counter[str]:

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
+from dataflows.accounts import to_outbound
 from dataflows.metrics import (
-    INPUT_CREATED,
-    InputCreateTimes,
     batch_create_latencies,
     observe_batch_create_latency,
     observe_published,
     snapshot_timer,
 )
+from dataflows.tick_time import Stamped, epoch_ms
 from operators.execution import SimulatedExecution
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
 from operators.shard import ShardConfig, TradingShard
 from operators.strategy import StrategyConfig
-from schemas.codec import decode_tick_batch
+from schemas.codec import dead_letter, decode_tick_batch
+from schemas.headers import TICK_CREATED, HeaderError, tick_created_headers, tick_created_ms
 from tests.flows.conftest import START, tick_line
 
 MOMENTUM = StrategyConfig(
@@ -139,34 +141,68 @@ def test_the_batch_observer_fills_the_histogram_and_ignores_tick_files() -> None
     assert _sample(f"{name}_sum", stage="signal", input="market.ticks") - total == 1.0
 
 
-def test_per_stage_outputs_are_timed_from_the_input_that_caused_them() -> None:
+def test_per_stage_outputs_are_timed_from_their_ticks_header() -> None:
     batch = decode_tick_batch(RAW)
     out = _shard(snapshot_s=60).on_batch(batch.ticks, batch.times)
-    signal, validated = out[0].envelope, out[1].envelope
+    signal, validated, submitted = out[0].envelope, out[1].envelope, out[2].envelope
     name = "alpha_panda_stage_create_latency_seconds"
-    INPUT_CREATED.put((signal.data.instrument_token, signal.data.timestamp), "unit.ticks", START + 1100 * MS)
-    INPUT_CREATED.put(signal.id, "unit.signals", START + 1250 * MS)
-    try:
-        observe_published(out[0])
-        observe_published(out[1])
-    finally:
-        INPUT_CREATED.clear()
-    # The signal (created 1.5 s) from its tick (1.1 s); the decision (1.5 s) from the signal (1.25 s).
-    assert _sample(f"{name}_sum", stage="signal", input="unit.ticks") == 0.4
-    assert _sample(f"{name}_sum", stage="validated", input="unit.signals") == 0.25
-    assert validated.causation_id == signal.id
+    ticks = {"input": "market.ticks"}
+    before = {s: _sample(f"{name}_sum", stage=s, **ticks) for s in ("signal", "validated", "submitted")}
+    counts = {s: _sample(f"{name}_count", stage=s, **ticks) for s in ("signal", "validated")}
+    # The tick (exchange time 1 s) was created at 1.1 s; the signal and decision at 1.5 s.
+    created = epoch_ms(START + 1100 * MS)
+    observe_published(to_outbound(Stamped(signal, created)))
+    observe_published(to_outbound(Stamped(validated, created)))
+    observe_published(to_outbound(Stamped(submitted, created)))  # submitted is not a timed stage
+    observe_published(to_outbound(validated))  # no header (a replay): not timed
+    assert _sample(f"{name}_sum", stage="signal", **ticks) - before["signal"] == pytest.approx(0.4)
+    assert _sample(f"{name}_sum", stage="validated", **ticks) - before["validated"] == pytest.approx(0.4)
+    assert _sample(f"{name}_count", stage="signal", **ticks) == counts["signal"] + 1
+    assert _sample(f"{name}_count", stage="validated", **ticks) == counts["validated"] + 1
+    assert _sample(f"{name}_sum", stage="submitted", **ticks) == before["submitted"] == 0.0
 
 
-def test_the_registry_keeps_the_newest_entries_and_skips_missing_times() -> None:
-    times = InputCreateTimes(size=2)
-    times.put("a", "t", START)
-    times.put("b", "t", None)
-    times.put("c", "t", START + MS)
-    times.put("d", "t", START + 2 * MS)
-    assert (times.get("a"), times.get("b")) == (None, None)
-    assert times.get("c") == ("t", START + MS)
-    assert times.get("d") == ("t", START + 2 * MS)
-    assert len(times) == 2
+def test_a_stamped_event_goes_out_with_the_header_and_a_bare_one_without() -> None:
+    batch = decode_tick_batch(RAW)
+    signal = _shard(snapshot_s=60).on_batch(batch.ticks, batch.times)[0].envelope
+    bare = to_outbound(signal)
+    stamped = to_outbound(Stamped(signal, 1_704_166_501_100))
+    assert bare.headers is None
+    assert stamped.headers == (("ap-tick-created-ms", b"1704166501100"),)
+    assert stamped._replace(headers=None) == bare
+    letter = dead_letter(
+        topic="paper.signals.validated",
+        key=b"mom",
+        value=b"{}",
+        error_type="transient",
+        error_class="Timeout",
+        error_message="live_order: timed out",
+        service_name="t",
+        dlq_timestamp=START,
+    )
+    # Dead letters never carry it: `dlq replay` republishes only their payload.
+    assert to_outbound(Stamped(letter, 1)).headers is None
+
+
+def test_the_header_is_ascii_epoch_milliseconds_and_reads_back() -> None:
+    assert tick_created_headers(1_704_166_501_100) == ((TICK_CREATED, b"1704166501100"),)
+    assert tick_created_ms("t", [*tick_created_headers(7), (TICK_CREATED, b"8")]) == 7
+    assert tick_created_ms("t", [("alpha-panda-replayed-from", b"x.dlq:0:1"), (TICK_CREATED, "42")]) == 42
+    assert tick_created_ms("t", None) is None
+    assert tick_created_ms("t", []) is None
+    assert tick_created_ms("t", [("alpha-panda-replayed-from", b"x.dlq:0:1")]) is None
+
+
+@pytest.mark.parametrize(
+    "value", [b"", b"-1", b"12x4", b"1.5", b" 12", "\u0661\u0662".encode(), b"9" * 17, None]
+)
+def test_a_garbled_header_is_a_header_error_naming_it(value: bytes | None) -> None:
+    with pytest.raises(HeaderError) as caught:
+        tick_created_ms("paper.signals.raw", [(TICK_CREATED, value)])
+    assert caught.value.topic == "paper.signals.raw"
+    assert caught.value.reason.startswith(
+        "header ap-tick-created-ms must be 1 to 16 ASCII digits (epoch ms), got "
+    )
 
 
 def test_snapshot_timer_counts_each_call() -> None:
