@@ -30,6 +30,8 @@ from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, Tic
 from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
 from dataflows.clock import Clock, event_time_clock
 from dataflows.ingest import dead_tick
+from dataflows.instrument_groups import grouped_trading
+from operators.account_books import Execute
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
@@ -56,6 +58,10 @@ class PipelineParams:
     zerodha_mode: ExecutionMode = "dry_run"
     service: str = "alpha-panda"
     shards: int = 1
+    """Strategy shards (one group) or account shards (several groups): strategies by ``shard_of``."""
+    groups: int = 1
+    """Instrument groups: above 1, one strategy's instruments spread over workers
+    (:mod:`dataflows.instrument_groups`); 1 runs each shard's strategies in one step."""
     idle_mark_after: timedelta | None = None
     zerodha_route: ExecutionRoute | None = None
     """Live Zerodha orders (:func:`dataflows.zerodha.zerodha_route`); None: ``zerodha_mode`` simulated."""
@@ -117,6 +123,11 @@ class PipelineParams:
             idle_flush_after=self.idle_mark_after,
             halts=self.halts,
         )
+
+    def trading_collaborators(self, clock: Clock) -> tuple[RiskFilter, Portfolio, Execute]:
+        """The risk filter, the books and the executor every trading shard is built with."""
+        executor = Executor(FillSimulator(self.fills), self.routes(), clock, self.service)
+        return RiskFilter(self.risk), Portfolio(self.portfolio), executor.execute
 
     def shard_config(self) -> ShardConfig:
         """What every trading shard of the all-in-one flow shares."""
@@ -229,6 +240,10 @@ def build_pipeline(
 ) -> Stream[list[Outbound]]:
     """Wire every stage; return every published message, a list per input batch.
 
+    ``params.groups > 1`` splits the trading part by instrument group
+    (:func:`dataflows.instrument_groups.grouped_trading`): a list per step an
+    account shard runs; the messages are the same.
+
     In: raw ``market.ticks`` batches, and optionally new strategy sets (hot
     reload). Out: signals, validated and rejected signals,
     submitted/filled/failed orders and P&L snapshots on each broker's
@@ -238,9 +253,12 @@ def build_pipeline(
         duplicated id), before the flow starts.
     """
     InstrumentStrategies([c for c in configs if c.is_active])  # fail fast on a bad set
+    if params.groups > 1:
+        return grouped_trading(
+            raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, config_updates=config_updates
+        )
     shards = max(1, params.shards)
-    risk, portfolio = RiskFilter(params.risk), Portfolio(params.portfolio)
-    executor = Executor(FillSimulator(params.fills), params.routes(), clock, params.service)
+    risk, portfolio, execute = params.trading_collaborators(clock)
     shard_config = params.shard_config()
 
     def mine(shard: int, strategy_set: Iterable[StrategyConfig]) -> list[StrategyConfig]:
@@ -252,7 +270,7 @@ def build_pipeline(
             shard_config,
             risk,
             portfolio,
-            executor.execute,
+            execute,
             clock,
             state,
             emit_dead_letters=shard == 0,
