@@ -9,12 +9,16 @@ one :class:`operators.shard.TradingShard` per strategy shard:
    (:class:`operators.timeline.Timeline`), and splits the batch into one
    part per instrument group: columns of plain values, so what crosses
    workers pickles cheaply (``G`` items per batch, never one per tick).
-2. ``groups`` (key ``g``): the strategies over the group's instruments
+2. ``groups`` (group ``g``): the strategies over the group's instruments
    (:class:`operators.instrument_group.InstrumentGroup`); one part per
    account shard for every step.
-3. ``accounts`` (key ``s``, strategies by ``shard_of(strategy_id, shards)``):
+3. ``accounts`` (shard ``s``, strategies by ``shard_of(strategy_id, shards)``):
    waits for all ``G`` parts of a step and runs risk, execution and books in
    the order one shard would (:class:`operators.account_shard.AccountShard`).
+
+Placement (:mod:`dataflows.placement`): the timeline on worker 0, group
+``g`` on worker ``(g + 1) % W`` and account shard ``s`` on ``(s + 1) % W``,
+so the worker that decodes gets the fewest groups.
 
 The messages are the same for any ``G``, number of shards, workers or
 processes, and the same as the one-group path's.
@@ -31,6 +35,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
 from dataflows.ingest import dead_tick
+from dataflows.placement import worker_key
 from operators.account_shard import AccountShard, AccountShardState
 from operators.instrument_group import AccountPart, GroupState, InstrumentGroup
 from operators.shard_state import ShardConfig
@@ -41,8 +46,6 @@ from schemas.envelope import Outbound
 
 if TYPE_CHECKING:
     from dataflows.pipeline import PipelineParams
-
-TIMELINE_KEY = "timeline"
 
 
 class _Origins:
@@ -67,13 +70,14 @@ class _TimelineLogic(StatefulLogic[Any, list[Any], TimelineState]):
         self,
         config: ShardConfig,
         clock: Callable[[datetime], datetime],
-        groups: int,
+        keys: list[str],
         dead: Callable[[RawBatch, int, Any], Outbound],
         times: TimeCache,
         resume: TimelineState | None,
     ) -> None:
         self._timeline = Timeline(config, clock, resume)
-        self._splitter = GroupSplitter(groups)
+        self._splitter = GroupSplitter(len(keys))
+        self._keys = keys
         self._dead = dead
         self._times = times
 
@@ -81,7 +85,7 @@ class _TimelineLogic(StatefulLogic[Any, list[Any], TimelineState]):
         if not isinstance(value, RawBatch):
             step = self._timeline.reload_step()
             parts = self._splitter.reload(step, tuple(value), self._timeline.state.newest)
-            return [_keyed(parts)], StatefulLogic.RETAIN
+            return [self._keyed(parts)], StatefulLogic.RETAIN
         decoded = decode_tick_batch(value.values, self._times)
         out: list[Any] = []
         letters = [self._dead(value, i, err) for i, err in decoded.failed]
@@ -89,10 +93,13 @@ class _TimelineLogic(StatefulLogic[Any, list[Any], TimelineState]):
             plan = self._timeline.on_batch(
                 letters, decoded.ticks, decoded.times, _Origins(value, decoded.positions)
             )
-            out.extend(_keyed(self._splitter.split(plan)))
+            out.extend(self._keyed(self._splitter.split(plan)))
         if letters:
             out.append(letters)
         return ([out] if out else ()), StatefulLogic.RETAIN
+
+    def _keyed(self, parts: list[GroupTicks]) -> list[tuple[str, tuple[int, GroupTicks]]]:
+        return [(self._keys[g], (g, part)) for g, part in enumerate(parts)]
 
     def on_eof(self) -> tuple[Iterable[list[Any]], bool]:
         letters = self._timeline.flush()
@@ -102,23 +109,22 @@ class _TimelineLogic(StatefulLogic[Any, list[Any], TimelineState]):
         return self._timeline.snapshot()
 
 
-def _keyed(parts: list[GroupTicks]) -> list[tuple[str, GroupTicks]]:
-    return [(str(g), part) for g, part in enumerate(parts)]
-
-
-class _GroupLogic(StatefulLogic[GroupTicks, tuple[str, AccountPart], tuple[int, GroupState]]):
+class _GroupLogic(StatefulLogic[Any, tuple[str, Any], tuple[int, GroupState]]):
     """Bytewax glue around one :class:`InstrumentGroup`: a step's ticks in, a part per account shard out."""
 
-    def __init__(self, build: Callable[[int, GroupState | None], InstrumentGroup], resume: Any) -> None:
+    def __init__(
+        self, build: Callable[[int, GroupState | None], InstrumentGroup], keys: list[str], resume: Any
+    ) -> None:
         self._build = build
+        self._keys = keys
         self._group: InstrumentGroup | None = build(*resume) if resume is not None else None
 
-    def on_item(self, value: tuple[int, GroupTicks]) -> tuple[Iterable[tuple[str, AccountPart]], bool]:
+    def on_item(self, value: tuple[int, GroupTicks]) -> tuple[Iterable[tuple[str, Any]], bool]:
         index, ticks = value
         if self._group is None:
             self._group = self._build(index, None)
         parts = self._group.on_step(ticks)
-        return [(str(s), part) for s, part in enumerate(parts)], StatefulLogic.RETAIN
+        return [(self._keys[s], (s, part)) for s, part in enumerate(parts)], StatefulLogic.RETAIN
 
     def snapshot(self) -> tuple[int, GroupState]:
         assert self._group is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
@@ -188,29 +194,29 @@ def grouped_trading(
         return dead_tick(batch.message(i), err, params.service, dlq_clock)
 
     times = TimeCache(params.naive_tz)
-    work: Stream[tuple[str, Any]] = op.key_on("to_timeline", raw_ticks, lambda _batch: TIMELINE_KEY)
+    timeline_key = worker_key("timeline", 0)
+    group_keys = [worker_key("group", g + 1) for g in range(groups)]
+    shard_keys = [worker_key("accounts", s + 1) for s in range(shards)]
+    work: Stream[tuple[str, Any]] = op.key_on("to_timeline", raw_ticks, lambda _batch: timeline_key)
     if config_updates is not None:
-        reloads = op.key_on("reloads_to_timeline", config_updates, lambda _new: TIMELINE_KEY)
+        reloads = op.key_on("reloads_to_timeline", config_updates, lambda _new: timeline_key)
         work = op.merge("timeline_work", work, reloads)
     planned = op.key_rm(
         "timeline_unkey",
         op.stateful(
             "timeline",
             work,
-            lambda resume: _TimelineLogic(shard_config, clock, groups, dead, times, resume),
+            lambda resume: _TimelineLogic(shard_config, clock, group_keys, dead, times, resume),
         ),
     )
     items = op.flat_map("timeline_items", planned, lambda batch: batch)
     split = op.branch("timeline_letters", items, lambda item: isinstance(item, list))
-    to_groups = op.map("to_groups", split.falses, lambda item: (item[0], (int(item[0]), item[1])))
 
     def build_group(index: int, state: GroupState | None) -> InstrumentGroup:
         return InstrumentGroup(index, shards, configs, state)
 
-    parts = op.key_rm(
-        "groups_unkey", op.stateful("groups", to_groups, lambda resume: _GroupLogic(build_group, resume))
-    )
-    to_accounts = op.map("to_accounts", parts, lambda item: (item[0], (int(item[0]), item[1])))
+    grouped = op.stateful("groups", split.falses, lambda resume: _GroupLogic(build_group, shard_keys, resume))
+    to_accounts = op.key_rm("groups_unkey", grouped)
 
     def build_accounts(index: int, state: AccountShardState | None) -> AccountShard:
         return AccountShard(
