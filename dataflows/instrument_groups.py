@@ -123,8 +123,14 @@ class _GroupLogic(StatefulLogic[Any, tuple[str, Any], tuple[int, GroupState]]):
         index, ticks = value
         if self._group is None:
             self._group = self._build(index, None)
-        parts = self._group.on_step(ticks)
-        return [(self._keys[s], (s, part)) for s, part in enumerate(parts)], StatefulLogic.RETAIN
+        return self._keyed(self._group.on_step(ticks)), StatefulLogic.RETAIN
+
+    def _keyed(self, parts: list[AccountPart]) -> list[tuple[str, Any]]:
+        return [(self._keys[s], (s, part)) for s, part in enumerate(parts)]
+
+    def on_eof(self) -> tuple[Iterable[tuple[str, Any]], bool]:
+        parts = self._group.end_of_input() if self._group is not None else []
+        return self._keyed(parts), StatefulLogic.RETAIN
 
     def snapshot(self) -> tuple[int, GroupState]:
         assert self._group is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
@@ -213,7 +219,9 @@ def grouped_trading(
     split = op.branch("timeline_letters", items, lambda item: isinstance(item, list))
 
     def build_group(index: int, state: GroupState | None) -> InstrumentGroup:
-        return InstrumentGroup(index, shards, configs, state)
+        return InstrumentGroup(
+            index, shards, configs, state, report_every_step=params.idle_mark_after is not None
+        )
 
     grouped = op.stateful("groups", split.falses, lambda resume: _GroupLogic(build_group, shard_keys, resume))
     to_accounts = op.key_rm("groups_unkey", grouped)

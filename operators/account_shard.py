@@ -25,7 +25,7 @@ from operator import attrgetter
 
 from operators.account_books import AccountBooks, Clock, Execute
 from operators.errors import ConfigError
-from operators.instrument_group import AccountPart, shard_of
+from operators.instrument_group import END_OF_INPUT, AccountPart, shard_of
 from operators.portfolio import Portfolio
 from operators.risk import RiskFilter
 from operators.shard_state import AccountState, ShardConfig
@@ -41,7 +41,8 @@ class AccountShardState:
 
     ``latest``: the latest price of each instrument seen (marks for
     snapshots). ``waiting``: parts of steps not yet whole, by step.
-    ``done``: the last step run.
+    ``done``: the last step run. ``ends``: the groups' last prices, sent at
+    end of input, applied once every step ran.
     """
 
     accounts: dict[str, AccountState] = field(default_factory=dict)
@@ -49,6 +50,7 @@ class AccountShardState:
     waiting: dict[int, list[AccountPart]] = field(default_factory=dict)
     done: int = 0
     newest: datetime | None = None
+    ends: list[dict[int, float]] = field(default_factory=list)
 
     def copy(self) -> AccountShardState:
         """Return a copy that shares no mutable data with this state (parts are not changed once made)."""
@@ -58,6 +60,7 @@ class AccountShardState:
             {step: list(parts) for step, parts in self.waiting.items()},
             self.done,
             self.newest,
+            list(self.ends),
         )
 
 
@@ -101,6 +104,9 @@ class AccountShard:
     def on_part(self, part: AccountPart) -> list[Outbound]:
         """Take one group's part of a step; return the messages of every step it made whole."""
         state = self.state
+        if part.step == END_OF_INPUT:
+            state.ends.extend(part.moved)
+            return []
         state.waiting.setdefault(part.step, []).append(part)
         out: list[Outbound] = []
         while len(state.waiting.get(state.done + 1, ())) == self.groups:
@@ -124,7 +130,7 @@ class AccountShard:
             while k < len(boundaries) and boundaries[k][0] <= signal.position:
                 self._boundary(out, parts, k)
                 k += 1
-            books.on_signal(out, signal.signal, signal.cause, signal.correlation)
+            books.on_signal(out, signal.signal(), signal.cause, signal.correlation)
         while k < len(boundaries):
             self._boundary(out, parts, k)
             k += 1
@@ -140,7 +146,11 @@ class AccountShard:
 
     def flush(self) -> list[Outbound]:
         """The snapshots still owed at the newest tick (end of input, quiet spell)."""
-        newest = self.state.newest
+        state = self.state
+        for moved in state.ends:
+            state.latest.update(moved)
+        state.ends.clear()
+        newest = state.newest
         out: list[Outbound] = []
         if newest is not None:
             self._books.flush(out, newest, self.state.latest.get)

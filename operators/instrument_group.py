@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from operators.account_books import trading_signal
+from operators.decision import Decision
 from operators.shard_state import InstrumentBook
 from operators.strategy import InstrumentStrategies, StrategyConfig
 from operators.timeline import GroupTicks
@@ -38,19 +39,38 @@ def shard_of(strategy_id: str, shards: int) -> int:
 
 
 class GroupSignal(NamedTuple):
-    """A strategy's signal, where it stands in its step, and the tick identity it carries."""
+    """A strategy's decision on one tick, where it stands in its step, and the tick it came from.
+
+    Plain values only (the account stage builds the :class:`TradingSignal`):
+    what crosses workers pickles cheaply.
+    """
 
     position: int
-    signal: TradingSignal
+    strategy_id: str
+    token: int
+    price: float
+    at: datetime
+    decision: Decision
     cause: str
     correlation: str
+
+    def signal(self) -> TradingSignal:
+        """The signal the decision makes."""
+        return trading_signal(self.strategy_id, self.token, self.decision, self.price, self.at)
+
+
+END_OF_INPUT = -1
+"""The ``step`` of the part a group sends at end of input: the prices moved since its last report."""
 
 
 class AccountPart(NamedTuple):
     """What one group sends one account shard for one step.
 
     ``moved[k]``: prices that changed in the group before boundary ``k``
-    (since the previous one); ``moved[-1]`` those after the last boundary.
+    (since the previous report); ``moved[-1]`` those after the last
+    boundary, reported every step only if the group was built
+    ``report_every_step`` (live flows snapshot in quiet spells), else at the
+    next boundary or at end of input (``step == END_OF_INPUT``).
     ``configs``: a new strategy set instead of ticks (every group sends it).
     """
 
@@ -68,10 +88,12 @@ class GroupState:
     """Recoverable state of an instrument group: each instrument's windows and tick identity."""
 
     instruments: dict[int, InstrumentBook] = field(default_factory=dict)
+    moved: dict[int, float] = field(default_factory=dict)
+    """Prices changed since they were last reported."""
 
     def copy(self) -> GroupState:
         """Return a copy that shares no mutable data with this state."""
-        return GroupState({t: b.copy() for t, b in self.instruments.items()})
+        return GroupState({t: b.copy() for t, b in self.instruments.items()}, dict(self.moved))
 
 
 class InstrumentGroup:
@@ -83,9 +105,12 @@ class InstrumentGroup:
         shards: int,
         configs: Sequence[StrategyConfig],
         state: GroupState | None = None,
+        *,
+        report_every_step: bool = False,
     ) -> None:
         self.group = group
         self.shards = shards
+        self._every_step = report_every_step
         self.state = state if state is not None else GroupState()
         self._runs: dict[int, list[tuple[StrategyConfig, Any, Any]]] = {}
         self._shard_of: dict[str, int] = {}
@@ -121,7 +146,7 @@ class InstrumentGroup:
         state = self.state
         instruments = state.instruments
         runs = self._runs
-        moved: dict[int, float] = {}
+        moved = state.moved
         reported: list[dict[int, float]] = []
         boundaries = ticks.boundaries
         upcoming = 0
@@ -155,15 +180,26 @@ class InstrumentGroup:
                 if decision is not None:
                     cause = self._tick_id(book, token, price)
                     correlation = (correlations[i] if correlations is not None else None) or cause
-                    signal = trading_signal(config.id, token, decision, price, at)
                     shard = signals[self._shard_of[config.id]]
-                    shard.append(GroupSignal(position, signal, cause, correlation))
+                    shard.append(
+                        GroupSignal(position, config.id, token, price, at, decision, cause, correlation)
+                    )
         while upcoming < len(boundaries):
             reported.append(moved)
             moved = {}
             upcoming += 1
-        reported.append(moved)
+        if self._every_step:
+            reported.append(moved)
+            moved = {}
+        else:
+            reported.append({})
+        state.moved = moved
         return reported
+
+    def end_of_input(self) -> list[AccountPart]:
+        """The prices moved since the last report, one part per account shard."""
+        moved, self.state.moved = self.state.moved, {}
+        return [AccountPart(END_OF_INPUT, self.group, [], [], [moved], None) for _ in range(self.shards)]
 
     def _run_for(self, token: int, book: InstrumentBook) -> list[tuple[StrategyConfig, Any, Any]]:
         run = []
