@@ -27,8 +27,9 @@ processes, and the same as the one-group path's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -40,7 +41,15 @@ from operators.account_shard import AccountShard, AccountShardState
 from operators.instrument_group import AccountPart, GroupState, InstrumentGroup
 from operators.shard_state import ShardConfig
 from operators.strategy import StrategyConfig
-from operators.timeline import GroupSplitter, GroupTicks, Timeline, TimelineState
+from operators.timeline import (
+    GroupSplitter,
+    GroupTicks,
+    TickColumns,
+    Timeline,
+    TimelineState,
+    joined,
+    tick_columns,
+)
 from schemas.codec import RawBatch, TimeCache, decode_tick_batch
 from schemas.envelope import Outbound
 
@@ -48,65 +57,152 @@ if TYPE_CHECKING:
     from dataflows.pipeline import PipelineParams
 
 
-class _Origins:
-    """``origins[i]``: (topic, key, value, partition, offset) of good tick ``i`` of a batch, on demand."""
+class Chunk(NamedTuple):
+    """Lines ``start`` onwards of one raw batch, for decoder ``index`` of ``count``."""
 
-    def __init__(self, raw: RawBatch, positions: list[int]) -> None:
-        self._raw = raw
-        self._positions = positions
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    def __getitem__(self, i: int) -> tuple[Any, ...]:
-        message = self._raw.message(self._positions[i])
-        return (message.topic, message.key, message.value, message.partition, message.offset)
+    batch: tuple[Any, ...]
+    index: int
+    count: int
+    start: int
+    raw: RawBatch
 
 
-class _TimelineLogic(StatefulLogic[Any, list[Any], TimelineState]):
-    """Decode, order and split: a raw batch (or a strategy set) in, the groups' parts and dead letters out."""
+class Decoded(NamedTuple):
+    """A chunk's good ticks as columns (origins: line numbers in the whole batch)."""
+
+    batch: tuple[Any, ...]
+    index: int
+    count: int
+    ticks: TickColumns
+
+
+def batch_id(batch: RawBatch) -> tuple[Any, ...]:
+    """What names a raw batch among all others: where its first message came from."""
+    partition = batch.partitions[0] if batch.partitions is not None else batch.partition
+    return (batch.topic, partition, batch.offsets[0])
+
+
+def chunks(batch: RawBatch, count: int) -> list[Chunk]:
+    """``batch`` cut into ``count`` consecutive chunks of about equal size (some maybe empty)."""
+    n = len(batch.values)
+    ident = batch_id(batch)
+    out = []
+    for k in range(count):
+        a, b = n * k // count, n * (k + 1) // count
+        out.append(
+            Chunk(
+                ident,
+                k,
+                count,
+                a,
+                RawBatch(
+                    batch.topic,
+                    batch.values[a:b],
+                    batch.offsets[a:b],
+                    batch.partition,
+                    batch.keys[a:b] if batch.keys is not None else None,
+                    batch.partitions[a:b] if batch.partitions is not None else None,
+                    batch.timestamps[a:b] if batch.timestamps is not None else None,
+                ),
+            )
+        )
+    return out
+
+
+class _DecodeLogic(StatefulLogic[Chunk, Any, None]):
+    """Decodes one chunk: its columns to the timeline, its dead letters straight out. Keeps no state."""
+
+    def __init__(self, dead: Callable[[RawBatch, int, Any], Outbound], times: TimeCache) -> None:
+        self._dead = dead
+        self._times = times
+
+    def on_item(self, value: Chunk) -> tuple[Iterable[Any], bool]:
+        raw = value.raw
+        decoded = decode_tick_batch(raw.values, self._times)
+        start = value.start
+        origins = [start + i for i in decoded.positions]
+        ticks = tick_columns(decoded.ticks, decoded.times, origins)
+        out: list[Any] = [Decoded(value.batch, value.index, value.count, ticks)]
+        if decoded.failed:
+            out.append([self._dead(raw, i, err) for i, err in decoded.failed])
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> None:
+        return None
+
+
+@dataclass
+class _Pending:
+    """A raw batch and its decoded chunks, until all have arrived."""
+
+    raw: RawBatch | None = None
+    chunks: dict[int, TickColumns] = field(default_factory=dict)
+    count: int = 0
+
+
+class _TimelineLogic(StatefulLogic[Any, list[Any], tuple[TimelineState, dict[Any, _Pending]]]):
+    """Orders and splits: each raw batch with its decoded chunks (or a strategy set) in, groups' parts out.
+
+    A batch runs once its raw lines (for dead letters of held ticks) and
+    every decoder's chunk are in. Batches complete in the order one source
+    sent them: each sender delivers in order.
+    """
 
     def __init__(
         self,
         config: ShardConfig,
         clock: Callable[[datetime], datetime],
         keys: list[str],
-        dead: Callable[[RawBatch, int, Any], Outbound],
-        times: TimeCache,
-        resume: TimelineState | None,
+        resume: tuple[TimelineState, dict[Any, _Pending]] | None,
     ) -> None:
-        self._timeline = Timeline(config, clock, resume)
+        self._timeline = Timeline(config, clock, resume[0] if resume is not None else None)
+        self._pending: dict[Any, _Pending] = dict(resume[1]) if resume is not None else {}
         self._splitter = GroupSplitter(len(keys))
         self._keys = keys
-        self._dead = dead
-        self._times = times
 
     def on_item(self, value: Any) -> tuple[Iterable[list[Any]], bool]:
-        if not isinstance(value, RawBatch):
+        if isinstance(value, RawBatch):
+            pending = self._pending.setdefault(batch_id(value), _Pending())
+            pending.raw = value
+            ident = batch_id(value)
+        elif isinstance(value, Decoded):
+            pending = self._pending.setdefault(value.batch, _Pending())
+            pending.chunks[value.index] = value.ticks
+            pending.count = value.count
+            ident = value.batch
+        else:
             step = self._timeline.reload_step()
             parts = self._splitter.reload(step, tuple(value), self._timeline.state.newest)
             return [self._keyed(parts)], StatefulLogic.RETAIN
-        decoded = decode_tick_batch(value.values, self._times)
-        out: list[Any] = []
-        letters = [self._dead(value, i, err) for i, err in decoded.failed]
-        if decoded.ticks:
-            plan = self._timeline.on_batch(
-                letters, decoded.ticks, decoded.times, _Origins(value, decoded.positions)
-            )
-            out.extend(self._keyed(self._splitter.split(plan)))
+        if pending.raw is None or not pending.count or len(pending.chunks) < pending.count:
+            return (), StatefulLogic.RETAIN
+        del self._pending[ident]
+        ticks = joined([pending.chunks[k] for k in range(pending.count)])
+        if not ticks.tokens:
+            return (), StatefulLogic.RETAIN
+        raw = pending.raw
+        letters: list[Outbound] = []
+        plan = self._timeline.on_batch(letters, ticks, lambda i: _origin(raw, i))
+        out: list[Any] = self._keyed(self._splitter.split(plan))
         if letters:
             out.append(letters)
-        return ([out] if out else ()), StatefulLogic.RETAIN
+        return [out], StatefulLogic.RETAIN
 
-    def _keyed(self, parts: list[GroupTicks]) -> list[tuple[str, tuple[int, GroupTicks]]]:
+    def _keyed(self, parts: list[GroupTicks]) -> list[Any]:
         return [(self._keys[g], (g, part)) for g, part in enumerate(parts)]
 
     def on_eof(self) -> tuple[Iterable[list[Any]], bool]:
         letters = self._timeline.flush()
         return ([[letters]] if letters else ()), StatefulLogic.RETAIN
 
-    def snapshot(self) -> TimelineState:
-        return self._timeline.snapshot()
+    def snapshot(self) -> tuple[TimelineState, dict[Any, _Pending]]:
+        pending = {k: _Pending(p.raw, dict(p.chunks), p.count) for k, p in self._pending.items()}
+        return (self._timeline.snapshot(), pending)
+
+
+def _origin(raw: RawBatch, i: int) -> tuple[Any, ...]:
+    message = raw.message(i)
+    return (message.topic, message.key, message.value, message.partition, message.offset)
 
 
 class _GroupLogic(StatefulLogic[Any, tuple[str, Any], tuple[int, GroupState]]):
@@ -199,20 +295,37 @@ def grouped_trading(
     def dead(batch: RawBatch, i: int, err: Any) -> Outbound:
         return dead_tick(batch.message(i), err, params.service, dlq_clock)
 
-    times = TimeCache(params.naive_tz)
+    decoders = groups
     timeline_key = worker_key("timeline", 0)
+    decoder_keys = [worker_key("decode", k + 1) for k in range(decoders)]
     group_keys = [worker_key("group", g + 1) for g in range(groups)]
     shard_keys = [worker_key("accounts", s + 1) for s in range(shards)]
-    work: Stream[tuple[str, Any]] = op.key_on("to_timeline", raw_ticks, lambda _batch: timeline_key)
+
+    def to_decoders(batch: RawBatch) -> list[tuple[str, Any]]:
+        if not batch.values:
+            return []
+        out: list[tuple[str, Any]] = [(decoder_keys[c.index], c) for c in chunks(batch, decoders)]
+        out.append((timeline_key, batch))
+        return out
+
+    cut = op.flat_map("to_decoders", raw_ticks, to_decoders)
+    to_decode = op.branch("decode_or_timeline", cut, lambda kv: kv[0] != timeline_key)
+    decoded = op.key_rm(
+        "decode_unkey",
+        op.stateful("decode", to_decode.trues, lambda _r: _DecodeLogic(dead, TimeCache(params.naive_tz))),
+    )
+    decode_split = op.branch("decoded_letters", decoded, lambda item: isinstance(item, list))
+    to_timeline = op.key_on("chunks_to_timeline", decode_split.falses, lambda _d: timeline_key)
+    work: Stream[tuple[str, Any]] = op.merge("timeline_work", to_decode.falses, to_timeline)
     if config_updates is not None:
         reloads = op.key_on("reloads_to_timeline", config_updates, lambda _new: timeline_key)
-        work = op.merge("timeline_work", work, reloads)
+        work = op.merge("timeline_reloads", work, reloads)
     planned = op.key_rm(
         "timeline_unkey",
         op.stateful(
             "timeline",
             work,
-            lambda resume: _TimelineLogic(shard_config, clock, group_keys, dead, times, resume),
+            lambda resume: _TimelineLogic(shard_config, clock, group_keys, resume),
         ),
     )
     items = op.flat_map("timeline_items", planned, lambda batch: batch)
@@ -244,4 +357,4 @@ def grouped_trading(
     idle = params.idle_mark_after
     accounts = op.stateful("accounts", to_accounts, lambda r: _AccountLogic(build_accounts, r, idle))
     published = op.key_rm("accounts_unkey", accounts)
-    return op.merge("grouped_published", published, split.trues)
+    return op.merge("grouped_published", published, split.trues, decode_split.trues)

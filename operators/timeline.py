@@ -47,27 +47,96 @@ class TimelineState:
         return TimelineState(self.newest, self.next_snapshot_at, list(self.held), self.since_held, self.steps)
 
 
+class TickColumns(NamedTuple):
+    """Decoded ticks as columns: ``tokens[i]``, ``prices[i]``, ``times[i]`` (UTC) of tick ``i``.
+
+    ``ids`` and ``correlations`` (the producer's tick id and correlation id)
+    are None when no tick had one. ``origins[i]`` locates tick ``i`` in its
+    raw batch (for its dead letter).
+    """
+
+    tokens: list[int]
+    prices: list[float]
+    times: list[datetime]
+    ids: list[str | None] | None
+    correlations: list[str | None] | None
+    origins: list[int]
+
+
+_data = attrgetter("data")
+_token = attrgetter("instrument_token")
+_price = attrgetter("last_price")
+_id = attrgetter("id")
+_correlation = attrgetter("correlation_id")
+
+
+def tick_columns(ticks: Sequence[Any], times: list[datetime], origins: list[int]) -> TickColumns:
+    """Columns of decoded producer-form ticks (``schemas.codec.decode_tick_batch``'s)."""
+    datas = list(map(_data, ticks))
+    ids = list(map(_id, ticks))
+    correlations = list(map(_correlation, ticks))
+    return TickColumns(
+        list(map(_token, datas)),
+        list(map(_price, datas)),
+        times,
+        ids if any(ids) else None,
+        correlations if any(correlations) else None,
+        origins,
+    )
+
+
+def joined(parts: Sequence[TickColumns]) -> TickColumns:
+    """The columns of consecutive parts of one batch, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    n = [len(p.tokens) for p in parts]
+    return TickColumns(
+        [t for p in parts for t in p.tokens],
+        [x for p in parts for x in p.prices],
+        [t for p in parts for t in p.times],
+        _joined_optional([p.ids for p in parts], n),
+        _joined_optional([p.correlations for p in parts], n),
+        [o for p in parts for o in p.origins],
+    )
+
+
+def _joined_optional(columns: list[list[str | None] | None], sizes: list[int]) -> list[str | None] | None:
+    if all(c is None for c in columns):
+        return None
+    return [
+        v for c, size in zip(columns, sizes, strict=True) for v in (c if c is not None else [None] * size)
+    ]
+
+
 class Plan(NamedTuple):
     """One step: the ticks in processing order, and the boundaries before some of them.
 
     ``boundaries[k] = (position, at)``: snapshot the accounts at ``at``
-    before processing ``ticks[position]`` (``position == len(ticks)``: at
+    before processing tick ``position`` (``position == len(ticks)``: at
     the end of the step).
     """
 
     step: int
-    ticks: Sequence[Any]
-    times: Sequence[datetime]
+    ticks: TickColumns
     boundaries: list[tuple[int, datetime]]
     newest: datetime | None
+
+
+class _Held(NamedTuple):
+    """A held tick's columns (``origin``: ``(topic, key, value, partition, offset)``)."""
+
+    token: int
+    price: float
+    id: str | None
+    correlation: str | None
 
 
 class Timeline:
     """Orders ticks and places snapshot boundaries exactly as one :class:`TradingShard` would.
 
-    In: batches of decoded producer-form ticks with their UTC times. Out: a
-    :class:`Plan` per batch, and (appended to ``out``) the dead letters of
-    held ticks the market went on without.
+    In: the columns of each batch's decoded ticks. Out: a :class:`Plan` per
+    batch, and (appended to ``out``) the dead letters of held ticks the
+    market went on without.
     """
 
     def __init__(self, config: ShardConfig, clock: Clock, state: TimelineState | None = None) -> None:
@@ -76,17 +145,14 @@ class Timeline:
         self.state = state if state is not None else TimelineState()
 
     def on_batch(
-        self,
-        out: list[Outbound],
-        ticks: Sequence[Any],
-        times: Sequence[datetime],
-        origins: Sequence[Any] = (),
+        self, out: list[Outbound], ticks: TickColumns, origin: Callable[[int], tuple[Any, ...]]
     ) -> Plan:
-        """Plan one batch; ``origins[i]`` is ``(topic, key, value, partition, offset)`` of tick ``i``."""
+        """Plan one batch; ``origin(ticks.origins[i])`` is ``(topic, key, value, partition, offset)``."""
         state = self.state
         state.steps += 1
         boundaries: list[tuple[int, datetime]] = []
         newest = state.newest
+        times = ticks.times
         if times and not state.held:
             base = newest if newest is not None else times[0]
             latest = max(times)
@@ -94,11 +160,24 @@ class Timeline:
                 # No tick can be beyond the skew: the batch runs as it came.
                 self._boundaries(times, boundaries)
                 state.newest = latest if newest is None or latest > newest else newest
-                return Plan(state.steps, ticks, times, boundaries, state.newest)
-        order: list[Any] = []
+                return Plan(state.steps, ticks, boundaries, state.newest)
+        n = len(times)
+        ids = ticks.ids if ticks.ids is not None else [None] * n
+        correlations = ticks.correlations if ticks.correlations is not None else [None] * n
+        held = [_Held(*row) for row in zip(ticks.tokens, ticks.prices, ids, correlations, strict=True)]
+        origins = [origin(i) for i in ticks.origins]
+        order: list[_Held] = []
         order_times: list[datetime] = []
-        self._run(out, ticks, times, origins, order, order_times, boundaries)
-        return Plan(state.steps, order, order_times, boundaries, state.newest)
+        self._run(out, held, times, origins, order, order_times, boundaries)
+        columns = TickColumns(
+            [h.token for h in order],
+            [h.price for h in order],
+            order_times,
+            [h.id for h in order] if any(h.id for h in order) else None,
+            [h.correlation for h in order] if any(h.correlation for h in order) else None,
+            list(range(len(order))),
+        )
+        return Plan(state.steps, columns, boundaries, state.newest)
 
     def _boundaries(self, times: Sequence[datetime], boundaries: list[tuple[int, datetime]]) -> None:
         interval = self.config.snapshot_interval
@@ -164,7 +243,7 @@ class Timeline:
         state.held.append(HeldTick(tick, at, origin))
         if len(state.held) == 1:
             state.since_held = 0
-        instruments = {h.tick.data.instrument_token for h in state.held}
+        instruments = {h.tick.token for h in state.held}
         if len(state.held) >= CONFIRM_AFTER or len(instruments) >= 2:
             held, state.held = state.held, []
             state.newest = held[0].at  # a real gap in the market: time moves on
@@ -240,13 +319,6 @@ class GroupTicks(NamedTuple):
     configs: tuple[Any, ...] | None = None
 
 
-_data = attrgetter("data")
-_token = attrgetter("instrument_token")
-_price = attrgetter("last_price")
-_id = attrgetter("id")
-_correlation = attrgetter("correlation_id")
-
-
 class GroupSplitter:
     """Splits a :class:`Plan` into one :class:`GroupTicks` per instrument group (columns, no objects)."""
 
@@ -256,18 +328,20 @@ class GroupSplitter:
 
     def split(self, plan: Plan) -> list[GroupTicks]:
         """``result[g]``: group ``g``'s ticks of the step, in processing order."""
-        datas = list(map(_data, plan.ticks))
-        tokens = list(map(_token, datas))
-        prices = list(map(_price, datas))
-        ids = list(map(_id, plan.ticks))
-        correlations = list(map(_correlation, plan.ticks))
-        has_ids, has_correlations = any(ids), any(correlations)
+        ticks = plan.ticks
+        tokens, prices, times, ids, correlations = (
+            ticks.tokens,
+            ticks.prices,
+            ticks.times,
+            ticks.ids,
+            ticks.correlations,
+        )
         members: list[list[int]] = [[] for _ in range(self.groups)]
+        adds = [m.append for m in members]
         position = -1
         for group in map(self._of.__getitem__, tokens):
             position += 1
-            members[group].append(position)
-        times = plan.times
+            adds[group](position)
         return [
             GroupTicks(
                 plan.step,
@@ -275,8 +349,8 @@ class GroupSplitter:
                 list(map(tokens.__getitem__, mine)),
                 list(map(prices.__getitem__, mine)),
                 list(map(times.__getitem__, mine)),
-                list(map(ids.__getitem__, mine)) if has_ids else None,
-                list(map(correlations.__getitem__, mine)) if has_correlations else None,
+                list(map(ids.__getitem__, mine)) if ids is not None else None,
+                list(map(correlations.__getitem__, mine)) if correlations is not None else None,
                 plan.boundaries,
                 plan.newest,
             )
