@@ -297,7 +297,7 @@ def grouped_trading(
 
     decoders = groups
     timeline_key = worker_key("timeline", 0)
-    decoder_keys = [worker_key("decode", k + 1) for k in range(decoders)]
+    decoder_keys = [worker_key("decode", k) for k in range(decoders)]
     group_keys = [worker_key("group", g + 1) for g in range(groups)]
     shard_keys = [worker_key("accounts", s + 1) for s in range(shards)]
 
