@@ -100,6 +100,8 @@ class PipelineParams:
             naive_tz=settings.naive_zone(),
             zerodha_mode="live" if settings.zerodha_live else "dry_run",
             service=settings.service_name,
+            shards=settings.trading_shards,
+            groups=settings.instrument_groups,
             idle_mark_after=timedelta(seconds=settings.mark_interval_s) if live else None,
         )
 
