@@ -1,24 +1,28 @@
 """The trading stages split by instrument group, for flows that scale over workers and processes.
 
 ``PipelineParams(groups=G)`` with ``G > 1`` wires the trading part of
-:func:`dataflows.pipeline.build_pipeline` as three stateful steps instead of
+:func:`dataflows.pipeline.build_pipeline` as four stateful steps instead of
 one :class:`operators.shard.TradingShard` per strategy shard:
 
-1. ``timeline`` (one key): decodes each raw batch once, dead-letters what
-   fails, orders the ticks and places snapshot boundaries
-   (:class:`operators.timeline.Timeline`), and splits the batch into one
-   part per instrument group: columns of plain values, so what crosses
-   workers pickles cheaply (``G`` items per batch, never one per tick).
-2. ``groups`` (group ``g``): the strategies over the group's instruments
+1. ``decode`` (``G`` decoders): each raw batch is cut into ``G``
+   consecutive chunks, decoded where they land; bad lines become dead
+   letters there, good ticks go on as columns of plain values.
+2. ``timeline`` (one key): pairs each raw batch with its decoded chunks,
+   orders the ticks and places snapshot boundaries
+   (:class:`operators.timeline.Timeline`), and splits the step into one
+   part per instrument group (``G`` items per batch, never one per tick).
+3. ``groups`` (group ``g``): the strategies over the group's instruments
    (:class:`operators.instrument_group.InstrumentGroup`); one part per
    account shard for every step.
-3. ``accounts`` (shard ``s``, strategies by ``shard_of(strategy_id, shards)``):
+4. ``accounts`` (shard ``s``, strategies by ``shard_of(strategy_id, shards)``):
    waits for all ``G`` parts of a step and runs risk, execution and books in
    the order one shard would (:class:`operators.account_shard.AccountShard`).
 
-Placement (:mod:`dataflows.placement`): the timeline on worker 0, group
-``g`` on worker ``(g + 1) % W`` and account shard ``s`` on ``(s + 1) % W``,
-so the worker that decodes gets the fewest groups.
+Placement (:mod:`dataflows.placement`): the timeline and decoder 0 on
+worker 0 (where a one-partition source runs), decoder ``k`` on worker
+``k % W``, group ``g`` on worker ``(g + 1) % W`` and account shard ``s`` on
+``(s + 1) % W``: with 3 groups on 2 workers, worker 0 decodes two chunks and
+runs one group, worker 1 decodes one and runs two.
 
 The messages are the same for any ``G``, number of shards, workers or
 processes, and the same as the one-group path's.

@@ -123,7 +123,7 @@ class Plan(NamedTuple):
 
 
 class _Held(NamedTuple):
-    """A held tick's columns (``origin``: ``(topic, key, value, partition, offset)``)."""
+    """One tick's columns, as the slow path (ticks beyond the skew) holds and reorders them."""
 
     token: int
     price: float
