@@ -299,7 +299,7 @@ def grouped_trading(
     def dead(batch: RawBatch, i: int, err: Any) -> Outbound:
         return dead_tick(batch.message(i), err, params.service, dlq_clock)
 
-    decoders = groups
+    decoders = groups + 1  # with the suggested 2W - 1 groups, every worker decodes two chunks
     timeline_key = worker_key("timeline", 0)
     decoder_keys = [worker_key("decode", k) for k in range(decoders)]
     group_keys = [worker_key("group", g + 1) for g in range(groups)]
