@@ -186,3 +186,46 @@ def test_worker_keys_are_placed_for_every_divisor_of_840() -> None:
         assert key.startswith(f"group-{index}.")
         for workers in (1, 2, 3, 4, 5, 6, 7, 8, 12):
             assert worker_of(key, workers) == index % workers
+
+
+def test_a_reload_step_switches_groups_and_accounts_between_the_same_batches_as_one_shard() -> None:
+    lines = _lines()
+    risk, portfolio, execute = _collaborators()
+    one = TradingShard([MOMENTUM, FAST], CONFIG, risk, portfolio, execute, _clock)  # type: ignore[arg-type]
+    expected: list[Outbound] = []
+    for i in range(0, len(lines), 16):
+        if i == 32:
+            one.reload([MOMENTUM])
+        batch = _decoded(lines[i : i + 16])
+        expected.extend(one.on_batch(batch.ticks, batch.times))
+    expected.extend(one.flush())
+
+    timeline, splitter = Timeline(CONFIG, _clock), GroupSplitter(2)
+    members = [InstrumentGroup(g, 2, [MOMENTUM, FAST]) for g in range(2)]
+    shards = [
+        AccountShard(s, 2, 2, [MOMENTUM, FAST], CONFIG, risk, portfolio, execute, _clock)  # type: ignore[arg-type]
+        for s in range(2)
+    ]
+    got: list[Outbound] = []
+
+    def deliver(parts_of_groups: list[list]) -> None:
+        for parts in parts_of_groups:
+            for s, part in enumerate(parts):
+                got.extend(shards[s].on_part(part))
+
+    for i in range(0, len(lines), 16):
+        if i == 32:
+            step = timeline.reload_step()
+            reloads = splitter.reload(step, (MOMENTUM,), timeline.state.newest)
+            deliver([g.on_step(r) for g, r in zip(members, reloads, strict=True)])
+        batch = _decoded(lines[i : i + 16])
+        plan = timeline.on_batch([], tick_columns(batch.ticks, batch.times, batch.positions), lambda _i: ())
+        deliver([g.on_step(t) for g, t in zip(members, splitter.split(plan), strict=True)])
+    deliver([g.end_of_input() for g in members])
+    for shard in shards:
+        got.extend(shard.flush())
+
+    fast_after = [m for m in got if m.key.startswith("fast") and m.envelope.data.timestamp.second >= 8]
+    assert fast_after == []
+    assert any(m.key.startswith("fast") for m in got), "FAST traded before the reload"
+    assert sorted(encode(m.envelope) for m in got) == sorted(encode(m.envelope) for m in expected)
