@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     max_tick_skew_s: float = Field(default=86_400.0, gt=0)
     naive_timezone: str = "UTC"
 
+    # Scale-out of the trading stage over workers and processes: above 1,
+    # each strategy's instruments spread over INSTRUMENT_GROUPS groups and
+    # the accounts over TRADING_SHARDS shards (dataflows.instrument_groups);
+    # the messages are the same for any values.
+    instrument_groups: int = Field(default=1, ge=1)
+    trading_shards: int = Field(default=1, ge=1)
+
     # Zerodha Kite Connect. Live orders need all three *and* the switch.
     zerodha_live_trading: bool = False
     kite_api_key: SecretStr = SecretStr("")

@@ -30,7 +30,10 @@ from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, Tic
 from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
 from dataflows.clock import Clock, event_time_clock
 from dataflows.ingest import dead_tick
+from dataflows.instrument_groups import grouped_trading
 from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
+from operators.account_books import Execute
+from operators.errors import ConfigError
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
@@ -57,6 +60,10 @@ class PipelineParams:
     zerodha_mode: ExecutionMode = "dry_run"
     service: str = "alpha-panda"
     shards: int = 1
+    """Strategy shards (one group) or account shards (several groups): strategies by ``shard_of``."""
+    groups: int = 1
+    """Instrument groups: above 1, one strategy's instruments spread over workers
+    (:mod:`dataflows.instrument_groups`); 1 runs each shard's strategies in one step."""
     idle_mark_after: timedelta | None = None
     zerodha_route: ExecutionRoute | None = None
     """Live Zerodha orders (:func:`dataflows.zerodha.zerodha_route`); None: ``zerodha_mode`` simulated."""
@@ -95,6 +102,8 @@ class PipelineParams:
             naive_tz=settings.naive_zone(),
             zerodha_mode="live" if settings.zerodha_live else "dry_run",
             service=settings.service_name,
+            shards=settings.trading_shards,
+            groups=settings.instrument_groups,
             idle_mark_after=timedelta(seconds=settings.mark_interval_s) if live else None,
         )
 
@@ -118,6 +127,11 @@ class PipelineParams:
             idle_flush_after=self.idle_mark_after,
             halts=self.halts,
         )
+
+    def trading_collaborators(self, clock: Clock) -> tuple[RiskFilter, Portfolio, Execute]:
+        """The risk filter, the books and the executor every trading shard is built with."""
+        executor = Executor(FillSimulator(self.fills), self.routes(), clock, self.service)
+        return RiskFilter(self.risk), Portfolio(self.portfolio), executor.execute
 
     def shard_config(self) -> ShardConfig:
         """What every trading shard of the all-in-one flow shares."""
@@ -240,10 +254,15 @@ def build_pipeline(
 ) -> Stream[list[Outbound]]:
     """Wire every stage; return every published message, a list per input batch.
 
+    ``params.groups > 1`` splits the trading part by instrument group
+    (:func:`dataflows.instrument_groups.grouped_trading`): a list per step an
+    account shard runs; the messages are the same.
+
     In: raw ``market.ticks`` batches, optionally new strategy sets (hot
     reload) and optionally the broker's later fills and failures of live
     orders (``order_updates``, routed to the shard of their strategy: see
-    :meth:`TradingShard.on_order_update`). Out: signals, validated and rejected signals,
+    :meth:`TradingShard.on_order_update`; one instrument group only). Out:
+    signals, validated and rejected signals,
     submitted/filled/failed orders and P&L snapshots on each broker's
     topics, and dead letters on ``market.ticks.dlq``.
 
@@ -251,9 +270,18 @@ def build_pipeline(
         duplicated id), before the flow starts.
     """
     InstrumentStrategies([c for c in configs if c.is_active])  # fail fast on a bad set
+    if params.groups > 1:
+        if order_updates is not None:
+            msg = (
+                "INSTRUMENT_GROUPS > 1 cannot yet apply live Zerodha order updates; "
+                "run the live Zerodha route with INSTRUMENT_GROUPS=1"
+            )
+            raise ConfigError(msg)
+        return grouped_trading(
+            raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, config_updates=config_updates
+        )
     shards = max(1, params.shards)
-    risk, portfolio = RiskFilter(params.risk), Portfolio(params.portfolio)
-    executor = Executor(FillSimulator(params.fills), params.routes(), clock, params.service)
+    risk, portfolio, execute = params.trading_collaborators(clock)
     shard_config = params.shard_config()
 
     def mine(shard: int, strategy_set: Iterable[StrategyConfig]) -> list[StrategyConfig]:
@@ -265,7 +293,7 @@ def build_pipeline(
             shard_config,
             risk,
             portfolio,
-            executor.execute,
+            execute,
             clock,
             state,
             emit_dead_letters=shard == 0,

@@ -71,12 +71,13 @@ def scaling_table(rows: list[dict[str, Any]]) -> Table:
     """Worker layouts against one worker."""
     table = _table(
         f"Scaling, {rows[0]['instruments']:,} instruments, {rows[0]['ticks']:,} ticks",
-        ("mode", "shards", "seconds", "ticks/s", "messages", "speedup"),
+        ("mode", "groups", "shards", "seconds", "ticks/s", "messages", "speedup"),
         left=("mode",),
     )
     for row in rows:
         table.add_row(
             row["mode"],
+            str(row.get("groups", 1)),
             str(row["shards"]),
             f"{row['seconds']:.2f}",
             _rate(row["ticks_per_s"]),

@@ -113,7 +113,8 @@ def test_memory_reports_shard_state_per_strategy_instrument(report: dict) -> Non
 
 def test_scaling_compares_worker_layouts(report: dict) -> None:
     rows = report["scenarios"]["scaling"]
-    assert [(row["workers"], row["shards"]) for row in rows] == [(1, 1), (1, 2), (2, 2)]
+    layouts = [(row["workers"], row["groups"], row["shards"]) for row in rows]
+    assert layouts == [(1, 1, 1), (1, 3, 2), (2, 3, 2)]
     assert rows[0]["speedup"] == pytest.approx(1.0)
     assert len({row["outputs"] for row in rows}) == 1  # same messages whatever the layout
     assert rows[0]["outputs"] > 0

@@ -200,9 +200,19 @@ def _one_process(world: World, data_dir: Path) -> None:
     assert one.returncode == 0, one.stderr[-3000:]
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [{}, {"INSTRUMENT_GROUPS": "3", "TRADING_SHARDS": "2"}],
+    ids=["one-shard", "instrument-groups"],
+)
 def test_two_process_cluster_matches_one_process(
-    world: World, second_database: str, tmp_path: Path, clusters: list[LoopbackCluster]
+    world: World,
+    second_database: str,
+    tmp_path: Path,
+    clusters: list[LoopbackCluster],
+    layout: dict[str, str],
 ) -> None:
+    """Also with the trading stage split by instrument group: one strategy's instruments on both processes."""
     rows = world.seed()
     world.produce_ticks(simulated_ticks(instruments=10, ticks=300, seed=21))
     _one_process(world, tmp_path / "one")
@@ -213,7 +223,7 @@ def test_two_process_cluster_matches_one_process(
     _forget_portfolios(world)
     seed_strategies(second_database, rows)
     cluster_world = dataclasses.replace(world, urls=dataclasses.replace(world.urls, postgres=second_database))
-    cluster = LoopbackCluster(cluster_world.urls, tmp_path)
+    cluster = LoopbackCluster(cluster_world.urls, tmp_path, **layout)
     clusters.append(cluster)
     assert cluster.start() == [
         f"created recovery partition {n} of 2 in {tmp_path / f'recovery-{n}'}\n" for n in range(2)

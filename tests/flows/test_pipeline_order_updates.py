@@ -12,6 +12,7 @@ from bytewax.testing import TestingSink, TestingSource
 from dataflows.accounts import ExecutionRoute
 from dataflows.clock import event_time_clock
 from dataflows.pipeline import PipelineParams, build_pipeline, shard_of
+from operators.errors import ConfigError
 from operators.strategy import StrategyConfig
 from schemas.codec import RawBatch
 from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, Outbound, event_id
@@ -97,3 +98,16 @@ def test_a_fill_of_a_strategy_the_flow_does_not_run_is_dead_lettered(workers: in
     assert letter.envelope.data.failure_info.error_message == (
         "order update kite-gamma: no zerodha account for strategy 'gamma' in this flow; not applied"
     )
+
+
+def test_instrument_groups_refuse_live_order_updates_loudly() -> None:
+    flow = Dataflow("order_updates_grouped")
+    raw = op.input("ticks", flow, TestingSource([RawBatch("market.ticks", [], [])]))
+    updates = op.input("updates", flow, TestingSource([fill("alpha", 256265, 10, 101.0)]))
+    params = PipelineParams(brokers=("zerodha",), groups=2, zerodha_route=LIVE)
+    with pytest.raises(
+        ConfigError, match="INSTRUMENT_GROUPS > 1 cannot yet apply live Zerodha order updates"
+    ):
+        build_pipeline(
+            raw, CONFIGS, params, clock=event_time_clock, dlq_clock=lambda _msg: EPOCH, order_updates=updates
+        )

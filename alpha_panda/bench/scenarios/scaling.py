@@ -1,7 +1,10 @@
 """The ``scaling`` scenario: one worker against two worker threads and two processes.
 
-The strategy stage is split into ``PipelineParams(shards=2)`` for the
-two-worker layouts (the two bench strategies land in different shards). The
+The baseline is the default one-worker replay (one trading shard). The
+other layouts split the trading stage by instrument group
+(``PipelineParams(groups=GROUPS, shards=SHARDS)``,
+:mod:`dataflows.instrument_groups`): one strategy's instruments spread over
+the workers, and accounts merge the groups' signals in one order. The
 two-process run starts two children of this module (``python -m
 alpha_panda.bench.scenarios.scaling JOB``), each a ``cluster_main`` process
 with one worker; every layout must count the same messages.
@@ -30,12 +33,17 @@ from alpha_panda.bench.machine import rss
 from alpha_panda.bench.scenarios import Log
 from alpha_panda.bench.scenarios.replay import median_run
 
+GROUPS = 3
+"""Instrument groups of the split layouts: on 2 workers, the worker that decodes hosts one, the other two."""
+SHARDS = 2
+"""Account shards of the split layouts (the two bench strategies land in different shards)."""
+
 MODES = (
-    ("1 worker", 1, 1, 1),
-    ("1 worker, 2 shards", 1, 1, 2),
-    ("2 worker threads, 1 process", 2, 1, 2),
+    ("1 worker", 1, 1, 1, 1),
+    (f"1 worker, {GROUPS} instrument groups", 1, 1, GROUPS, SHARDS),
+    ("2 worker threads, 1 process", 2, 1, GROUPS, SHARDS),
 )
-"""(name, workers, processes, shards) of the in-process layouts."""
+"""(name, workers, processes, groups, shards) of the in-process layouts."""
 
 
 def _free_ports(count: int) -> list[int]:
@@ -49,7 +57,9 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def two_processes(instruments: int, ticks: int, shards: int = 2, timeout: float = 600) -> dict[str, Any]:
+def two_processes(
+    instruments: int, ticks: int, groups: int = GROUPS, shards: int = SHARDS, timeout: float = 600
+) -> dict[str, Any]:
     """Run the pipeline as a 2-process cluster (one worker each); seconds and messages counted.
 
     Each process builds the same ticks, then reports ``time.perf_counter``
@@ -64,7 +74,13 @@ def two_processes(instruments: int, ticks: int, shards: int = 2, timeout: float 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     children = []
     for proc_id in range(2):
-        job = {"instruments": instruments, "ticks": ticks, "shards": shards, "addresses": addresses}
+        job = {
+            "instruments": instruments,
+            "ticks": ticks,
+            "groups": groups,
+            "shards": shards,
+            "addresses": addresses,
+        }
         job["proc_id"] = proc_id
         children.append(
             subprocess.Popen(
@@ -101,7 +117,8 @@ def cluster_child(job: dict[str, Any]) -> dict[str, Any]:
     ticks = market(job["instruments"], job["ticks"])
     sink = CountingSink()
     source = MemorySource(ticks.batches())
-    flow = pipeline_flow(source, ticks.spec.tokens(), sink, pipeline.PipelineParams(shards=job["shards"]))
+    params = pipeline.PipelineParams(groups=job["groups"], shards=job["shards"])
+    flow = pipeline_flow(source, ticks.spec.tokens(), sink, params)
     gc.collect()
     start = time.perf_counter()
     cluster_main(flow, job["addresses"], job["proc_id"], worker_count_per_proc=1)
@@ -110,20 +127,22 @@ def cluster_child(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def scaling_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
-    """One worker vs two (threads of one process, and two processes), strategy stage in shards."""
+    """One worker vs two (threads of one process, and two processes), trading split by instrument group."""
     ticks = market(config.scaling_instruments, config.scaling_ticks)
     batches, tokens = ticks.batches(), ticks.spec.tokens()
     size = f"{config.scaling_instruments:,} instruments, {ticks.ticks:,} ticks"
     rows: list[dict[str, Any]] = []
-    for name, workers, processes, shards in MODES:
+    for name, workers, processes, groups, shards in MODES:
         log(f"scaling: {name} ({size})")
 
-        def make(shards: int = shards) -> tuple[Dataflow, CountingSink]:
+        def make(groups: int = groups, shards: int = shards) -> tuple[Dataflow, CountingSink]:
             sink = CountingSink()
-            return pipeline_flow(batches, tokens, sink, pipeline.PipelineParams(shards=shards)), sink
+            params = pipeline.PipelineParams(groups=groups, shards=shards)
+            return pipeline_flow(batches, tokens, sink, params), sink
 
         run = median_run(make, config.repeat, workers)
-        rows.append({"mode": name, "workers": workers, "processes": processes, "shards": shards, **run})
+        row = {"mode": name, "workers": workers, "processes": processes, "groups": groups, "shards": shards}
+        rows.append({**row, **run})
     if config.processes:
         log(f"scaling: 2 processes ({size})")
         runs = [two_processes(config.scaling_instruments, config.scaling_ticks) for _ in range(config.repeat)]
@@ -134,7 +153,8 @@ def scaling_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
                 "mode": "2 processes, 1 worker each",
                 "workers": 2,
                 "processes": 2,
-                "shards": 2,
+                "groups": GROUPS,
+                "shards": SHARDS,
                 "seconds_runs": seconds,
                 "seconds": statistics.median(seconds),
                 "outputs": runs[-1]["outputs"],
