@@ -32,8 +32,8 @@ err_console = Console(stderr=True)
 @app.callback()
 def _configure() -> None:
     """Alpha Panda: a streaming trading pipeline."""
-    from alpha_panda.settings import get_settings
     from connectors.kafka import use_client_security
+    from dataflows.settings import get_settings
 
     try:
         use_client_security(get_settings().kafka_security())
@@ -105,10 +105,10 @@ def replay(
     """Run the whole pipeline over a tick file in one process, with no servers."""
     from alpha_panda.outdir import check_out_dir
     from alpha_panda.replay import run_replay
-    from alpha_panda.settings import get_settings
     from alpha_panda.strategy_file import load_strategy_file
     from connectors.parquet_ticks import is_parquet, parquet_row_count
     from dataflows.pipeline import PipelineParams
+    from dataflows.settings import get_settings
 
     try:
         check_out_dir(ticks, out)
@@ -179,14 +179,14 @@ Mode = Annotated[str, typer.Option(help="all-in-one (one `pipeline` flow) or per
 
 
 def _stack(data_dir: Path | None) -> Any:
-    from alpha_panda.settings import get_settings
     from alpha_panda.stack import LocalStack
+    from dataflows.settings import get_settings
 
     return LocalStack(data_dir or get_settings().data_dir)
 
 
 def _external_urls() -> dict[str, str | None]:
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     settings = get_settings()
     return {
@@ -215,8 +215,8 @@ def up(
 ) -> None:
     """Start servers (unless given by URL), create topics, migrate, seed, start dataflows."""
     from alpha_panda import orchestration
-    from alpha_panda.settings import get_settings
     from alpha_panda.strategy_file import read_strategy_rows
+    from dataflows.settings import get_settings
 
     flows = _check_mode(mode)
     stack = _stack(data_dir)
@@ -254,7 +254,7 @@ def down(data_dir: DataDir = None) -> None:
 def status(data_dir: DataDir = None) -> None:
     """Show servers and dataflow processes, topic sizes and each dataflow's lag."""
     from alpha_panda import orchestration
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     stack = _stack(data_dir)
     table = Table(title="Processes")
@@ -299,7 +299,7 @@ def status(data_dir: DataDir = None) -> None:
 def bootstrap_command(data_dir: DataDir = None) -> None:
     """Create every topic and apply the Postgres migrations (servers must be up)."""
     from alpha_panda import orchestration
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     urls = _urls_or_fail(data_dir)
     applied = orchestration.bootstrap(urls, get_settings())
@@ -424,7 +424,7 @@ def serve(
     import time
 
     from alpha_panda.dashboard.server import start_dashboard
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     settings = get_settings()
     updates = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v is not None}
@@ -518,7 +518,7 @@ def _apply_replayed(urls: Any) -> int:
     """Run ``dataflows.store_writer`` to the end of its topics; 1 when it ran."""
     from bytewax.testing import run_main
 
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
     from dataflows.store_writer import build
 
     settings = get_settings().model_copy(

@@ -26,8 +26,8 @@ from schemas.errors import AlphaPandaError
 if TYPE_CHECKING:
     import psycopg
 
-    from alpha_panda.settings import Settings
     from connectors.marketdata.bars import Bar
+    from dataflows.settings import Settings
 
 console = Console(width=None if Console().is_terminal else 120)
 err_console = Console(stderr=True)
@@ -58,7 +58,7 @@ def _fail(err: Exception) -> typer.Exit:
 
 
 def _settings() -> Settings:
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     return get_settings()
 

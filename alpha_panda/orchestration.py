@@ -20,12 +20,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from alpha_panda.settings import Settings
 from alpha_panda.stack import LocalStack, ManagedProcess, StackUrls
 from connectors.kafka import consumer_config, create_pipeline_topics
 from connectors.postgres import apply_migrations, ledger_counts, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec
+from dataflows.settings import Settings
 from schemas.topics import MARKET_TICKS, ORDERS_FILLED, SIGNALS_RAW, all_topics, broker_topic
 
 DATAFLOW_SETS: dict[str, tuple[str, ...]] = {
@@ -56,7 +56,7 @@ def bootstrap(urls: StackUrls, settings: Settings, strategy_rows: Sequence[dict[
 
 def settings_env_names() -> tuple[str, ...]:
     """Environment variables a dataflow may read: its settings (``Settings``, ``FeedSettings``)."""
-    from dataflows.market_feed import FeedSettings  # noqa: PLC0415 - imports the feed sources
+    from dataflows.settings import Settings as FeedSettings  # FEED_* are Settings fields now
 
     names = {name.upper() for model in (Settings, FeedSettings) for name in model.model_fields}
     return tuple(sorted(names))

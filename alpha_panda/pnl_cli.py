@@ -29,8 +29,8 @@ class PnlCliError(AlphaPandaError):
 
 def _servers() -> tuple[str, str, tuple[str, ...]]:
     """(Redis URL, Postgres URL, active brokers): from settings, else the local stack."""
-    from alpha_panda.settings import get_settings
     from alpha_panda.stack import LocalStack
+    from dataflows.settings import get_settings
 
     settings = get_settings()
     redis_url = settings.redis_url.get_secret_value()

@@ -48,7 +48,7 @@ def reconcile_command(
     """
     from alpha_panda.cli import _fail, _urls_or_fail, console  # noqa: PLC0415
     from alpha_panda.reconcile import _print, reconcile, repair  # noqa: PLC0415
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
+    from dataflows.settings import get_settings  # noqa: PLC0415
     from operators.portfolio import PortfolioConfig  # noqa: PLC0415
     from schemas.errors import AlphaPandaError  # noqa: PLC0415
 

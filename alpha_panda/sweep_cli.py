@@ -40,8 +40,8 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _params() -> Any:
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
     from dataflows.pipeline import PipelineParams  # noqa: PLC0415
+    from dataflows.settings import get_settings  # noqa: PLC0415
 
     # Sweeps trade paper only and never place live orders.
     return dataclasses.replace(

@@ -19,7 +19,6 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
-from alpha_panda.settings import Settings
 from connectors.dlq import Resilience
 from connectors.equity import EquityHistorySink
 from connectors.kafka import (
@@ -41,6 +40,7 @@ from dataflows.metrics import (
     report_input_lag,
     serve_metrics,
 )
+from dataflows.settings import Settings
 from operators.errors import ConfigError
 from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
@@ -248,7 +248,7 @@ def retry_config(settings: Settings) -> RetryConfig:
 
 def resilience(servers: Servers, settings: Settings | None = None) -> Resilience:
     """Retries per ``settings``, dead letters to Kafka, counted in the Prometheus metrics."""
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
+    from dataflows.settings import get_settings  # noqa: PLC0415
 
     settings = settings or get_settings()
     return Resilience(
@@ -279,7 +279,7 @@ def attach_sinks(
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
+    from dataflows.settings import get_settings  # noqa: PLC0415
 
     settings = settings or get_settings()
     timeout = {"delivery.timeout.ms": settings.kafka_delivery_timeout_ms}
@@ -400,7 +400,7 @@ def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[s
 
     def module_getattr(name: str) -> Any:
         if name == "flow":
-            from alpha_panda.settings import get_settings  # noqa: PLC0415
+            from dataflows.settings import get_settings  # noqa: PLC0415
 
             return build(get_settings())
         msg = f"module {module!r} has no attribute {name!r}"

@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any
 
-from alpha_panda.settings import Settings
 from connectors.kite.client import KiteClient
 from connectors.kite.errors import KITE_RULES
 from connectors.kite.halts import HaltReader, set_halt
@@ -28,6 +27,7 @@ from connectors.kite.store import ZerodhaStore
 from connectors.postgres import load_strategies
 from dataflows.accounts import ExecutionRoute
 from dataflows.live import Servers, resolve_servers, retry_config
+from dataflows.settings import Settings
 from operators.failures import RetryLogic
 from operators.halts import Halt, HaltFlags
 

@@ -19,11 +19,11 @@ import uvicorn
 from alpha_panda.alerts import AlertConfig, AlertRules, AlertWatcher
 from alpha_panda.dashboard.app import create_app
 from alpha_panda.dashboard.sources import DashboardSources, HealthMonitor, check_health, tailed_topics
-from alpha_panda.settings import Settings
 from alpha_panda.stack import LocalStack, StackUrls
 from connectors.kafka_tail import TailMessage, TopicTail
 from connectors.ledger_reader import LedgerReader
 from connectors.webhook import WebhookNotifier
+from dataflows.settings import Settings
 from schemas.errors import AlphaPandaError
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ import orjson
 import psycopg
 from confluent_kafka.admin import AdminClient
 
-from alpha_panda.settings import Settings
 from alpha_panda.stack import LocalStack, StackUrls
 from connectors.kafka import consume_all, create_pipeline_topics, create_topics, produce
 from connectors.postgres import apply_migrations, ledger_fills, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec, simulate_lines
+from dataflows.settings import Settings
 from schemas.topics import MARKET_TICKS, all_topics
 
 

@@ -12,7 +12,6 @@ import pytest
 from confluent_kafka import KafkaException
 
 from alpha_panda import orchestration
-from alpha_panda.settings import Settings
 from alpha_panda.stack import free_port, probe_kafka
 from connectors.dlq import DeadLetterProducer
 from connectors.errors import KafkaConnectorError, TopicAdminError
@@ -27,6 +26,7 @@ from connectors.kafka import (
 )
 from dataflows import live
 from dataflows.metrics import serve_metrics
+from dataflows.settings import Settings
 
 pytestmark = pytest.mark.integration
 

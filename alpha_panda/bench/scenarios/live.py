@@ -33,11 +33,11 @@ from typing import Any
 import orjson
 
 from alpha_panda import orchestration
-from alpha_panda.settings import Settings
 from alpha_panda.stack import LocalStack, StackUrls
 from connectors.kafka import consume_all, produce
 from connectors.postgres import ledger_counts
 from connectors.simulator import MarketSpec, simulate_lines
+from dataflows.settings import Settings
 from schemas.topics import MARKET_TICKS, ORDERS_FILLED, SIGNALS_RAW, broker_topic
 
 Log = Callable[[str], None]
