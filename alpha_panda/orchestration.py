@@ -20,8 +20,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from alpha_panda.stack import LocalStack, ManagedProcess, StackUrls
+from alpha_panda.localstack import LocalStack, ManagedProcess
 from connectors.kafka import consumer_config, create_pipeline_topics
+from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_counts, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec

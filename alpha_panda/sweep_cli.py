@@ -51,7 +51,7 @@ def _params() -> Any:
 
 def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands with their options
     """Add ``sweep`` and ``walkforward`` to ``app``."""
-    from alpha_panda.cli import _fail, console, err_console  # noqa: PLC0415 - the CLI's own consoles
+    from alpha_panda.cli.console import console, err_console, fail  # noqa: PLC0415
 
     def progress_bar(label: str, quiet: bool) -> Progress:
         columns = (
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
                     on_progress=lambda n: progress.advance(task, n),
                 )
         except AlphaPandaError as err:
-            raise _fail(err) from err
+            raise fail(err) from err
         count = len(result.rows)
         table = Table(
             title=f"Sweep of {strategy}: {count} combinations, {result.ticks:,} ticks, by {rank_by}"
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
                 ),
             )
         except AlphaPandaError as err:
-            raise _fail(err) from err
+            raise fail(err) from err
         table = Table(
             title=(
                 f"Walk-forward of {strategy} ({'anchored' if anchored else 'rolling'}, "

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,56 +39,16 @@ from dataflows.metrics import (
     report_input_lag,
     serve_metrics,
 )
+from dataflows.params import PipelineParams
+from dataflows.runtime.retry import retry_config
+from dataflows.runtime.servers import Servers, resolve_servers
 from dataflows.settings import Settings
 from operators.errors import ConfigError
-from operators.failures import RetryConfig
 from operators.strategy import StrategyConfig
 from schemas.codec import RawBatch, RawMessage
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, PnlEnvelope, SubmittedEnvelope
-from schemas.errors import AlphaPandaError
 
 log = logging.getLogger("alpha_panda.dataflows")
-
-
-class ServersNotConfiguredError(AlphaPandaError):
-    """No URL for a server and no local stack to fall back to."""
-
-
-@dataclass(frozen=True)
-class Servers:
-    """Where the live flows find Kafka, Redis and Postgres."""
-
-    kafka: str
-    redis: str
-    postgres: str
-
-
-def resolve_servers(settings: Settings) -> Servers:
-    """Return the configured servers, filling gaps from the local stack's ``stack.json``."""
-    kafka = settings.kafka_bootstrap_servers
-    redis = settings.redis_url.get_secret_value()
-    postgres = settings.postgres_url.get_secret_value()
-    if not (kafka and redis and postgres):
-        from alpha_panda.stack import LocalStack  # noqa: PLC0415 - only when falling back
-
-        local = LocalStack(settings.data_dir).urls
-        if local is None:
-            missing = [
-                name
-                for name, value in (
-                    ("KAFKA_BOOTSTRAP_SERVERS", kafka),
-                    ("REDIS_URL", redis),
-                    ("POSTGRES_URL", postgres),
-                )
-                if not value
-            ]
-            msg = (
-                f"{', '.join(missing)} not set and no local stack under {settings.data_dir}; "
-                "set them or run `alpha-panda up` first"
-            )
-            raise ServersNotConfiguredError(msg)
-        kafka, redis, postgres = kafka or local.kafka, redis or local.redis, postgres or local.postgres
-    return Servers(kafka, redis, postgres)
 
 
 def wait_for(  # noqa: PLR0913 - each knob is a plain keyword
@@ -135,8 +94,8 @@ def await_servers(
     servers: Servers, *, kafka: bool = True, redis: bool = False, postgres: bool = False
 ) -> None:
     """Block until the servers a flow needs answer (clear log lines while waiting)."""
-    from alpha_panda.stack import probe_kafka, probe_postgres, probe_redis  # noqa: PLC0415
     from connectors.errors import redact_url  # noqa: PLC0415
+    from connectors.probes import probe_kafka, probe_postgres, probe_redis  # noqa: PLC0415
 
     if kafka:
         wait_for("Kafka", servers.kafka, lambda: probe_kafka(servers.kafka))
@@ -236,16 +195,6 @@ def config_updates(
     return op.map("parse_configurations", rows, parse_configs)
 
 
-def retry_config(settings: Settings) -> RetryConfig:
-    """The retry policies of ``settings`` (``RETRY_*``)."""
-    return RetryConfig.from_settings(
-        max_attempts_transient=settings.retry_max_attempts_transient,
-        base_s=settings.retry_base_s,
-        max_s=settings.retry_max_s,
-        budget_s=settings.retry_budget_s,
-    )
-
-
 def resilience(servers: Servers, settings: Settings | None = None) -> Resilience:
     """Retries per ``settings``, dead letters to Kafka, counted in the Prometheus metrics."""
     from dataflows.settings import get_settings  # noqa: PLC0415
@@ -319,7 +268,7 @@ def start(settings: Settings) -> Servers:
 
 
 def marks_from_ticks(
-    flow: Dataflow, servers: Servers, settings: Settings, params: Any, *, every_tick: bool = False
+    flow: Dataflow, servers: Servers, settings: Settings, params: PipelineParams, *, every_tick: bool = False
 ) -> Stream[tuple[str, Any]]:
     """``market.ticks`` as ``(account_id, Mark)`` for the per-stage risk and portfolio flows.
 
@@ -352,13 +301,12 @@ def marks_from_ticks(
     return strategy_stage("marks", ticks, context, updates=updates)
 
 
-def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Servers, Any, Dataflow]:
+def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Servers, PipelineParams, Dataflow]:
     """Start a live flow ``name``: wait for its servers; return them, its params and the flow.
 
     Every live flow needs Kafka and Postgres (strategy configuration);
     ``redis`` adds Redis. Params are :class:`dataflows.pipeline.PipelineParams`.
     """
-    from dataflows.pipeline import PipelineParams  # noqa: PLC0415 - pipeline imports this module lazily
     from dataflows.zerodha import halt_flags, zerodha_route  # noqa: PLC0415 - imports the Kite connector
 
     servers = start(settings)
@@ -375,7 +323,7 @@ def broker_events(
     step_id: str,
     servers: Servers,
     settings: Settings,
-    params: Any,
+    params: PipelineParams,
     stage: str,
     expected: type[Any],
 ) -> tuple[Stream[Any], Stream[Any]]:

@@ -26,7 +26,8 @@ from connectors.kite.ratelimit import RateLimiter
 from connectors.kite.store import ZerodhaStore
 from connectors.postgres import load_strategies
 from dataflows.accounts import ExecutionRoute
-from dataflows.live import Servers, resolve_servers, retry_config
+from dataflows.runtime.retry import retry_config
+from dataflows.runtime.servers import Servers, resolve_servers
 from dataflows.settings import Settings
 from operators.failures import RetryLogic
 from operators.halts import Halt, HaltFlags

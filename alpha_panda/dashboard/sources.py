@@ -21,10 +21,12 @@ from typing import Any
 from alpha_panda import orchestration
 from alpha_panda.alerts import HealthView
 from alpha_panda.dashboard import metrics
-from alpha_panda.stack import SERVERS, LocalStack, StackUrls, probe_kafka, probe_postgres, probe_redis
+from alpha_panda.localstack import LocalStack
 from connectors.errors import redact_url
 from connectors.kafka_tail import TailMessage, TopicTail
 from connectors.ledger_reader import LedgerReader
+from connectors.localstack import SERVERS, StackUrls
+from connectors.probes import probe_kafka, probe_postgres, probe_redis
 from connectors.redis_portfolio import read_portfolios
 from schemas.topics import SIGNALS_RAW, SIGNALS_REJECTED, broker_topic, dlq_topic
 

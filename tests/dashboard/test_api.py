@@ -10,7 +10,7 @@ import pytest
 from alpha_panda.dashboard.app import UNAUTHORIZED
 from alpha_panda.dashboard.auth import COOKIE
 from alpha_panda.dashboard.server import DashboardConfigError, start_dashboard
-from alpha_panda.stack import StackUrls
+from connectors.localstack import StackUrls
 from connectors.postgres import ledger_fills, ledger_orders
 from dataflows.settings import Settings
 from schemas.codec import to_builtins

@@ -29,7 +29,7 @@ import psycopg
 import pytest
 import redis
 
-from alpha_panda.stack import StackUrls
+from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_orders, seed_strategies
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
 

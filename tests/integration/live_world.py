@@ -24,8 +24,9 @@ import orjson
 import psycopg
 from confluent_kafka.admin import AdminClient
 
-from alpha_panda.stack import LocalStack, StackUrls
+from alpha_panda.localstack import LocalStack
 from connectors.kafka import consume_all, create_pipeline_topics, create_topics, produce
+from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_fills, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec, simulate_lines

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from alpha_panda import orchestration
-from alpha_panda.stack import free_port, probe_kafka
+from alpha_panda.localstack import free_port
 from connectors.dlq import DeadLetterProducer
 from connectors.errors import KafkaConnectorError, TopicAdminError
 from connectors.kafka import (
@@ -24,6 +24,7 @@ from connectors.kafka import (
     produce,
     use_client_security,
 )
+from connectors.probes import probe_kafka
 from dataflows import live
 from dataflows.metrics import serve_metrics
 from dataflows.settings import Settings

@@ -17,8 +17,9 @@ from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
-from alpha_panda.stack import POSTGRES, REDIS, LocalStack, probe_kafka, probe_postgres, probe_redis
+from alpha_panda.localstack import LocalStack
 from connectors.errors import ServerStartError, StackError, redact_url
+from connectors.localstack import POSTGRES, REDIS
 from connectors.postgres import (
     LedgerSink,
     StrategyConfigSource,
@@ -27,6 +28,7 @@ from connectors.postgres import (
     seed_strategies,
     set_strategy_active,
 )
+from connectors.probes import probe_kafka, probe_postgres, probe_redis
 from connectors.redis_portfolio import RedisPortfolioSink, read_portfolios
 from tests.integration.builders import filled_out, pnl_out
 

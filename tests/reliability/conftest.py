@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alpha_panda.stack import LocalStack
+from alpha_panda.localstack import LocalStack
 from tests.integration.live_world import World, live_world
 
 

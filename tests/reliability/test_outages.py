@@ -18,7 +18,8 @@ import psycopg
 import pytest
 
 from alpha_panda import orchestration
-from alpha_panda.stack import POSTGRES, REDIS, LocalStack, free_port
+from alpha_panda.localstack import LocalStack, free_port
+from connectors.localstack import POSTGRES, REDIS
 from tests.integration.live_world import World, simulated_ticks, wait_until
 from tests.integration.test_live_pipeline import replay_reference, without_time
 from tests.reliability.conftest import log_text, scrape

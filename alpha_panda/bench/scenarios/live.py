@@ -33,8 +33,9 @@ from typing import Any
 import orjson
 
 from alpha_panda import orchestration
-from alpha_panda.stack import LocalStack, StackUrls
+from alpha_panda.localstack import LocalStack
 from connectors.kafka import consume_all, produce
+from connectors.localstack import StackUrls
 from connectors.postgres import ledger_counts
 from connectors.simulator import MarketSpec, simulate_lines
 from dataflows.settings import Settings
