@@ -22,11 +22,12 @@ import dataflows.strategy_runner
 import dataflows.trading_engine
 from alpha_panda import orchestration
 from alpha_panda.replay import run_replay
-from connectors.postgres import ledger_counts, ledger_orders, set_strategy_active
+from connectors.postgres import ledger_counts, set_strategy_active
 from dataflows.pipeline import live_flow
 from operators.strategy import StrategyConfig
 from tests.flows.conftest import tick_line
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,13 @@ from connectors.postgres import (
     ledger_batch,
     ledger_counts,
     ledger_fills,
-    ledger_orders,
     load_strategies,
     migrations,
     seed_strategies,
     set_strategy_active,
 )
 from tests.integration.builders import failed_out, filled_out, pnl_out, submitted_out
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 

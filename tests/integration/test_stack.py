@@ -24,13 +24,13 @@ from connectors.postgres import (
     LedgerSink,
     StrategyConfigSource,
     apply_migrations,
-    ledger_orders,
     seed_strategies,
     set_strategy_active,
 )
 from connectors.probes import probe_kafka, probe_postgres, probe_redis
 from connectors.redis_portfolio import RedisPortfolioSink, read_portfolios
 from tests.integration.builders import filled_out, pnl_out
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 
