@@ -8,7 +8,7 @@ from its last snapshot and its Kafka offsets.
 
 from __future__ import annotations
 
-import pickle  # noqa: S403 - reads our own Bytewax recovery snapshots only
+import pickle  # reads our own Bytewax recovery snapshots only
 import sqlite3
 import subprocess
 import sys

@@ -312,7 +312,7 @@ class _Accounts:
         return {s for (b, s) in self.by_key if b == broker}
 
 
-def reconcile(  # noqa: PLR0913 - one keyword per store and filter
+def reconcile(  # one keyword per store and filter
     *,
     kafka: str,
     redis_url: str,
@@ -361,10 +361,10 @@ def repair(report: ReconcileReport, *, redis_url: str, postgres_url: str) -> Rep
 
     :raises ReconcileError: Postgres or Redis refused the writes.
     """
-    import psycopg  # noqa: PLC0415
-    import redis  # noqa: PLC0415
+    import psycopg
+    import redis
 
-    from connectors.errors import describe_error, redact_url  # noqa: PLC0415
+    from connectors.errors import describe_error, redact_url
 
     events = [
         Outbound(broker_topic(a.broker, ORDERS_FILLED), a.strategy_id, a.topic_events[d.order_id])
@@ -405,7 +405,7 @@ def repair(report: ReconcileReport, *, redis_url: str, postgres_url: str) -> Rep
 
 
 def _print(console: Any, report: ReconcileReport, title: str) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     fills = sum(len(a.topic_fills) for a in report.accounts)
     console.print(f"{title}: {len(report.accounts):,} account(s), {fills:,} fill(s) on the topics")

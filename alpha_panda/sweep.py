@@ -168,7 +168,7 @@ def scan_ticks(ticks: Path) -> TickScan:
     Decodes with the pipeline's own decoder (bad lines are skipped, as the
     pipeline dead-letters them).
     """
-    from connectors.files import TickFileSource  # noqa: PLC0415 - a file source, read here in batches
+    from connectors.files import TickFileSource  # a file source, read here in batches
 
     seen: dict[int, None] = {}
     first: datetime | None = None
@@ -262,7 +262,7 @@ def stats_rows(
     return rows
 
 
-def run_sweep(  # noqa: PLR0913 - the command's options
+def run_sweep(  # the command's options
     ticks: Path,
     strategy_type: str,
     grid: Mapping[str, Sequence[Any]],
@@ -356,7 +356,7 @@ def write_rows(out_dir: Path, result: SweepResult) -> None:
 
 def check_strategy_type(strategy_type: str) -> None:
     """Fail early on an unknown strategy type (a ConfigError naming it)."""
-    from operators.strategy_registry import resolve  # noqa: PLC0415
+    from operators.strategy_registry import resolve
 
     try:
         resolve(strategy_type)

@@ -95,7 +95,7 @@ def _per_day(pnl: float, window: dict[str, Any]) -> float:
     return pnl / window["days"]
 
 
-def run_walkforward(  # noqa: PLR0913 - the command's options
+def run_walkforward(  # the command's options
     ticks: Path,
     strategy_type: str,
     grid: Mapping[str, Sequence[Any]],

@@ -15,7 +15,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.dlq import Resilience, SinkGuard
 from connectors.errors import PostgresConnectorError, SinkInputError, redact_url
-from connectors.postgres import CONNECT_TIMEOUT_S, POSTGRES_RULES
+from connectors.postgres.connection import POSTGRES_RULES, ReopeningConnection
 from schemas.envelope import Outbound, PnlEnvelope
 
 _SINK_STEP: Final = "equity_history_sink"
@@ -62,18 +62,10 @@ class _EquityPartition(StatelessSinkPartition[Outbound]):
     def __init__(self, url: str, guard: SinkGuard | None) -> None:
         self._url = url
         self._guard = guard
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn = ReopeningConnection(url)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT_S)
-        try:
-            with self._conn.transaction():
-                write_equity(self._conn, rows)
-        except psycopg.Error:
-            if self._conn.broken or self._conn.closed:
-                self._conn = None
-            raise
+        self._conn.run(lambda conn: write_equity(conn, rows))
 
     def write_batch(self, items: list[Outbound]) -> None:
         """Write the batch's snapshots in one transaction (one statement)."""
@@ -92,8 +84,7 @@ class _EquityPartition(StatelessSinkPartition[Outbound]):
     def close(self) -> None:
         if self._guard is not None:
             self._guard.close()
-        if self._conn is not None:
-            self._conn.close()
+        self._conn.close()
 
 
 class EquityHistorySink(DynamicSink[Outbound]):

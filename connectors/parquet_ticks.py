@@ -59,7 +59,7 @@ def is_parquet(path: Path) -> bool:
 
 
 def _open(path: Path) -> Any:
-    import pyarrow.parquet as pq  # noqa: PLC0415 - only Parquet files need pyarrow
+    import pyarrow.parquet as pq  # only Parquet files need pyarrow
 
     try:
         parquet = pq.ParquetFile(path)
@@ -82,7 +82,7 @@ def parquet_row_count(path: Path) -> int:
     return int(_open(path).metadata.num_rows)
 
 
-class _BadCell(Exception):  # noqa: N818 - internal signal, never escapes this module
+class _BadCell(Exception):  # internal signal, never escapes this module
     def __init__(self, what: str, shown: Any) -> None:
         self.what = what
         self.shown = shown

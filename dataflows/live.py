@@ -67,7 +67,7 @@ def wait_for(  # noqa: PLR0913 - each knob is a plain keyword
 
     :raises TimeoutError: still unreachable after ``timeout_s``.
     """
-    from connectors.errors import describe_error  # noqa: PLC0415
+    from connectors.errors import describe_error
 
     delay, deadline, attempt = first_delay_s, time.monotonic() + timeout_s, 1
     while True:
@@ -94,8 +94,8 @@ def await_servers(
     servers: Servers, *, kafka: bool = True, redis: bool = False, postgres: bool = False
 ) -> None:
     """Block until the servers a flow needs answer (clear log lines while waiting)."""
-    from connectors.errors import redact_url  # noqa: PLC0415
-    from connectors.probes import probe_kafka, probe_postgres, probe_redis  # noqa: PLC0415
+    from connectors.errors import redact_url
+    from connectors.probes import probe_kafka, probe_postgres, probe_redis
 
     if kafka:
         wait_for("Kafka", servers.kafka, lambda: probe_kafka(servers.kafka))
@@ -197,7 +197,7 @@ def config_updates(
 
 def resilience(servers: Servers, settings: Settings | None = None) -> Resilience:
     """Retries per ``settings``, dead letters to Kafka, counted in the Prometheus metrics."""
-    from dataflows.settings import get_settings  # noqa: PLC0415
+    from dataflows.settings import get_settings
 
     settings = settings or get_settings()
     return Resilience(
@@ -228,7 +228,7 @@ def attach_sinks(
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
-    from dataflows.settings import get_settings  # noqa: PLC0415
+    from dataflows.settings import get_settings
 
     settings = settings or get_settings()
     timeout = {"delivery.timeout.ms": settings.kafka_delivery_timeout_ms}
@@ -278,10 +278,10 @@ def marks_from_ticks(
     compares with the latest tick whatever ``MARK_INTERVAL_S`` is; else
     marks are throttled to one per mark interval of event time.
     """
-    from dataflows.clock import wall_clock  # noqa: PLC0415
-    from dataflows.ingest import decode_ticks  # noqa: PLC0415
-    from dataflows.signals import context_for, strategy_stage  # noqa: PLC0415
-    from schemas.topics import MARKET_TICKS  # noqa: PLC0415
+    from dataflows.clock import wall_clock
+    from dataflows.ingest import decode_ticks
+    from dataflows.signals import context_for, strategy_stage
+    from schemas.topics import MARKET_TICKS
 
     raw = kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
     ticks, _dropped = decode_ticks(
@@ -307,7 +307,7 @@ def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Server
     Every live flow needs Kafka and Postgres (strategy configuration);
     ``redis`` adds Redis. Params are :class:`dataflows.pipeline.PipelineParams`.
     """
-    from dataflows.zerodha import halt_flags, zerodha_route  # noqa: PLC0415 - imports the Kite connector
+    from dataflows.zerodha import halt_flags, zerodha_route  # imports the Kite connector
 
     servers = start(settings)
     await_servers(servers, kafka=True, redis=redis, postgres=True)
@@ -331,8 +331,8 @@ def broker_events(
 
     Undecodable messages become dead letters for ``<broker>.<stage>.dlq``.
     """
-    from dataflows.ingest import decode_events  # noqa: PLC0415
-    from schemas.topics import broker_topic  # noqa: PLC0415
+    from dataflows.ingest import decode_events
+    from schemas.topics import broker_topic
 
     topics = [broker_topic(broker, stage) for broker in params.brokers]
     raw = kafka_input(flow, step_id, servers, topics, tail=settings.kafka_tail)
@@ -348,7 +348,7 @@ def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[s
 
     def module_getattr(name: str) -> Any:
         if name == "flow":
-            from dataflows.settings import get_settings  # noqa: PLC0415
+            from dataflows.settings import get_settings
 
             return build(get_settings())
         msg = f"module {module!r} has no attribute {name!r}"

@@ -86,9 +86,9 @@ def report_input_lag(bootstrap: str, every_s: float = 5.0) -> threading.Thread:
     there the lag reads low by at most a batch.
     """
     # Imported here: the replay path imports this module and never needs Kafka.
-    from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: PLC0415
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from connectors.kafka import consumer_config  # noqa: PLC0415
+    from connectors.kafka import consumer_config
 
     def run() -> None:
         consumer = Consumer(consumer_config(bootstrap))

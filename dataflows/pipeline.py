@@ -235,8 +235,8 @@ def live_flow(settings: Any) -> Dataflow:
     Strategies load from Postgres and reload when ``strategy_configurations``
     changes. Envelopes are stamped with wall-clock creation time.
     """
-    from dataflows import live  # noqa: PLC0415 - live imports settings-dependent connectors
-    from dataflows.clock import wall_clock  # noqa: PLC0415
+    from dataflows import live  # live imports settings-dependent connectors
+    from dataflows.clock import wall_clock
 
     servers, params, flow = live.begin(settings, "pipeline", redis=True)
     raw = live.kafka_batches(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
@@ -260,6 +260,6 @@ def __getattr__(name: str) -> Any:
     if name != "flow":
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)
-    from dataflows.live import lazy_flow  # noqa: PLC0415
+    from dataflows.live import lazy_flow
 
     return lazy_flow(__name__, live_flow)(name)

@@ -214,7 +214,7 @@ class Settings(BaseSettings):
         value = _split(value)
         if not isinstance(value, tuple | list):
             msg = f"ACTIVE_BROKERS must be a comma-separated list, got {value!r}"
-            raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueError as a validation error
+            raise ValueError(msg)  # pydantic reports ValueError as a validation error
         unknown = set(value) - set(BROKERS)
         if unknown:
             msg = f"ACTIVE_BROKERS has unknown broker(s) {sorted(unknown)}; known: {list(BROKERS)}"

@@ -17,7 +17,6 @@ from schemas.envelope import (
     SCHEMA_VERSION,
     AnyEnvelope,
     BrokerEnvelope,
-    BrokerName,
     DlqEnvelope,
     TickEnvelope,
     as_utc,
@@ -37,7 +36,7 @@ from schemas.events import (
     ReplayMetadata,
 )
 from schemas.explain import explain, too_deep
-from schemas.topics import MARKET_TICKS, tick_key
+from schemas.topics import MARKET_TICKS, BrokerName, tick_key, topic_broker
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 """Messages larger than this are poison: no tick or order is near it."""
@@ -441,7 +440,7 @@ def original_value(message: OriginalMessage) -> bytes:
 REPLAYABLE: Final[frozenset[str]] = frozenset({"transient", "infrastructure", "rate_limit"})
 
 
-def dead_letter(  # noqa: PLR0913 - one argument per contract field group
+def dead_letter(  # one argument per contract field group
     *,
     topic: str,
     key: bytes | str | None,
@@ -496,4 +495,28 @@ def dead_letter(  # noqa: PLR0913 - one argument per contract field group
         version=SCHEMA_VERSION,
         key=original.key or "",
         data=record,
+    )
+
+
+def poison_letter(
+    raw: RawMessage, *, error_class: str, error_message: str, service_name: str, dlq_timestamp: datetime
+) -> DlqEnvelope:
+    """Build the dead letter of ``raw``, a message that cannot be decoded (poison: never replayed).
+
+    Its position (partition, offset, timestamp) is ``raw``'s; its broker is
+    the one owning ``raw.topic`` (:func:`schemas.topics.topic_broker`).
+    """
+    return dead_letter(
+        topic=raw.topic,
+        key=raw.key,
+        value=raw.value,
+        error_type="poison",
+        error_class=error_class,
+        error_message=error_message,
+        service_name=service_name,
+        dlq_timestamp=dlq_timestamp,
+        partition=raw.partition,
+        offset=raw.offset,
+        original_timestamp=raw.timestamp,
+        broker=topic_broker(raw.topic),
     )

@@ -67,7 +67,7 @@ def _count_lines(path: Path) -> int:
     return count - 1 if path.suffix.lower() == ".csv" else count
 
 
-def feed_command(  # noqa: PLR0913 - one parameter per option
+def feed_command(  # one parameter per option
     source: Annotated[
         str,
         typer.Option(

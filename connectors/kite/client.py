@@ -124,7 +124,7 @@ class KiteClient:
             body = response.json()
         except ValueError:
             body = None
-        if body is None and response.status_code < 500 and response.status_code != 429:  # noqa: PLR2004
+        if body is None and response.status_code < 500 and response.status_code != 429:
             msg = f"{step}: HTTP {response.status_code}: answer is not JSON"
             raise KiteResponseError(msg)
         return unwrap(step, response.status_code, body, _retry_after(response))

@@ -65,18 +65,18 @@ def unwrap(step: str, status_code: int, body: Any, retry_after: float | None = N
     :raises KiteServerError: 5xx without a documented error body.
     :raises KiteResponseError: an answer of neither shape.
     """
-    if status_code == 429:  # noqa: PLR2004 - HTTP status
+    if status_code == 429:  # HTTP status
         message = body.get("message", "too many requests") if isinstance(body, dict) else "too many requests"
         raise KiteRateLimitError(step, str(message), retry_after)
-    if isinstance(body, dict) and body.get("status") == "success" and status_code < 400:  # noqa: PLR2004
+    if isinstance(body, dict) and body.get("status") == "success" and status_code < 400:
         return body.get("data")
     if isinstance(body, dict) and body.get("status") == "error":
         error_type = str(body.get("error_type") or "GeneralException")
         cls = ERROR_TYPES.get(error_type, KiteGeneralError)
-        if status_code >= 500 and error_type not in ERROR_TYPES:  # noqa: PLR2004
+        if status_code >= 500 and error_type not in ERROR_TYPES:
             cls = KiteServerError
         raise cls(step, error_type, str(body.get("message", "")), status_code)
-    if status_code >= 500:  # noqa: PLR2004
+    if status_code >= 500:
         raise KiteServerError(
             step, "ServerError", f"HTTP {status_code} without a Kite error body", status_code
         )

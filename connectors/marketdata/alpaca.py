@@ -232,7 +232,7 @@ def _rfc3339(moment: datetime) -> str:
     return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
-def fetch_alpaca_bars(  # noqa: PLR0913 - one argument per query parameter
+def fetch_alpaca_bars(  # one argument per query parameter
     symbols: Iterable[str],
     start: datetime,
     end: datetime,

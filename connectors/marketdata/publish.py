@@ -35,7 +35,7 @@ from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryFormatError
 from connectors.marketdata.streaming import tick_message, utc_now
 from connectors.parquet_ticks import is_parquet, parquet_row_count
-from schemas.codec import RawMessage, dead_letter, decode_tick, encode
+from schemas.codec import RawMessage, decode_tick, encode, poison_letter
 from schemas.envelope import TickIdentity, as_utc
 from schemas.errors import DecodeError
 from schemas.topics import MARKET_TICKS, dlq_topic, tick_key
@@ -117,7 +117,7 @@ def bar_messages(bars: Iterable[Bar]) -> Iterator[RawMessage]:
         yield RawMessage(MARKET_TICKS, key, tick_message(tick), None, number)
 
 
-def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the caller's to choose
+def publish_ticks(  # pacing, batching and progress are the caller's to choose
     bootstrap: str,
     messages: Iterable[RawMessage],
     *,
@@ -157,17 +157,12 @@ def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the call
         try:
             envelope = decode_tick(message.value, source=service, derive_id=False)
         except DecodeError as err:
-            letter = dead_letter(
-                topic=MARKET_TICKS,
-                key=message.key,
-                value=message.value,
-                error_type="poison",
+            letter = poison_letter(
+                RawMessage(MARKET_TICKS, message.key, message.value, message.partition, message.offset),
                 error_class=type(err).__name__,
                 error_message=err.reason,
                 service_name=service,
                 dlq_timestamp=now(),
-                partition=message.partition,
-                offset=message.offset,
             )
             dead.append((letter.key.encode() or None, encode(letter)))
         else:

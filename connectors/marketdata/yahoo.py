@@ -113,7 +113,7 @@ def parse_chart(payload: Any, *, symbol: str, token: int | None = None) -> list[
     return bars
 
 
-def fetch_yahoo_bars(  # noqa: PLR0913 - one argument per query parameter
+def fetch_yahoo_bars(  # one argument per query parameter
     symbol: str,
     *,
     interval: str = "1d",

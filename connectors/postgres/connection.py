@@ -100,3 +100,32 @@ def connection_pool(url: str, name: str, max_size: int = 2) -> ConnectionPool:
         name=name,
         open=True,
     )
+
+
+class ReopeningConnection:
+    """One connection to ``url``, opened on first use and again after it broke.
+
+    A plain connection (not a pool) fails at once while Postgres is down, so
+    the caller's retry policy, not a pool timeout, decides how long work waits.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], object]) -> None:
+        """Run ``work(conn)`` in one transaction; a broken connection is dropped and the error raised."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
+            with self._conn.transaction():
+                work(self._conn)
+        except psycopg.Error:
+            if self._conn.broken or self._conn.closed:
+                self._conn = None
+            raise
+
+    def close(self) -> None:
+        """Close the connection if one is open."""
+        if self._conn is not None:
+            self._conn.close()

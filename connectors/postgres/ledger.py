@@ -15,9 +15,9 @@ from psycopg_pool import ConnectionPool
 from connectors.dlq import Resilience, SinkGuard
 from connectors.errors import SinkInputError
 from connectors.postgres.connection import (
-    CONNECT_TIMEOUT_S,
     DEFAULT_RETRY_S,
     POSTGRES_RULES,
+    ReopeningConnection,
     connect,
     connection_pool,
     with_retry,
@@ -135,38 +135,21 @@ class _LedgerPartition(StatelessSinkPartition[Outbound]):
 
 
 class _GuardedLedgerPartition(StatelessSinkPartition[Outbound]):
-    """One connection, reopened on failure; retries and dead letters come from the guard.
-
-    A plain connection (not a pool) fails at once while Postgres is down, so
-    the retry policy, not a pool timeout, decides how long a batch waits.
-    """
+    """One connection, reopened on failure; retries and dead letters come from the guard."""
 
     def __init__(self, url: str, guard: SinkGuard) -> None:
-        self._url = url
+        self._conn = ReopeningConnection(url)
         self._guard = guard
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def _write(self, batch: LedgerBatch) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT_S)
-        try:
-            with self._conn.transaction():
-                write_ledger(self._conn, batch)
-        except psycopg.Error:
-            if self._conn.broken or self._conn.closed:
-                self._conn = None
-            raise
 
     def write_batch(self, items: list[Outbound]) -> None:
         """Write one batch in one transaction, or dead-letter it when retries run out."""
         batch = ledger_batch(items)
         if batch.orders:
-            self._guard.write(items, lambda: self._write(batch))
+            self._guard.write(items, lambda: self._conn.run(lambda conn: write_ledger(conn, batch)))
 
     def close(self) -> None:
         self._guard.close()
-        if self._conn is not None:
-            self._conn.close()
+        self._conn.close()
 
 
 class LedgerSink(DynamicSink[Outbound]):

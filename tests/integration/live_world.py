@@ -71,7 +71,7 @@ class World:
         for line in lines:
             try:
                 key = str(orjson.loads(line)["data"]["instrument_token"]).encode()
-            except Exception:  # noqa: BLE001 - bad lines are produced as they are
+            except Exception:  # bad lines are produced as they are
                 key = None
             items.append((key, line))
         produce(self.urls.kafka, MARKET_TICKS, items)

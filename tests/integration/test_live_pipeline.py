@@ -265,7 +265,7 @@ REASONS = {
 def test_per_stage_inputs_dead_letter_bad_messages_and_trade_like_replay(
     world: World, tmp_path: Path
 ) -> None:
-    from connectors.kafka import produce  # noqa: PLC0415
+    from connectors.kafka import produce
 
     rows = world.seed()
     lines = simulated_ticks(seed=19)

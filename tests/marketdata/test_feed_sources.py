@@ -240,7 +240,7 @@ def test_feed_items_become_the_same_envelopes_a_tick_file_line_would() -> None:
     assert dead_out.topic == "market.ticks.dlq"
 
 
-async def _items(items: list[FeedItem]):  # noqa: ANN202 - an async generator
+async def _items(items: list[FeedItem]):  # an async generator
     for item in items:
         yield item
 

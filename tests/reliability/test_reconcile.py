@@ -30,7 +30,7 @@ from tests.reliability.test_outages import ledger_duplicates
 pytestmark = pytest.mark.integration
 
 
-def _reconcile(world: World):  # noqa: ANN202 - the report type is the module's
+def _reconcile(world: World):  # the report type is the module's
     return reconcile(
         kafka=world.urls.kafka,
         redis_url=world.urls.redis,
