@@ -324,7 +324,8 @@ def reconcile(  # one keyword per store and filter
 ) -> ReconcileReport:
     """Compare the three stores for every account of ``brokers`` (or only ``strategies``).
 
-    :raises ConnectorError: a store could not be read (names which, passwords hidden).
+    Raises:
+        ConnectorError: a store could not be read (names which, passwords hidden).
     """
     accounts = _Accounts(set(strategies) if strategies else None)
     configured = {str(row["id"]) for row in load_strategies(postgres_url)}
@@ -359,7 +360,8 @@ def repair(report: ReconcileReport, *, redis_url: str, postgres_url: str) -> Rep
     Ledger rows are inserted with ``ON CONFLICT DO NOTHING`` (the same rows the
     ledger sink writes); portfolios are the rebuilt snapshots of ``report``.
 
-    :raises ReconcileError: Postgres or Redis refused the writes.
+    Raises:
+        ReconcileError: Postgres or Redis refused the writes.
     """
     import psycopg
     import redis

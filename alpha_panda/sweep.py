@@ -96,7 +96,8 @@ def _range(name: str, spec: Mapping[str, Any]) -> list[Any]:
 def parse_grid(loaded: object) -> dict[str, list[Any]]:
     """Return each parameter's values, in the grid's order (see the module docstring).
 
-    :raises SweepError: not a mapping, an empty list, or a bad range.
+    Raises:
+        SweepError: not a mapping, an empty list, or a bad range.
     """
     if not isinstance(loaded, Mapping) or not loaded:
         msg = f"grid: expected a mapping of parameter names to values, got {loaded!r}"
@@ -119,7 +120,8 @@ def parse_grid(loaded: object) -> dict[str, list[Any]]:
 def load_grid(path: Path) -> dict[str, list[Any]]:
     """Read and parse a grid file.
 
-    :raises SweepError: unreadable, not YAML, or a bad grid (naming the file).
+    Raises:
+        SweepError: unreadable, not YAML, or a bad grid (naming the file).
     """
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -204,7 +206,8 @@ def sweep_configs(
 ) -> list[StrategyConfig]:
     """One paper-only config per combination.
 
-    :raises ConfigError: naming the combination's id (unknown strategy, bad parameters).
+    Raises:
+        ConfigError: naming the combination's id (unknown strategy, bad parameters).
     """
     return [
         StrategyConfig.from_mapping(
@@ -283,8 +286,9 @@ def run_sweep(  # the command's options
     measured over the file's whole span of event time (first to last tick),
     with the report's interval for that span.
 
-    :raises ConfigError: naming a combination (unknown strategy, bad parameters).
-    :raises SweepError: a bad metric, or a file without ticks of the instruments.
+    Raises:
+        ConfigError: naming a combination (unknown strategy, bad parameters).
+        SweepError: a bad metric, or a file without ticks of the instruments.
     """
     if rank_by not in RANK_BY:
         msg = f"--rank-by must be one of {list(RANK_BY)}, got {rank_by!r}"

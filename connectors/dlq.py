@@ -74,7 +74,8 @@ class DeadLetterProducer:
 
         Returns how many were delivered.
 
-        :raises DeadLetterError: a message was refused or not acknowledged in time.
+        Raises:
+            DeadLetterError: a message was refused or not acknowledged in time.
         """
         if self._producer is None:
             self._producer = Producer(self._config)
@@ -159,8 +160,9 @@ class SinkGuard:
 
         Returns 0 when it succeeded, else the number of dead letters written.
 
-        :raises RetryExhaustedError: retries ran out and there is no DLQ.
-        :raises DeadLetterError: the dead letters could not be delivered.
+        Raises:
+            RetryExhaustedError: retries ran out and there is no DLQ.
+            DeadLetterError: the dead letters could not be delivered.
         """
         try:
             retry_call(
@@ -233,8 +235,9 @@ class DeadLetterRecord:
 def read_dead_letters(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[DeadLetterRecord]:
     """Read every message of DLQ ``topic`` (all partitions, from the beginning).
 
-    :raises TopicAdminError: the topic does not exist.
-    :raises ConsumeTimeoutError: it could not be read to its end in time.
+    Raises:
+        TopicAdminError: the topic does not exist.
+        ConsumeTimeoutError: it could not be read to its end in time.
     """
     from schemas.codec import decode  # keep the module import light
     from schemas.envelope import DlqEnvelope

@@ -36,7 +36,8 @@ def equity_rows(items: list[Outbound]) -> list[tuple[Any, ...]]:
     the column order of the insert; a snapshot repeated in the batch (same
     broker and envelope id) appears once.
 
-    :raises SinkInputError: an item is not a P&L snapshot.
+    Raises:
+        SinkInputError: an item is not a P&L snapshot.
     """
     rows: dict[tuple[str, str], tuple[Any, ...]] = {}
     for item in items:
@@ -95,7 +96,8 @@ class EquityHistorySink(DynamicSink[Outbound]):
     NOTHING``, so a redelivered snapshot adds no row. With ``resilience``,
     failures retry per its policy and then go to ``<broker>.pnl.snapshots.dlq``.
 
-    :raises PostgresConnectorError: the write failed (without ``resilience``).
+    Raises:
+        PostgresConnectorError: the write failed (without ``resilience``).
     """
 
     def __init__(self, url: str, *, resilience: Resilience | None = None) -> None:

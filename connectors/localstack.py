@@ -87,7 +87,8 @@ class StackFiles:
     def passwords(self) -> dict[str, str]:
         """The local servers' passwords as ``secrets.json`` holds them.
 
-        :raises StackError: the file is missing or not a JSON object of strings.
+        Raises:
+            StackError: the file is missing or not a JSON object of strings.
         """
         path = self.secrets_file
         try:
@@ -150,8 +151,9 @@ def configured_or_local(
     server not needed and not found is ``""``). The stack's files are read
     only when a needed URL is not configured.
 
-    :raises ServersNotConfiguredError: a needed server has no URL and there is
-        no local stack; the message names the settings to set.
+    Raises:
+        ServersNotConfiguredError: a needed server has no URL and there is
+            no local stack; the message names the settings to set.
     """
     given = {KAFKA: kafka, REDIS: redis, POSTGRES: postgres}
     if all(given[name] for name in need):

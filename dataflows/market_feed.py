@@ -122,8 +122,9 @@ def build(settings: Settings) -> Dataflow:
     Out: ``market.ticks`` envelopes keyed by instrument token, and
     ``market.ticks.dlq`` dead letters.
 
-    :raises FeedConfigError: the source lacks credentials, tokens or symbols.
-    :raises InstrumentError: a ``FEED_TOKENS`` name does not resolve.
+    Raises:
+        FeedConfigError: the source lacks credentials, tokens or symbols.
+        InstrumentError: a ``FEED_TOKENS`` name does not resolve.
     """
     name = settings.feed_source_name
     servers = live.start(settings)

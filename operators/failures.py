@@ -341,9 +341,10 @@ def retry_call(  # each argument is a separate injected dependency
     connector's classification ``rules``, an injected ``sleep`` (s).
     Out: ``work()``'s result.
 
-    :raises RetryExhaustedError: the last error was never retryable
-        (poison, authentication, business) or its attempts/budget ran out;
-        ``.failure`` holds the error, its class and the attempts made.
+    Raises:
+        RetryExhaustedError: the last error was never retryable
+            (poison, authentication, business) or its attempts/budget ran out;
+            ``.failure`` holds the error, its class and the attempts made.
     """
     state = logic.new_state()
     while True:

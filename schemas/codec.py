@@ -172,9 +172,10 @@ def to_utc(moment: datetime, naive_tz: NaiveZone = UTC) -> datetime:
 
     A time without an offset is read in ``naive_tz``.
 
-    :raises ValueError: ``moment`` is naive and ``naive_tz`` is
-        :data:`REJECT_NAIVE`, or it cannot be expressed in UTC (e.g.
-        ``9999-12-31T23:59:59-05:00``); the message says which.
+    Raises:
+        ValueError: ``moment`` is naive and ``naive_tz`` is
+            :data:`REJECT_NAIVE`, or it cannot be expressed in UTC (e.g.
+            ``9999-12-31T23:59:59-05:00``); the message says which.
     """
     if moment.tzinfo is None:
         if isinstance(naive_tz, str):
@@ -193,9 +194,10 @@ def to_utc(moment: datetime, naive_tz: NaiveZone = UTC) -> datetime:
 def decode(raw: bytes, topic: str) -> AnyEnvelope:
     """Decode a full envelope of any event type read from ``topic``.
 
-    :raises DecodeError: not UTF-8 JSON (invalid UTF-8 inside a string
-        included), unknown ``type``, or a missing, wrong-typed or
-        out-of-range field (the reason names it, in the project's words).
+    Raises:
+        DecodeError: not UTF-8 JSON (invalid UTF-8 inside a string
+            included), unknown ``type``, or a missing, wrong-typed or
+            out-of-range field (the reason names it, in the project's words).
     """
     _check_size(topic, raw)
     try:
@@ -231,7 +233,8 @@ def decode_tick(
     flows that derive it only for the few ticks that cause an event (see
     :func:`schemas.envelope.with_tick_id`); such a tick must not be published.
 
-    :raises DecodeError: as :func:`decode`, for topic ``market.ticks``.
+    Raises:
+        DecodeError: as :func:`decode`, for topic ``market.ticks``.
     """
     _check_size(MARKET_TICKS, raw)
     try:
@@ -290,8 +293,9 @@ class TimeCache:
     def get(self, text: str) -> datetime:
         """The UTC time ``text`` names.
 
-        :raises DecodeError: not an ISO-8601 time, no offset when naive times
-            are rejected, or out of range in UTC.
+        Raises:
+            DecodeError: not an ISO-8601 time, no offset when naive times
+                are rejected, or out of range in UTC.
         """
         moment = self._times.get(text)
         if moment is not None:
@@ -393,7 +397,8 @@ def _size_error(raw: bytes) -> DecodeError:
 def decode_as(raw: bytes, topic: str, expected: type[AnyEnvelope]) -> AnyEnvelope:
     """Decode ``raw`` and require its type to be ``expected``.
 
-    :raises DecodeError: as :func:`decode`, or the message has another type.
+    Raises:
+        DecodeError: as :func:`decode`, or the message has another type.
     """
     envelope = decode(raw, topic)
     if not isinstance(envelope, expected):

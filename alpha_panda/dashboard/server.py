@@ -114,7 +114,8 @@ def start_dashboard(
 ) -> RunningDashboard:
     """Serve in a daemon thread; return once it listens (``DASHBOARD_PORT`` 0 picks a free port).
 
-    :raises DashboardConfigError: no ``DASHBOARD_TOKEN``, or the server did not start.
+    Raises:
+        DashboardConfigError: no ``DASHBOARD_TOKEN``, or the server did not start.
     """
     token = settings.dashboard_token.get_secret_value()
     if not token:

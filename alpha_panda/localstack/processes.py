@@ -192,8 +192,9 @@ class StackProcesses(StackState):
         ``logs/NAME.log`` (appended), the pid record to ``run/NAME.json``.
         ``stop_signal`` is what :meth:`stop_process` sends first.
 
-        :raises StackError: a process of that name is already running, or
-            ``argv`` cannot be executed.
+        Raises:
+            StackError: a process of that name is already running, or
+                ``argv`` cannot be executed.
         """
         if self.process(name) is not None:
             msg = f"{name}: already running (pid file {self._pid_file(name)})"

@@ -272,8 +272,9 @@ class LocalStack(StackProcesses):
         port it had last time if still free) unless already running, and
         waited for. URLs are recorded in ``stack.json`` (passwords redacted).
 
-        :raises ServerStartError: a server did not accept connections within
-            ``start_timeout_s``; names the server and its log file.
+        Raises:
+            ServerStartError: a server did not accept connections within
+                ``start_timeout_s``; names the server and its log file.
         """
         external = {KAFKA: kafka_url, REDIS: redis_url, POSTGRES: postgres_url}
         state = self._read_state()
@@ -312,8 +313,9 @@ class LocalStack(StackProcesses):
         For reliability tests: Redis keeps its append-only file, Postgres its
         cluster; Tansu is in-memory and comes back empty. Returns its URL.
 
-        :raises StackError: ``name`` is not a server this stack manages.
-        :raises ServerStartError: it did not come back in time.
+        Raises:
+            StackError: ``name`` is not a server this stack manages.
+            ServerStartError: it did not come back in time.
         """
         entry = self._read_state().get(name)
         if not entry or not entry.get("managed"):

@@ -54,7 +54,8 @@ class StackState(StackFiles):
         A ``secrets.json`` written beforehand is used as it is, so a
         deployment may choose its own passwords.
 
-        :raises StackError: the file exists but is not a JSON object of strings.
+        Raises:
+            StackError: the file exists but is not a JSON object of strings.
         """
         path = self.secrets_file
         if not path.exists():

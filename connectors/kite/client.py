@@ -190,7 +190,8 @@ class KiteClient:
     def generate_session(self, request_token: str, api_secret: SecretStr) -> dict[str, Any]:
         """Exchange a login's ``request_token`` for the day's session (``access_token``, ``user_id``...).
 
-        :raises KiteTokenError: the request token is invalid or used.
+        Raises:
+            KiteTokenError: the request token is invalid or used.
         """
         form = {
             "api_key": self._api_key.get_secret_value(),

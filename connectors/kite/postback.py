@@ -35,8 +35,9 @@ def postback_checksum(order_id: str, order_timestamp: str, api_secret: SecretStr
 def verify_postback(body: bytes, api_secret: SecretStr) -> KiteOrder:
     """The order of a postback body, once its checksum is verified.
 
-    :raises KiteChecksumError: no checksum, or one that does not match.
-    :raises KiteResponseError: the body is not a JSON order.
+    Raises:
+        KiteChecksumError: no checksum, or one that does not match.
+        KiteResponseError: the body is not a JSON order.
     """
     try:
         payload: Any = json.loads(body)

@@ -35,7 +35,8 @@ class Backoff:
     def next_delay(self, step: str) -> float:
         """Return the next wait in seconds and count the attempt.
 
-        :raises FeedGaveUpError: ``max_attempts`` consecutive failures already.
+        Raises:
+            FeedGaveUpError: ``max_attempts`` consecutive failures already.
         """
         limit = self.config.max_attempts
         if limit is not None and self.attempt >= limit:

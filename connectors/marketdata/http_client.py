@@ -46,7 +46,8 @@ class HttpResponse:
     def json(self, step: str) -> Any:
         """Return the body as JSON.
 
-        :raises ResponseShapeError: the body is not JSON.
+        Raises:
+            ResponseShapeError: the body is not JSON.
         """
         try:
             return json.loads(self.body)
@@ -79,7 +80,8 @@ def http_get(
 ) -> HttpResponse:
     """GET ``url`` with the query ``params``; return the answer whatever its status.
 
-    :raises HttpTransportError: no HTTP answer (connection, DNS, TLS, timeout).
+    Raises:
+        HttpTransportError: no HTTP answer (connection, DNS, TLS, timeout).
     """
     scheme = urlsplit(url).scheme
     if scheme not in ("http", "https"):
@@ -114,7 +116,8 @@ def get_with_rate_limit_retry(
 
     Waits ``Retry-After`` seconds when given, else ``fallback_delay_s * 2**n``.
 
-    :raises RateLimitedError: still 429 after ``rate_limit_retries`` retries.
+    Raises:
+        RateLimitedError: still 429 after ``rate_limit_retries`` retries.
     """
     attempt = 0
     while True:

@@ -60,8 +60,9 @@ def file_kind(path: Path) -> FileKind:
     A Parquet file (``.parquet``, ``.pq``) is a tick file (see
     :mod:`connectors.parquet_ticks`).
 
-    :raises HistoryFormatError: neither, or the file cannot be read.
-    :raises ParquetTickFileError: a Parquet file without the tick columns.
+    Raises:
+        HistoryFormatError: neither, or the file cannot be read.
+        ParquetTickFileError: a Parquet file without the tick columns.
     """
     if is_parquet(path):
         parquet_row_count(path)  # opens it and checks the columns
@@ -131,11 +132,13 @@ def publish_ticks(  # pacing, batching and progress are the caller's to choose
 ) -> PublishReport:
     """Decode, pace and produce ``messages`` to ``market.ticks`` (bad ones to its DLQ).
 
-    :param speed: event time runs ``speed`` x real time; ``"max"`` never waits.
-    :param on_progress: called with the number of messages handled since
+    ``speed``: event time runs ``speed`` x real time; ``"max"`` never waits.
+    ``on_progress``: called with the number of messages handled since
         the previous call, after each acknowledged batch.
-    :param now: stamps dead letters (wall clock by default).
-    :raises KafkaDeliveryError: the broker did not acknowledge a batch.
+    ``now``: stamps dead letters (wall clock by default).
+
+    Raises:
+        KafkaDeliveryError: the broker did not acknowledge a batch.
     """
     pacer = EventPacer(speed)
     report = PublishReport()

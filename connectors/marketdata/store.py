@@ -126,7 +126,7 @@ def read_bars(
 ) -> Iterator[Bar]:
     """Yield stored bars in (timestamp, token) order, optionally filtered.
 
-    :param start: inclusive lower bound on the bar start; ``end`` exclusive.
+    ``start``: inclusive lower bound on the bar start; ``end`` exclusive.
     """
     params = {"tokens": list(tokens) if tokens is not None else None, "start": start, "end": end}
     # A server-side cursor streams long histories instead of loading them whole.
@@ -181,8 +181,9 @@ def stored_bars(
     iterator is exhausted or closed (``close()``), so a Bytewax source can
     hold it for the length of a replay.
 
-    :raises HistoryStoreError: Postgres is unreachable or the query failed
-        (the URL's password is never shown).
+    Raises:
+        HistoryStoreError: Postgres is unreachable or the query failed
+            (the URL's password is never shown).
     """
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
@@ -232,8 +233,9 @@ def resolve_tokens(names: tuple[int | str, ...], postgres_url: str) -> tuple[tup
 
     Names are looked up in the ``instruments`` table at ``postgres_url``.
 
-    :raises InstrumentError: a name is unknown or not ``EXCHANGE:SYMBOL``.
-    :raises HistoryStoreError: the table cannot be read.
+    Raises:
+        InstrumentError: a name is unknown or not ``EXCHANGE:SYMBOL``.
+        HistoryStoreError: the table cannot be read.
     """
     wanted = [n for n in names if isinstance(n, str)]
     if not wanted:

@@ -62,7 +62,8 @@ def connect(url: str, step: str) -> Iterator[psycopg.Connection[dict[str, Any]]]
 def ping(url: str) -> None:
     """Return when Postgres at ``url`` answers ``SELECT 1``.
 
-    :raises PostgresConnectorError: it did not.
+    Raises:
+        PostgresConnectorError: it did not.
     """
     with connect(url, "ping") as conn:
         conn.execute("SELECT 1")

@@ -89,7 +89,8 @@ def ledger_batch(items: list[Outbound]) -> LedgerBatch:
     in stream order. A terminal event (filled, failed) wins over a submitted
     one for the same order; otherwise the first event wins.
 
-    :raises SinkInputError: an item is not an order event.
+    Raises:
+        SinkInputError: an item is not an order event.
     """
     orders: dict[tuple[str, str], tuple[Any, ...]] = {}
     fills: list[tuple[Any, ...]] = []
@@ -164,8 +165,9 @@ class LedgerSink(DynamicSink[Outbound]):
     Postgres is unreachable; with it, per its policy, and when that gives up
     the batch's order events go to ``<broker>.orders.<stage>.dlq``.
 
-    :raises PostgresConnectorError: Postgres stayed unreachable, or refused the
-        rows (without ``resilience``).
+    Raises:
+        PostgresConnectorError: Postgres stayed unreachable, or refused the
+            rows (without ``resilience``).
     """
 
     def __init__(

@@ -44,8 +44,9 @@ def apply_migrations(url: str) -> list[str]:
     concurrent bootstraps are safe and a failure leaves the schema unchanged.
     Returns the versions applied now (empty when up to date).
 
-    :raises MigrationError: a migration failed (names its file).
-    :raises PostgresConnectorError: Postgres is unreachable.
+    Raises:
+        MigrationError: a migration failed (names its file).
+        PostgresConnectorError: Postgres is unreachable.
     """
     applied: list[str] = []
     with connect(url, "apply_migrations") as conn:

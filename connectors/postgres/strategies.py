@@ -40,8 +40,9 @@ def seed_strategies(url: str, rows: list[dict[str, Any]]) -> int:
     ``zerodha_trading_enabled`` (default false). Unchanged rows are not
     touched. Returns how many rows were inserted or changed.
 
-    :raises StrategyRowError: a row lacks a required field.
-    :raises PostgresConnectorError: the write failed.
+    Raises:
+        StrategyRowError: a row lacks a required field.
+        PostgresConnectorError: the write failed.
     """
     params = [_strategy_params(row) for row in rows]
     if not params:
@@ -84,7 +85,8 @@ def load_strategies(url: str) -> list[dict[str, Any]]:
     bool, ``updated_at`` aware datetime -- the shape
     ``operators.strategy.StrategyConfig.from_mapping`` reads.
 
-    :raises PostgresConnectorError: the read failed.
+    Raises:
+        PostgresConnectorError: the read failed.
     """
     with connect(url, "load_strategies") as conn:
         return load_strategy_rows(conn)
@@ -93,7 +95,8 @@ def load_strategies(url: str) -> list[dict[str, Any]]:
 def set_strategy_active(url: str, strategy_id: str, active: bool) -> bool:
     """Switch one strategy on or off; returns ``False`` if no such ``strategy_id`` exists.
 
-    :raises PostgresConnectorError: the write failed.
+    Raises:
+        PostgresConnectorError: the write failed.
     """
     with connect(url, "set_strategy_active") as conn:
         cur = conn.execute(

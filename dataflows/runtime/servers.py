@@ -27,7 +27,8 @@ def resolve_servers(
     ``need`` names the servers that must resolve; ``data_dir`` overrides
     ``DATA_DIR`` (a command's ``--data-dir``).
 
-    :raises ServersNotConfiguredError: a needed server has no URL and there is no local stack.
+    Raises:
+        ServersNotConfiguredError: a needed server has no URL and there is no local stack.
     """
     return configured_or_local(
         data_dir or settings.data_dir,
