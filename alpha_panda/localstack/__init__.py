@@ -1,8 +1,9 @@
 """The local stack: a Kafka-API broker, Redis and Postgres as real processes under one data directory.
 
 :mod:`~alpha_panda.localstack.state` writes its files, :mod:`~alpha_panda.localstack.processes`
-runs detached processes with pid files, :mod:`~alpha_panda.localstack.servers` starts and stops
-the three servers (:class:`LocalStack`). Reading the recorded URLs back is
+runs detached processes with pid files, :mod:`~alpha_panda.localstack.launch` says how each
+server is run, :mod:`~alpha_panda.localstack.servers` starts and stops the three
+(:class:`LocalStack`). Reading the recorded URLs back is
 :mod:`connectors.localstack`; probing a server is :mod:`connectors.probes`.
 """
 
