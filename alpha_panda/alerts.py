@@ -260,7 +260,7 @@ class AlertWatcher:
     produced after the watcher started count). ``clock`` returns aware UTC.
     """
 
-    def __init__(  # noqa: PLR0913 - the collaborators are plain keywords
+    def __init__(  # the collaborators are plain keywords
         self,
         rules: AlertRules,
         notifier: WebhookNotifier,
@@ -305,7 +305,7 @@ class AlertWatcher:
             fired += self._rules.on_health(now, dlq_totals=view.dlq_totals, lag=view.lag, flows=view.flows)
         try:
             fired += self._rules.on_clock(now, self._accounts())
-        except Exception as err:  # noqa: BLE001 - a failed read skips this round's summary check
+        except Exception as err:  # a failed read skips this round's summary check
             log.warning("alert watcher: reading accounts failed: %s", err)
         for alert in fired:
             log.info("alert %s: %s", alert.kind, alert.title)

@@ -127,7 +127,7 @@ def init_recovery(directory: Path, place: ClusterPlace) -> str:
     cluster size is an error: Bytewax cannot resume it, and rescaling a flow
     means starting it from fresh partitions (see the README's Deploy section).
     """
-    from bytewax.recovery import init_db_dir  # noqa: PLC0415 - only this command needs bytewax
+    from bytewax.recovery import init_db_dir  # only this command needs bytewax
 
     directory.mkdir(parents=True, exist_ok=True)
     existing = sorted(directory.glob("part-*.sqlite3"))
@@ -162,14 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         place = place_from_env(os.environ)
         if args.command == "init-recovery":
-            print(init_recovery(args.directory, place), flush=True)  # noqa: T201 - the command's output
+            print(init_recovery(args.directory, place), flush=True)  # the command's output
             return 0
     except ClusterConfigError as err:
-        print(f"error: {err}", file=sys.stderr)  # noqa: T201
+        print(f"error: {err}", file=sys.stderr)
         return 2
     extra = [a for a in args.bytewax_args if a != "--"]
     command = bytewax_command(args.module, place, extra)
-    print("exec " + " ".join(command[1:]), flush=True)  # noqa: T201
+    print("exec " + " ".join(command[1:]), flush=True)
     os.execv(sys.executable, command)  # noqa: S606 - replaces this process by the flow
     return 0  # pragma: no cover - execv does not return
 

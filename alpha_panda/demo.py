@@ -20,9 +20,10 @@ from rich.table import Table
 
 from alpha_panda import orchestration
 from alpha_panda.dashboard.server import RunningDashboard, start_dashboard
-from alpha_panda.settings import Settings, get_settings
-from alpha_panda.stack import LocalStack, StackUrls
+from alpha_panda.localstack import LocalStack
 from connectors.errors import redact_url
+from connectors.localstack import StackUrls
+from dataflows.settings import Settings, get_settings
 from schemas.errors import AlphaPandaError
 
 SETTLE_S = 4.0

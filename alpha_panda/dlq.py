@@ -113,7 +113,8 @@ def plan_replay(
     a result whose ``republished`` is filled in by the caller). A record
     naming an original topic other than ``topic`` without ``.dlq`` is skipped.
 
-    :raises DlqCommandError: ``topic`` is not a DLQ topic.
+    Raises:
+        DlqCommandError: ``topic`` is not a DLQ topic.
     """
     result = ReplayResult(topic, dry_run=True)
     home = _check_topic(topic)
@@ -157,9 +158,10 @@ def replay_dlq(
 ) -> ReplayResult:
     """Republish the replayable records of DLQ ``topic`` to their original topics.
 
-    :raises DlqCommandError: ``topic`` is not a DLQ topic.
-    :raises TopicAdminError: the topic does not exist.
-    :raises DeadLetterError: Kafka did not acknowledge a republished message.
+    Raises:
+        DlqCommandError: ``topic`` is not a DLQ topic.
+        TopicAdminError: the topic does not exist.
+        DeadLetterError: Kafka did not acknowledge a republished message.
     """
     home = _check_topic(topic)
     chosen, result = plan_replay(topic, read_dead_letters(bootstrap, topic), limit=limit, since=since)
@@ -187,8 +189,9 @@ def replay_dlq(
 def list_dlq(bootstrap: str, topic: str) -> DlqSummary:
     """Summarise DLQ ``topic``.
 
-    :raises DlqCommandError: ``topic`` is not a DLQ topic.
-    :raises TopicAdminError: the topic does not exist.
+    Raises:
+        DlqCommandError: ``topic`` is not a DLQ topic.
+        TopicAdminError: the topic does not exist.
     """
     _check_topic(topic)
     return summarize(topic, read_dead_letters(bootstrap, topic))

@@ -1,6 +1,6 @@
 """Running Alpha Panda on the local stack: bootstrap, dataflow processes, demo.
 
-The CLI calls these; servers themselves are :mod:`alpha_panda.stack`'s.
+The CLI calls these; servers themselves are :mod:`alpha_panda.localstack`'s.
 Each dataflow runs as ``python -m bytewax.run dataflows.<name>`` with Bytewax
 recovery under ``DATA_DIR/recovery/<name>``, so a killed process resumes
 from its last snapshot and its Kafka offsets.
@@ -8,7 +8,7 @@ from its last snapshot and its Kafka offsets.
 
 from __future__ import annotations
 
-import pickle  # noqa: S403 - reads our own Bytewax recovery snapshots only
+import pickle  # reads our own Bytewax recovery snapshots only
 import sqlite3
 import subprocess
 import sys
@@ -20,12 +20,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from alpha_panda.settings import Settings
-from alpha_panda.stack import LocalStack, ManagedProcess, StackUrls
+from alpha_panda.localstack import LocalStack, ManagedProcess
 from connectors.kafka import consumer_config, create_pipeline_topics
+from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_counts, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec
+from dataflows.settings import Settings
 from schemas.topics import MARKET_TICKS, ORDERS_FILLED, SIGNALS_RAW, all_topics, broker_topic
 
 DATAFLOW_SETS: dict[str, tuple[str, ...]] = {
@@ -69,11 +70,8 @@ def dataflows_for(flows: Sequence[str], settings: Settings) -> tuple[str, ...]:
 
 
 def settings_env_names() -> tuple[str, ...]:
-    """Environment variables a dataflow may read: its settings (``Settings``, ``FeedSettings``)."""
-    from dataflows.market_feed import FeedSettings  # noqa: PLC0415 - imports the feed sources
-
-    names = {name.upper() for model in (Settings, FeedSettings) for name in model.model_fields}
-    return tuple(sorted(names))
+    """Environment variables a dataflow may read: the fields of :class:`Settings` (``FEED_*`` included)."""
+    return tuple(sorted(name.upper() for name in Settings.model_fields))
 
 
 def server_env(urls: StackUrls) -> dict[str, str]:

@@ -43,8 +43,9 @@ def check_out_dir(ticks: Path, out: Path) -> None:
 
     In: the tick file and the ``--out`` directory (which need not exist yet).
 
-    :raises OutDirError: ``out`` exists and is not a directory, or ``ticks``
-        is inside ``out`` (symlinks resolved).
+    Raises:
+        OutDirError: ``out`` exists and is not a directory, or ``ticks``
+            is inside ``out`` (symlinks resolved).
     """
     if out.exists() and not out.is_dir():
         msg = f"replay: --out {out} exists and is not a directory"

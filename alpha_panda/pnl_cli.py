@@ -23,28 +23,15 @@ console = Console(width=None if Console().is_terminal else 120)
 err_console = Console(stderr=True)
 
 
-class PnlCliError(AlphaPandaError):
-    """``alpha-panda pnl`` cannot run (no servers configured)."""
-
-
 def _servers() -> tuple[str, str, tuple[str, ...]]:
     """(Redis URL, Postgres URL, active brokers): from settings, else the local stack."""
-    from alpha_panda.settings import get_settings
-    from alpha_panda.stack import LocalStack
+    from connectors.localstack import POSTGRES, REDIS
+    from dataflows.runtime.servers import resolve_servers
+    from dataflows.settings import get_settings
 
     settings = get_settings()
-    redis_url = settings.redis_url.get_secret_value()
-    postgres_url = settings.postgres_url.get_secret_value()
-    if not (redis_url and postgres_url):
-        local = LocalStack(settings.data_dir).urls
-        if local is None:
-            msg = (
-                "no servers: set REDIS_URL and POSTGRES_URL or run `alpha-panda up` "
-                f"(no stack under {settings.data_dir})"
-            )
-            raise PnlCliError(msg)
-        redis_url, postgres_url = redis_url or local.redis, postgres_url or local.postgres
-    return redis_url, postgres_url, tuple(settings.active_brokers)
+    servers = resolve_servers(settings, need=(REDIS, POSTGRES))
+    return servers.redis, servers.postgres, tuple(settings.active_brokers)
 
 
 def close_day(

@@ -326,7 +326,7 @@ class _Accounts:
         return {s for (b, s) in self.by_key if b == broker}
 
 
-def reconcile(  # noqa: PLR0913 - one keyword per store and filter
+def reconcile(  # one keyword per store and filter
     *,
     kafka: str,
     redis_url: str,
@@ -338,7 +338,8 @@ def reconcile(  # noqa: PLR0913 - one keyword per store and filter
 ) -> ReconcileReport:
     """Compare the three stores for every account of ``brokers`` (or only ``strategies``).
 
-    :raises ConnectorError: a store could not be read (names which, passwords hidden).
+    Raises:
+        ConnectorError: a store could not be read (names which, passwords hidden).
     """
     accounts = _Accounts(set(strategies) if strategies else None)
     configured = {str(row["id"]) for row in load_strategies(postgres_url)}
@@ -377,12 +378,13 @@ def repair(report: ReconcileReport, *, redis_url: str, postgres_url: str) -> Rep
     Ledger rows are inserted with ``ON CONFLICT DO NOTHING`` (the same rows the
     ledger sink writes); portfolios are the rebuilt snapshots of ``report``.
 
-    :raises ReconcileError: Postgres or Redis refused the writes.
+    Raises:
+        ReconcileError: Postgres or Redis refused the writes.
     """
-    import psycopg  # noqa: PLC0415
-    import redis  # noqa: PLC0415
+    import psycopg
+    import redis
 
-    from connectors.errors import describe_error, redact_url  # noqa: PLC0415
+    from connectors.errors import describe_error, redact_url
 
     events = [
         Outbound(broker_topic(a.broker, ORDERS_FILLED), a.strategy_id, a.topic_events[d.order_id])
@@ -423,7 +425,7 @@ def repair(report: ReconcileReport, *, redis_url: str, postgres_url: str) -> Rep
 
 
 def _print(console: Any, report: ReconcileReport, title: str) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     fills = sum(len(a.topic_fills) for a in report.accounts)
     console.print(f"{title}: {len(report.accounts):,} account(s), {fills:,} fill(s) on the topics")

@@ -46,20 +46,20 @@ def reconcile_command(
     ``--broker zerodha`` compares our Zerodha positions with Kite's positions
     and holdings instead (``alpha-panda kite reconcile``).
     """
-    from alpha_panda.cli import _fail, _urls_or_fail, console  # noqa: PLC0415
-    from alpha_panda.reconcile import _print, reconcile, repair  # noqa: PLC0415
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
-    from operators.portfolio import PortfolioConfig  # noqa: PLC0415
-    from schemas.errors import AlphaPandaError  # noqa: PLC0415
+    from alpha_panda.cli.console import console, fail, urls_or_fail
+    from alpha_panda.reconcile import _print, reconcile, repair
+    from dataflows.settings import get_settings
+    from operators.portfolio import PortfolioConfig
+    from schemas.errors import AlphaPandaError
 
     if broker is not None and broker not in BROKERS:
-        raise _fail(ValueError(f"reconcile --broker {broker}: the brokers are {', '.join(BROKERS)}"))
+        raise fail(ValueError(f"reconcile --broker {broker}: the brokers are {', '.join(BROKERS)}"))
     if broker == "zerodha":
-        from alpha_panda.zerodha_cli import reconcile_zerodha  # noqa: PLC0415
+        from alpha_panda.zerodha_cli import reconcile_zerodha
 
         raise typer.Exit(reconcile_zerodha(adopt, strategy[0] if strategy else None, data_dir))
     settings = get_settings()
-    urls = _urls_or_fail(data_dir)
+    urls = urls_or_fail(data_dir)
     options = {
         "kafka": urls.kafka,
         "redis_url": urls.redis,
@@ -83,4 +83,4 @@ def reconcile_command(
             _print(console, after, "After repair")
             raise typer.Exit(code=1 if after.differences else 0)
     except AlphaPandaError as err:
-        raise _fail(err) from err
+        raise fail(err) from err

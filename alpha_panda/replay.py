@@ -81,7 +81,7 @@ def run_replay(
     if keep_topics is None:
         flow = replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts)
     else:
-        from dataflows.sweep import kept_replay_flow  # noqa: PLC0415 - only sweeps use it
+        from dataflows.sweep import kept_replay_flow  # only sweeps use it
 
         flow = kept_replay_flow(
             ticks, configs, out_dir, params, keep_topics, on_progress=on_progress, counts=counts

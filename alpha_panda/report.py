@@ -87,7 +87,8 @@ class ReportOptions:
 def parse_interval(text: str) -> timedelta:
     """Parse ``30s``, ``1m``, ``5min``, ``1h``, ``1d`` or a number of seconds.
 
-    :raises ReportError: anything else, or not positive.
+    Raises:
+        ReportError: anything else, or not positive.
     """
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*", text)
     if not found or float(found.group(1)) <= 0:
@@ -307,9 +308,10 @@ def report_from_dir(
 
     Returns the path of ``report.html``; ``report.json`` is beside it.
 
-    :raises ReportInputError: the directory holds no replay outputs, or a
-        file does not decode.
-    :raises ReportError: bad options, or nothing to report.
+    Raises:
+        ReportInputError: the directory holds no replay outputs, or a
+            file does not decode.
+        ReportError: bad options, or nothing to report.
     """
     report = replay_report(directory, options or ReportOptions())
     return _write(report, out_dir or directory)
@@ -318,9 +320,10 @@ def report_from_dir(
 def replay_report(directory: Path, options: ReportOptions) -> dict[str, Any]:
     """The report of a replay output directory as JSON-ready data (nothing written).
 
-    :raises ReportInputError: the directory holds no replay outputs, or a
-        file does not decode.
-    :raises ReportError: bad options, or nothing to report.
+    Raises:
+        ReportInputError: the directory holds no replay outputs, or a
+            file does not decode.
+        ReportError: bad options, or nothing to report.
     """
     return build_report(
         _replay_accounts(read_replay_dir(directory)),
@@ -338,8 +341,9 @@ def report_from_ledger(
     Every account (broker, strategy) with a fill up to ``options.until``
     starts with ``starting_cash``.
 
-    :raises PostgresConnectorError: the ledger cannot be read.
-    :raises ReportError: bad options, or no fills to report.
+    Raises:
+        PostgresConnectorError: the ledger cannot be read.
+        ReportError: bad options, or no fills to report.
     """
     options = options or ReportOptions()
     fills = read_ledger_fills(url, options.until)

@@ -46,9 +46,9 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.html (self-contained, plotly) and report.json: equity, drawdown, stats, round trips."""
-    from alpha_panda.marketdata_cli import parse_time, postgres_url
+    from alpha_panda.cli.marketdata import parse_time, postgres_url
     from alpha_panda.report import ReportOptions, parse_interval, report_from_dir, report_from_ledger
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     try:
         options = ReportOptions(

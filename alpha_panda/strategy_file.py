@@ -28,7 +28,8 @@ def read_strategy_rows(path: Path) -> list[dict[str, Any]]:
 def load_strategy_file(path: Path) -> list[StrategyConfig]:
     """Read and validate every strategy in ``path``.
 
-    :raises ConfigError: a bad row, or two rows with one id (naming it).
+    Raises:
+        ConfigError: a bad row, or two rows with one id (naming it).
     """
     configs = [StrategyConfig.from_mapping(row) for row in read_strategy_rows(path)]
     seen: set[str] = set()

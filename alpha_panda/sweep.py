@@ -96,7 +96,8 @@ def _range(name: str, spec: Mapping[str, Any]) -> list[Any]:
 def parse_grid(loaded: object) -> dict[str, list[Any]]:
     """Return each parameter's values, in the grid's order (see the module docstring).
 
-    :raises SweepError: not a mapping, an empty list, or a bad range.
+    Raises:
+        SweepError: not a mapping, an empty list, or a bad range.
     """
     if not isinstance(loaded, Mapping) or not loaded:
         msg = f"grid: expected a mapping of parameter names to values, got {loaded!r}"
@@ -119,7 +120,8 @@ def parse_grid(loaded: object) -> dict[str, list[Any]]:
 def load_grid(path: Path) -> dict[str, list[Any]]:
     """Read and parse a grid file.
 
-    :raises SweepError: unreadable, not YAML, or a bad grid (naming the file).
+    Raises:
+        SweepError: unreadable, not YAML, or a bad grid (naming the file).
     """
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -168,7 +170,7 @@ def scan_ticks(ticks: Path) -> TickScan:
     Decodes with the pipeline's own decoder (bad lines are skipped, as the
     pipeline dead-letters them).
     """
-    from connectors.files import TickFileSource  # noqa: PLC0415 - a file source, read here in batches
+    from connectors.files import TickFileSource  # a file source, read here in batches
 
     seen: dict[int, None] = {}
     first: datetime | None = None
@@ -204,7 +206,8 @@ def sweep_configs(
 ) -> list[StrategyConfig]:
     """One paper-only config per combination.
 
-    :raises ConfigError: naming the combination's id (unknown strategy, bad parameters).
+    Raises:
+        ConfigError: naming the combination's id (unknown strategy, bad parameters).
     """
     return [
         StrategyConfig.from_mapping(
@@ -262,7 +265,7 @@ def stats_rows(
     return rows
 
 
-def run_sweep(  # noqa: PLR0913 - the command's options
+def run_sweep(  # the command's options
     ticks: Path,
     strategy_type: str,
     grid: Mapping[str, Sequence[Any]],
@@ -283,8 +286,9 @@ def run_sweep(  # noqa: PLR0913 - the command's options
     measured over the file's whole span of event time (first to last tick),
     with the report's interval for that span.
 
-    :raises ConfigError: naming a combination (unknown strategy, bad parameters).
-    :raises SweepError: a bad metric, or a file without ticks of the instruments.
+    Raises:
+        ConfigError: naming a combination (unknown strategy, bad parameters).
+        SweepError: a bad metric, or a file without ticks of the instruments.
     """
     if rank_by not in RANK_BY:
         msg = f"--rank-by must be one of {list(RANK_BY)}, got {rank_by!r}"
@@ -356,7 +360,7 @@ def write_rows(out_dir: Path, result: SweepResult) -> None:
 
 def check_strategy_type(strategy_type: str) -> None:
     """Fail early on an unknown strategy type (a ConfigError naming it)."""
-    from operators.strategy_registry import resolve  # noqa: PLC0415
+    from operators.strategy_registry import resolve
 
     try:
         resolve(strategy_type)

@@ -40,8 +40,8 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _params() -> Any:
-    from alpha_panda.settings import get_settings  # noqa: PLC0415
-    from dataflows.pipeline import PipelineParams  # noqa: PLC0415
+    from dataflows.pipeline import PipelineParams
+    from dataflows.settings import get_settings
 
     # Sweeps trade paper only and never place live orders.
     return dataclasses.replace(
@@ -49,9 +49,9 @@ def _params() -> Any:
     )
 
 
-def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands with their options
+def register(app: typer.Typer) -> None:  # two commands with their options
     """Add ``sweep`` and ``walkforward`` to ``app``."""
-    from alpha_panda.cli import _fail, console, err_console  # noqa: PLC0415 - the CLI's own consoles
+    from alpha_panda.cli.console import console, err_console, fail
 
     def progress_bar(label: str, quiet: bool) -> Progress:
         columns = (
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
         return Progress(*columns, console=err_console, disable=quiet, transient=True)
 
     @app.command()
-    def sweep(  # noqa: PLR0913 - the command's options
+    def sweep(  # the command's options
         ticks: Annotated[Path, typer.Option(help="Tick file (JSONL or CSV).", exists=True, dir_okay=False)],
         strategy: Annotated[
             str, typer.Option(help="strategy_type: a built-in, an entry point or module:Class.")
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
         quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     ) -> None:
         """Run every combination of a grid, each as its own paper account, in one pass over the file."""
-        from alpha_panda.sweep import check_strategy_type, load_grid, run_sweep  # noqa: PLC0415
+        from alpha_panda.sweep import check_strategy_type, load_grid, run_sweep
 
         try:
             check_strategy_type(strategy)
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
                     on_progress=lambda n: progress.advance(task, n),
                 )
         except AlphaPandaError as err:
-            raise _fail(err) from err
+            raise fail(err) from err
         count = len(result.rows)
         table = Table(
             title=f"Sweep of {strategy}: {count} combinations, {result.ticks:,} ticks, by {rank_by}"
@@ -139,7 +139,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
         console.print(f"every combination: {out / 'sweep.csv'}, {out / 'sweep.json'}")
 
     @app.command()
-    def walkforward(  # noqa: PLR0913 - the command's options
+    def walkforward(  # the command's options
         ticks: Annotated[Path, typer.Option(help="Tick file (JSONL or CSV).", exists=True, dir_okay=False)],
         strategy: Annotated[
             str, typer.Option(help="strategy_type: a built-in, an entry point or module:Class.")
@@ -160,9 +160,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
         quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
     ) -> None:
         """Pick the best combination on each train window; trade it out of sample on the next test window."""
-        from alpha_panda.report import parse_interval  # noqa: PLC0415
-        from alpha_panda.sweep import check_strategy_type, load_grid  # noqa: PLC0415
-        from alpha_panda.walkforward import run_walkforward  # noqa: PLC0415
+        from alpha_panda.report import parse_interval
+        from alpha_panda.sweep import check_strategy_type, load_grid
+        from alpha_panda.walkforward import run_walkforward
 
         try:
             check_strategy_type(strategy)
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915 - two commands wi
                 ),
             )
         except AlphaPandaError as err:
-            raise _fail(err) from err
+            raise fail(err) from err
         table = Table(
             title=(
                 f"Walk-forward of {strategy} ({'anchored' if anchored else 'rolling'}, "

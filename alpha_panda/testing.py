@@ -217,8 +217,9 @@ def check_strategy(
     ``package.module:ClassName``; pass ``"momentum"`` or an entry point's
     name to check that lookup too).
 
-    :raises ConformanceError: naming the failed check.
-    :raises ConfigError: ``cls`` is not a strategy class, or ``params`` are invalid.
+    Raises:
+        ConformanceError: naming the failed check.
+        ConfigError: ``cls`` is not a strategy class, or ``params`` are invalid.
     """
     check_interface(cls, cls.__qualname__)
     config = config_from_parameters(cls.config_type, params)  # type: ignore[attr-defined]

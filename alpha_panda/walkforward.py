@@ -95,7 +95,7 @@ def _per_day(pnl: float, window: dict[str, Any]) -> float:
     return pnl / window["days"]
 
 
-def run_walkforward(  # noqa: PLR0913 - the command's options
+def run_walkforward(  # the command's options
     ticks: Path,
     strategy_type: str,
     grid: Mapping[str, Sequence[Any]],
@@ -111,8 +111,9 @@ def run_walkforward(  # noqa: PLR0913 - the command's options
 ) -> dict[str, Any]:
     """Run every fold (see the module docstring); write and return ``walkforward.json``'s content.
 
-    :raises SweepError: no ticks, or windows longer than the file.
-    :raises ConfigError: naming a combination (unknown strategy, bad parameters).
+    Raises:
+        SweepError: no ticks, or windows longer than the file.
+        ConfigError: naming a combination (unknown strategy, bad parameters).
     """
     params = replace(params or PipelineParams(), brokers=("paper",))
     timed = read_timed(ticks)

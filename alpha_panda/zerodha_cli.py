@@ -39,7 +39,7 @@ def _fail(err: Exception) -> typer.Exit:
 
 
 def _settings(data_dir: Path | None) -> Any:
-    from alpha_panda.settings import get_settings
+    from dataflows.settings import get_settings
 
     settings = get_settings()
     return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings

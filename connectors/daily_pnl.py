@@ -89,7 +89,8 @@ ON CONFLICT (trading_date, broker, strategy_id) DO UPDATE SET
 def upsert_daily_pnl(url: str, rows: Sequence[DailyPnl]) -> int:
     """Write ``rows`` in one statement (replacing the same day's row of an account); return how many.
 
-    :raises PostgresConnectorError: Postgres is unreachable or refused the batch.
+    Raises:
+        PostgresConnectorError: Postgres is unreachable or refused the batch.
     """
     if not rows:
         return 0
@@ -113,7 +114,8 @@ def upsert_daily_pnl(url: str, rows: Sequence[DailyPnl]) -> int:
 def daily_pnl(url: str, trading_date: date) -> list[dict[str, Any]]:
     """The ``daily_pnl`` rows of ``trading_date``, by broker and strategy.
 
-    :raises PostgresConnectorError: Postgres is unreachable.
+    Raises:
+        PostgresConnectorError: Postgres is unreachable.
     """
     try:
         with psycopg.connect(url, connect_timeout=5, row_factory=dict_row) as conn:

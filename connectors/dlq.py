@@ -37,7 +37,7 @@ from operators.failures import (
 from schemas.codec import dead_letter, encode
 from schemas.envelope import Outbound
 from schemas.errors import DecodeError
-from schemas.topics import dlq_topic
+from schemas.topics import dlq_topic, topic_broker
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class DeadLetterProducer:
 
         Returns how many were delivered.
 
-        :raises DeadLetterError: a message was refused or not acknowledged in time.
+        Raises:
+            DeadLetterError: a message was refused or not acknowledged in time.
         """
         if self._producer is None:
             self._producer = Producer(self._config)
@@ -127,11 +128,6 @@ class Resilience:
         return SinkGuard(step, self, rules, worker_index)
 
 
-def _broker_of(topic: str) -> str:
-    broker = topic.split(".", 1)[0]
-    return broker if broker in ("paper", "zerodha") else "shared"
-
-
 class SinkGuard:
     """Runs one batch write with retries; dead-letters the batch when they run out."""
 
@@ -164,8 +160,9 @@ class SinkGuard:
 
         Returns 0 when it succeeded, else the number of dead letters written.
 
-        :raises RetryExhaustedError: retries ran out and there is no DLQ.
-        :raises DeadLetterError: the dead letters could not be delivered.
+        Raises:
+            RetryExhaustedError: retries ran out and there is no DLQ.
+            DeadLetterError: the dead letters could not be delivered.
         """
         try:
             retry_call(
@@ -196,13 +193,13 @@ class SinkGuard:
                 service_name=self._resilience.service,
                 dlq_timestamp=now,
                 retry_count=failure.retry_count,
-                broker=_broker_of(item.topic),  # type: ignore[arg-type]
+                broker=topic_broker(item.topic),
             )
             letters.append((dlq_topic(item.topic), item.key.encode(), encode(letter), None, -1))
         assert self._dlq is not None  # noqa: S101 - checked by the caller
         self._dlq.send(letters)
         for item in items:
-            self._resilience.on_dead_letter(item.topic, _broker_of(item.topic), failure.error_class)
+            self._resilience.on_dead_letter(item.topic, topic_broker(item.topic), failure.error_class)
         log.error(
             "%s: gave up after %d attempt(s) (%s: %s); %d message(s) dead-lettered",
             self._step,
@@ -238,11 +235,12 @@ class DeadLetterRecord:
 def read_dead_letters(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[DeadLetterRecord]:
     """Read every message of DLQ ``topic`` (all partitions, from the beginning).
 
-    :raises TopicAdminError: the topic does not exist.
-    :raises ConsumeTimeoutError: it could not be read to its end in time.
+    Raises:
+        TopicAdminError: the topic does not exist.
+        ConsumeTimeoutError: it could not be read to its end in time.
     """
-    from schemas.codec import decode  # noqa: PLC0415 - keep the module import light
-    from schemas.envelope import DlqEnvelope  # noqa: PLC0415
+    from schemas.codec import decode  # keep the module import light
+    from schemas.envelope import DlqEnvelope
 
     out = []
     for record in consume_all(bootstrap, topic, timeout_s):

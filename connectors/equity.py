@@ -15,7 +15,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.dlq import Resilience, SinkGuard
 from connectors.errors import PostgresConnectorError, SinkInputError, redact_url
-from connectors.postgres import CONNECT_TIMEOUT_S, POSTGRES_RULES
+from connectors.postgres.connection import POSTGRES_RULES, ReopeningConnection
 from schemas.envelope import Outbound, PnlEnvelope
 
 _SINK_STEP: Final = "equity_history_sink"
@@ -36,7 +36,8 @@ def equity_rows(items: list[Outbound]) -> list[tuple[Any, ...]]:
     the column order of the insert; a snapshot repeated in the batch (same
     broker and envelope id) appears once.
 
-    :raises SinkInputError: an item is not a P&L snapshot.
+    Raises:
+        SinkInputError: an item is not a P&L snapshot.
     """
     rows: dict[tuple[str, str], tuple[Any, ...]] = {}
     for item in items:
@@ -62,18 +63,10 @@ class _EquityPartition(StatelessSinkPartition[Outbound]):
     def __init__(self, url: str, guard: SinkGuard | None) -> None:
         self._url = url
         self._guard = guard
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn = ReopeningConnection(url)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT_S)
-        try:
-            with self._conn.transaction():
-                write_equity(self._conn, rows)
-        except psycopg.Error:
-            if self._conn.broken or self._conn.closed:
-                self._conn = None
-            raise
+        self._conn.run(lambda conn: write_equity(conn, rows))
 
     def write_batch(self, items: list[Outbound]) -> None:
         """Write the batch's snapshots in one transaction (one statement)."""
@@ -92,8 +85,7 @@ class _EquityPartition(StatelessSinkPartition[Outbound]):
     def close(self) -> None:
         if self._guard is not None:
             self._guard.close()
-        if self._conn is not None:
-            self._conn.close()
+        self._conn.close()
 
 
 class EquityHistorySink(DynamicSink[Outbound]):
@@ -104,7 +96,8 @@ class EquityHistorySink(DynamicSink[Outbound]):
     NOTHING``, so a redelivered snapshot adds no row. With ``resilience``,
     failures retry per its policy and then go to ``<broker>.pnl.snapshots.dlq``.
 
-    :raises PostgresConnectorError: the write failed (without ``resilience``).
+    Raises:
+        PostgresConnectorError: the write failed (without ``resilience``).
     """
 
     def __init__(self, url: str, *, resilience: Resilience | None = None) -> None:

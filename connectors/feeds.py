@@ -214,7 +214,7 @@ class StreamFeedSource(FixedPartitionedSource[FeedItem, None]):
 
 
 class _HistoryPartition(StatefulSourcePartition[MarketTick, int]):
-    def __init__(  # noqa: PLR0913 - the partition's whole configuration
+    def __init__(  # the partition's whole configuration
         self,
         bars: Iterator[Bar],
         resume: int,
@@ -283,7 +283,7 @@ class HistorySource(FixedPartitionedSource[MarketTick, int]):
     number of ticks emitted; a resumed run skips that many bars.
     """
 
-    def __init__(  # noqa: PLR0913 - the source's whole configuration
+    def __init__(  # the source's whole configuration
         self,
         name: str,
         open_bars: Callable[[], Iterator[Bar]],

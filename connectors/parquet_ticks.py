@@ -59,7 +59,7 @@ def is_parquet(path: Path) -> bool:
 
 
 def _open(path: Path) -> Any:
-    import pyarrow.parquet as pq  # noqa: PLC0415 - only Parquet files need pyarrow
+    import pyarrow.parquet as pq  # only Parquet files need pyarrow
 
     try:
         parquet = pq.ParquetFile(path)
@@ -77,12 +77,13 @@ def _open(path: Path) -> Any:
 def parquet_row_count(path: Path) -> int:
     """Rows in the Parquet file at ``path`` (from its footer, nothing else read).
 
-    :raises ParquetTickFileError: not a readable Parquet tick file.
+    Raises:
+        ParquetTickFileError: not a readable Parquet tick file.
     """
     return int(_open(path).metadata.num_rows)
 
 
-class _BadCell(Exception):  # noqa: N818 - internal signal, never escapes this module
+class _BadCell(Exception):  # internal signal, never escapes this module
     def __init__(self, what: str, shown: Any) -> None:
         self.what = what
         self.shown = shown
@@ -142,8 +143,9 @@ def iter_parquet_ticks(path: Path, *, after_row: int = 0) -> Iterator[ParquetTic
     row, rows numbered from 1. Row groups wholly before ``after_row`` are
     not read at all.
 
-    :raises ParquetTickFileError: the file is not readable Parquet, or lacks
-        a column of :data:`REQUIRED_COLUMNS`.
+    Raises:
+        ParquetTickFileError: the file is not readable Parquet, or lacks
+            a column of :data:`REQUIRED_COLUMNS`.
     """
     parquet = _open(path)
     first_row = 1

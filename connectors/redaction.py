@@ -31,7 +31,7 @@ _PG_SECRET_KEYS: Final = frozenset({"password", "sslpassword"})
 _URL_SECRET_KEYS: Final = frozenset({"password", "pass", "pwd", "secret", "token"})
 
 
-class _Unsafe(Exception):  # noqa: N818 - internal signal, never escapes this module
+class _Unsafe(Exception):  # internal signal, never escapes this module
     """The string cannot be parsed unambiguously."""
 
 
@@ -41,8 +41,8 @@ def _is_postgres(text: str) -> bool:
 
 
 def _pg_parse(text: str) -> dict[str, str]:
-    from psycopg import Error as PsycopgError  # noqa: PLC0415 - only Postgres strings need it
-    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+    from psycopg import Error as PsycopgError  # only Postgres strings need it
+    from psycopg.conninfo import conninfo_to_dict
 
     if "://" in text:
         head = text.split("?", 1)[0]

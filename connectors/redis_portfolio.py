@@ -72,7 +72,8 @@ def latest_snapshots(items: list[Outbound]) -> dict[str, bytes]:
     stream order. The key comes from the snapshot's own ``broker`` and
     ``strategy_id``.
 
-    :raises SinkInputError: an item is not a P&L snapshot.
+    Raises:
+        SinkInputError: an item is not a P&L snapshot.
     """
     latest: dict[str, bytes] = {}
     for item in items:
@@ -131,8 +132,9 @@ class RedisPortfolioSink(DynamicSink[Outbound]):
     snapshots go to ``<broker>.pnl.snapshots.dlq``; without, the client
     retries ``retries`` times.
 
-    :raises RedisConnectorError: Redis stayed unreachable through every retry
-        (without ``resilience``).
+    Raises:
+        RedisConnectorError: Redis stayed unreachable through every retry
+            (without ``resilience``).
     """
 
     def __init__(
@@ -156,7 +158,8 @@ def store_if_newer(redis_url: str, items: list[Outbound]) -> int:
     For dead letters replayed long after: a snapshot never overwrites a
     later one of the same account. Returns how many were written.
 
-    :raises RedisConnectorError: Redis could not be written.
+    Raises:
+        RedisConnectorError: Redis could not be written.
     """
     client = redis_client(redis_url, retries=3)
     written = 0
@@ -185,7 +188,8 @@ def store_if_newer(redis_url: str, items: list[Outbound]) -> int:
 def read_portfolios(redis_url: str, broker: str) -> dict[str, dict[str, Any]]:
     """Return ``{strategy_id: snapshot data}`` of every portfolio stored for ``broker``.
 
-    :raises RedisConnectorError: Redis could not be read.
+    Raises:
+        RedisConnectorError: Redis could not be read.
     """
     prefix = portfolio_key(broker, "")
     client = redis_client(redis_url, retries=3)

@@ -81,9 +81,10 @@ def _read_portfolio(path: Path) -> dict[tuple[str, str], PnlSnapshot | None]:
 def read_replay_dir(directory: Path) -> ReportInputs:
     """Read a replay output directory.
 
-    :raises ReportInputError: ``directory`` does not exist, holds none of the
-        files above, or a line does not decode (the message names the file
-        and line).
+    Raises:
+        ReportInputError: ``directory`` does not exist, holds none of the
+            files above, or a line does not decode (the message names the file
+            and line).
     """
     if not directory.is_dir():
         msg = f"report: {directory} is not a directory"
@@ -125,8 +126,9 @@ def read_ledger_fills(url: str, until: datetime | None = None) -> list[OrderFill
     Earlier fills are included because an account's positions and cash at
     the start of a report window depend on them.
 
-    :raises PostgresConnectorError: Postgres is unreachable or the query
-        failed (the URL appears only redacted).
+    Raises:
+        PostgresConnectorError: Postgres is unreachable or the query
+            failed (the URL appears only redacted).
     """
     try:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as conn:

@@ -113,7 +113,7 @@ class WebhookNotifier:
                 if response.is_success:
                     return Delivery(target, True, status)
                 error = f"HTTP {status}"
-                if status < 500 and status != 429:  # noqa: PLR2004 - a refusal on the merits: no retry
+                if status < 500 and status != 429:  # a refusal on the merits: no retry
                     break
             if attempt < ATTEMPTS:
                 time.sleep(self._retry_pause_s)

@@ -19,6 +19,6 @@ def event_time_clock(event_time: datetime) -> datetime:
     return event_time
 
 
-def wall_clock(event_time: datetime) -> datetime:  # noqa: ARG001 - Clock signature
+def wall_clock(event_time: datetime) -> datetime:  # Clock signature
     """Stamp the current UTC time (live flows)."""
     return datetime.now(UTC)

@@ -17,7 +17,7 @@ from bytewax.dataflow import Stream
 
 from dataflows.metrics import BAD_HEADERS, DLQ_MESSAGES
 from dataflows.tick_time import Stamped, epoch_ms
-from schemas.codec import RawMessage, dead_letter, decode_as, decode_tick
+from schemas.codec import RawMessage, decode_as, decode_tick, poison_letter
 from schemas.envelope import AnyEnvelope, Outbound, TickEnvelope
 from schemas.errors import DecodeError
 from schemas.headers import TICK_CREATED, HeaderError, tick_created_ms
@@ -25,20 +25,8 @@ from schemas.topics import dlq_topic
 
 
 def _dead(raw: RawMessage, err: DecodeError, service: str, now: datetime) -> Outbound:
-    broker = raw.topic.split(".", 1)[0]
-    letter = dead_letter(
-        topic=raw.topic,
-        key=raw.key,
-        value=raw.value,
-        error_type="poison",
-        error_class=type(err).__name__,
-        error_message=err.reason,
-        service_name=service,
-        dlq_timestamp=now,
-        partition=raw.partition,
-        offset=raw.offset,
-        original_timestamp=raw.timestamp,
-        broker=broker if broker in ("paper", "zerodha") else "shared",  # type: ignore[arg-type]
+    letter = poison_letter(
+        raw, error_class=type(err).__name__, error_message=err.reason, service_name=service, dlq_timestamp=now
     )
     DLQ_MESSAGES.labels(raw.topic, letter.broker, "poison").inc()
     return Outbound(dlq_topic(raw.topic), letter.key, letter)

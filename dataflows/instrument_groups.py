@@ -58,7 +58,7 @@ from schemas.codec import RawBatch, TimeCache, decode_tick_batch
 from schemas.envelope import Outbound
 
 if TYPE_CHECKING:
-    from dataflows.pipeline import PipelineParams
+    from dataflows.params import PipelineParams
 
 
 class Chunk(NamedTuple):

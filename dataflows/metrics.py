@@ -99,7 +99,7 @@ log = logging.getLogger(__name__)
 
 INPUT_POSITIONS: dict[tuple[str, int], int] = {}
 """The last offset each Kafka input of this process read, by (topic, partition); set by
-:func:`dataflows.live.kafka_input`, read by the lag reporter."""
+:func:`dataflows.runtime.inputs.kafka_input`, read by the lag reporter."""
 
 
 def report_input_lag(bootstrap: str, every_s: float = 5.0) -> threading.Thread:
@@ -110,9 +110,9 @@ def report_input_lag(bootstrap: str, every_s: float = 5.0) -> threading.Thread:
     there the lag reads low by at most a batch.
     """
     # Imported here: the replay path imports this module and never needs Kafka.
-    from confluent_kafka import Consumer, KafkaException, TopicPartition  # noqa: PLC0415
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from connectors.kafka import consumer_config  # noqa: PLC0415
+    from connectors.kafka import consumer_config
 
     def run() -> None:
         consumer = Consumer(consumer_config(bootstrap))

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,120 +25,17 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
 from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, TickFileSource
-from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
 from dataflows.clock import Clock, event_time_clock
 from dataflows.ingest import dead_tick
 from dataflows.instrument_groups import grouped_trading
 from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
-from operators.account_books import Execute
+from dataflows.params import PipelineParams
 from operators.errors import ConfigError
-from operators.fills import FillConfig, FillSimulator
-from operators.portfolio import Portfolio, PortfolioConfig
-from operators.risk import RiskConfig, RiskFilter
-from operators.shard import ShardConfig, ShardState, TradingShard
+from operators.shard import ShardState, TradingShard
 from operators.strategy import InstrumentStrategies, StrategyConfig
-from schemas.codec import NaiveZone, RawBatch, TimeCache, decode_tick_batch
+from schemas.codec import RawBatch, TimeCache, decode_tick_batch
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound
-from schemas.events import ExecutionMode
 from schemas.topics import MARKET_TICKS
-
-
-@dataclass(frozen=True)
-class PipelineParams:
-    """Everything the trading stages are configured with (DESIGN.md defaults)."""
-
-    brokers: tuple[str, ...] = ("paper", "zerodha")
-    risk: RiskConfig = RiskConfig()
-    fills: FillConfig = FillConfig()
-    portfolio: PortfolioConfig = PortfolioConfig()
-    mark_interval: timedelta = timedelta(seconds=1)
-    snapshot_interval: timedelta = timedelta(seconds=10)
-    max_tick_skew: timedelta = timedelta(days=1)
-    naive_tz: NaiveZone = UTC
-    zerodha_mode: ExecutionMode = "dry_run"
-    service: str = "alpha-panda"
-    shards: int = 1
-    """Strategy shards (one group) or account shards (several groups): strategies by ``shard_of``."""
-    groups: int = 1
-    """Instrument groups: above 1, one strategy's instruments spread over workers
-    (:mod:`dataflows.instrument_groups`); 1 runs each shard's strategies in one step."""
-    idle_mark_after: timedelta | None = None
-    zerodha_route: ExecutionRoute | None = None
-    """Live Zerodha orders (:func:`dataflows.zerodha.zerodha_route`); None: ``zerodha_mode`` simulated."""
-    halts: Callable[[str, str], str | None] | None = None
-    """The kill switch: ``(broker, strategy_id)`` -> the ``halted`` reason, or None to trade."""
-
-    @classmethod
-    def from_settings(cls, settings: Any, *, live: bool = False) -> PipelineParams:
-        """Build params from :class:`alpha_panda.settings.Settings`.
-
-        ``live`` flows also publish held-back snapshots after a quiet spell
-        of a mark interval of wall-clock time; replays only by event time
-        and at end of input.
-        """
-        cash = Decimal(settings.starting_cash)
-        return cls(
-            brokers=tuple(settings.active_brokers),
-            risk=RiskConfig(
-                max_position_size=settings.max_position_size,
-                max_daily_trades=settings.max_daily_trades,
-                max_price_deviation=settings.max_price_deviation,
-                starting_cash=cash,
-                slippage_bps=Decimal(settings.slippage_bps),
-                commission_bps=Decimal(settings.commission_bps),
-            ),
-            fills=FillConfig(
-                slippage_bps=Decimal(settings.slippage_bps),
-                commission_bps=Decimal(settings.commission_bps),
-                latency=timedelta(milliseconds=settings.fill_latency_ms),
-                seed=settings.fill_seed,
-            ),
-            portfolio=PortfolioConfig(starting_cash=cash),
-            mark_interval=timedelta(seconds=settings.mark_interval_s),
-            snapshot_interval=timedelta(seconds=settings.snapshot_interval_s),
-            max_tick_skew=timedelta(seconds=settings.max_tick_skew_s),
-            naive_tz=settings.naive_zone(),
-            zerodha_mode="live" if settings.zerodha_live else "dry_run",
-            service=settings.service_name,
-            shards=settings.trading_shards,
-            groups=settings.instrument_groups,
-            idle_mark_after=timedelta(seconds=settings.mark_interval_s) if live else None,
-        )
-
-    def routes(self) -> dict[str, ExecutionRoute]:
-        """How each broker's orders execute."""
-        return {
-            "paper": ExecutionRoute("paper"),
-            "zerodha": self.zerodha_route or ExecutionRoute(self.zerodha_mode),
-        }
-
-    def account_steps(self, clock: Clock) -> AccountSteps:
-        """The risk, execution and portfolio steps every account is built from (per-stage flows)."""
-        executor = Executor(FillSimulator(self.fills), self.routes(), clock, self.service)
-        return AccountSteps(
-            RiskFilter(self.risk),
-            executor,
-            Portfolio(self.portfolio),
-            clock,
-            self.service,
-            snapshot_interval=self.snapshot_interval,
-            idle_flush_after=self.idle_mark_after,
-            halts=self.halts,
-        )
-
-    def trading_collaborators(self, clock: Clock) -> tuple[RiskFilter, Portfolio, Execute]:
-        """The risk filter, the books and the executor every trading shard is built with."""
-        executor = Executor(FillSimulator(self.fills), self.routes(), clock, self.service)
-        return RiskFilter(self.risk), Portfolio(self.portfolio), executor.execute
-
-    def shard_config(self) -> ShardConfig:
-        """What every trading shard of the all-in-one flow shares."""
-        return ShardConfig(
-            brokers=self.brokers,
-            snapshot_interval=self.snapshot_interval,
-            max_tick_skew=self.max_tick_skew,
-            service=self.service,
-        )
 
 
 def shard_of(strategy_id: str, shards: int) -> int:
@@ -375,8 +270,8 @@ def live_flow(settings: Any) -> Dataflow:
     reads ``zerodha.orders.filled`` and ``zerodha.orders.failed``: real
     fills move the Zerodha books, failures release what risk booked.
     """
-    from dataflows import live  # noqa: PLC0415 - live imports settings-dependent connectors
-    from dataflows.clock import wall_clock  # noqa: PLC0415
+    from dataflows import live  # live imports settings-dependent connectors
+    from dataflows.clock import wall_clock
 
     servers, params, flow = live.begin(settings, "pipeline", redis=True)
     raw = live.kafka_batches(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
@@ -409,6 +304,6 @@ def __getattr__(name: str) -> Any:
     if name != "flow":
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)
-    from dataflows.live import lazy_flow  # noqa: PLC0415
+    from dataflows.live import lazy_flow
 
     return lazy_flow(__name__, live_flow)(name)

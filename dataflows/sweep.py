@@ -29,7 +29,7 @@ def _fixed_dlq_clock(msg: Any) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def kept_replay_flow(  # noqa: PLR0913 - replay_flow's arguments and the topics to keep
+def kept_replay_flow(  # replay_flow's arguments and the topics to keep
     ticks_path: Path,
     configs: Sequence[StrategyConfig],
     out_dir: Path,

@@ -21,7 +21,6 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
-from alpha_panda.settings import Settings
 from connectors.kite.client import KiteClient
 from connectors.kite.errors import KITE_RULES
 from connectors.kite.halts import HaltReader, set_halt
@@ -31,7 +30,10 @@ from connectors.kite.store import ZerodhaStore
 from connectors.postgres import load_strategies
 from dataflows.accounts import ExecutionRoute
 from dataflows.ingest import decode_events
-from dataflows.live import Servers, kafka_input, resolve_servers, retry_config
+from dataflows.runtime.inputs import kafka_input
+from dataflows.runtime.retry import retry_config
+from dataflows.runtime.servers import Servers, resolve_servers
+from dataflows.settings import Settings
 from operators.failures import RetryLogic
 from operators.halts import Halt, HaltFlags
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound

@@ -19,6 +19,8 @@ library. The classes are the contract's ``error_type`` values:
 Backoff is exponential with full jitter: before retry ``n`` (1-based) the
 caller sleeps a uniform random time in ``[0, min(max_s, base_s * 2**(n-1)))``
 drawn from an injected :class:`random.Random`, so tests get exact numbers.
+:func:`backoff_ceiling` and :func:`full_jitter_delay` are that policy alone,
+for every retry and reconnect loop (feeds reconnecting, HTTP 429 fallbacks).
 
 Config, State, Logic: :class:`RetryConfig` (frozen, per class a
 :class:`RetryPolicy`), :class:`RetryState` (attempts and time waited for one
@@ -149,6 +151,20 @@ def retry_after_s(error: BaseException) -> float | None:
 # --- Config -------------------------------------------------------------------------
 
 
+def backoff_ceiling(retry: int, base_s: float, max_s: float) -> float:
+    """The exponential backoff ceiling in seconds before retry ``retry`` (1-based).
+
+    ``min(max_s, base_s * 2**(retry - 1))``.
+    """
+    exponent = min(retry - 1, 60)  # 2**60 s is already past any ceiling
+    return float(min(max_s, base_s * 2**exponent))
+
+
+def full_jitter_delay(retry: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """The delay in seconds before retry ``retry``: uniform in ``[0, backoff_ceiling)`` from ``rng``."""
+    return rng.random() * backoff_ceiling(retry, base_s, max_s)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How one error class is retried.
@@ -175,12 +191,11 @@ class RetryPolicy:
 
     def ceiling(self, retry: int) -> float:
         """The backoff ceiling in seconds before retry number ``retry`` (1-based)."""
-        exponent = min(retry - 1, 60)  # 2**60 s is already past any ceiling
-        return float(min(self.max_s, self.base_s * 2**exponent))
+        return backoff_ceiling(retry, self.base_s, self.max_s)
 
     def delay(self, retry: int, rng: random.Random) -> float:
         """Full-jitter delay in seconds before retry ``retry``: uniform in [0, ceiling)."""
-        return rng.random() * self.ceiling(retry)
+        return full_jitter_delay(retry, self.base_s, self.max_s, rng)
 
 
 NO_RETRY: Final = RetryPolicy(max_attempts=1)
@@ -310,7 +325,7 @@ OnRetry = Callable[[Failure, float], None]
 """Told about each failure that will be retried, and the delay (s) before it."""
 
 
-def retry_call(  # noqa: PLR0913 - each argument is a separate injected dependency
+def retry_call(  # each argument is a separate injected dependency
     step: str,
     work: Callable[[], T],
     logic: RetryLogic,
@@ -326,15 +341,16 @@ def retry_call(  # noqa: PLR0913 - each argument is a separate injected dependen
     connector's classification ``rules``, an injected ``sleep`` (s).
     Out: ``work()``'s result.
 
-    :raises RetryExhaustedError: the last error was never retryable
-        (poison, authentication, business) or its attempts/budget ran out;
-        ``.failure`` holds the error, its class and the attempts made.
+    Raises:
+        RetryExhaustedError: the last error was never retryable
+            (poison, authentication, business) or its attempts/budget ran out;
+            ``.failure`` holds the error, its class and the attempts made.
     """
     state = logic.new_state()
     while True:
         try:
             return work()
-        except Exception as err:  # noqa: BLE001 - every failure is classified, none escapes unnamed
+        except Exception as err:  # every failure is classified, none escapes unnamed
             error_class = classify(err, rules, default=default)
             delay = logic.on_failure(state, error_class, retry_after_s(err))
             failure = Failure(err, error_class, state.attempts, state.waited_s)

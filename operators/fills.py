@@ -51,7 +51,8 @@ class FillConfig:
     def from_parameters(cls, parameters: Mapping[str, Any]) -> FillConfig:
         """Build a config from a parameter mapping.
 
-        :raises ConfigError: unknown name, wrong type or negative value.
+        Raises:
+            ConfigError: unknown name, wrong type or negative value.
         """
         return build_config(cls, parameters)
 

@@ -88,7 +88,7 @@ class HaltFlags:
             self._read_at = now
             try:
                 self.current = self.fetch()
-            except Exception as err:  # noqa: BLE001 - a failed read keeps the last good flags
+            except Exception as err:  # a failed read keeps the last good flags
                 log.warning(
                     "halt flags: read failed (%s: %s); keeping the last flags", type(err).__name__, err
                 )

@@ -68,7 +68,8 @@ class MeanReversionConfig:
     def from_parameters(cls, parameters: Mapping[str, Any]) -> MeanReversionConfig:
         """Build a config from a strategy's ``parameters`` mapping.
 
-        :raises ConfigError: unknown name, wrong type or out-of-range value.
+        Raises:
+            ConfigError: unknown name, wrong type or out-of-range value.
         """
         return build_config(cls, parameters)
 

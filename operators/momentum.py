@@ -50,7 +50,8 @@ class MomentumConfig:
     def from_parameters(cls, parameters: Mapping[str, Any]) -> MomentumConfig:
         """Build a config from a strategy's ``parameters`` mapping.
 
-        :raises ConfigError: unknown name, wrong type or out-of-range value.
+        Raises:
+            ConfigError: unknown name, wrong type or out-of-range value.
         """
         return build_config(cls, parameters)
 

@@ -97,8 +97,9 @@ def build_config(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
     ``0.1`` is ``Decimal("0.1")``); a duration may be a ``timedelta`` or a
     number of seconds.
 
-    :raises ConfigError: an unknown parameter name, a value of the wrong type,
-        or one the config's own checks reject.
+    Raises:
+        ConfigError: an unknown parameter name, a value of the wrong type,
+            or one the config's own checks reject.
     """
     owner = cls.__name__
     if not isinstance(values, Mapping):

@@ -47,7 +47,8 @@ class PortfolioConfig:
     def from_parameters(cls, parameters: Mapping[str, Any]) -> PortfolioConfig:
         """Build a config from a parameter mapping.
 
-        :raises ConfigError: unknown name, wrong type or negative value.
+        Raises:
+            ConfigError: unknown name, wrong type or negative value.
         """
         return build_config(cls, parameters)
 

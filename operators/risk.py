@@ -91,7 +91,8 @@ class RiskConfig:
     def from_parameters(cls, parameters: Mapping[str, Any]) -> RiskConfig:
         """Build a config from a parameter mapping (money as number or string).
 
-        :raises ConfigError: unknown name, wrong type or negative value.
+        Raises:
+            ConfigError: unknown name, wrong type or negative value.
         """
         return build_config(cls, parameters)
 

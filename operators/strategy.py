@@ -33,7 +33,8 @@ def _typed_config(strategy_type: str, parameters: Mapping[str, Any]) -> TypedCon
 def _built(strategy_type: str, typed: TypedConfig) -> StrategyLogic:
     """The framework's runner of ``strategy_type`` with ``typed``, checked to make a state.
 
-    :raises ConfigError: the class's constructor or ``new_state`` raises.
+    Raises:
+        ConfigError: the class's constructor or ``new_state`` raises.
     """
     cls = resolve(strategy_type)
     try:
@@ -98,7 +99,8 @@ class StrategyConfig:
         false). Other keys (e.g. timestamps) are ignored. The parameters are
         validated by building the strategy's typed config.
 
-        :raises ConfigError: naming the strategy id, the field and the value.
+        Raises:
+            ConfigError: naming the strategy id, the field and the value.
         """
         strategy_id = row.get("id")
         if not isinstance(strategy_id, str) or not strategy_id:
@@ -142,7 +144,8 @@ class StrategyConfig:
     def typed_config(self) -> TypedConfig:
         """Return the strategy's validated typed config (defaults filled in).
 
-        :raises ConfigError: naming the strategy id, when the parameters are invalid.
+        Raises:
+            ConfigError: naming the strategy id, when the parameters are invalid.
         """
         try:
             return _typed_config(self.strategy_type, self.params)
@@ -168,8 +171,9 @@ class StrategyConfig:
 def build_strategy(config: StrategyConfig) -> StrategyLogic:
     """Return the strategy logic for ``config``: its class, edge-triggered by the framework.
 
-    :raises ConfigError: naming the strategy id: an unknown or broken
-        strategy type, or invalid parameters.
+    Raises:
+        ConfigError: naming the strategy id: an unknown or broken
+            strategy type, or invalid parameters.
     """
     typed = config.typed_config()
     try:

@@ -79,7 +79,8 @@ class Strategy(Protocol):
 def config_from_parameters(config_type: type[ConfigT], parameters: Mapping[str, Any]) -> ConfigT:
     """Return ``config_type`` built from ``parameters`` (its own ``from_parameters`` when it has one).
 
-    :raises ConfigError: naming the config, the parameter and the value.
+    Raises:
+        ConfigError: naming the config, the parameter and the value.
     """
     own = getattr(config_type, "from_parameters", None)
     if callable(own):

@@ -36,7 +36,8 @@ def forget_resolved() -> None:
 def check_interface(cls: object, where: str) -> type:
     """Return ``cls`` if it is a strategy class: ``config_type`` a dataclass, ``new_state`` and ``on_price``.
 
-    :raises ConfigError: naming ``where`` and the missing part.
+    Raises:
+        ConfigError: naming ``where`` and the missing part.
     """
     if not isinstance(cls, type):
         msg = f"{where} is not a class, got {cls!r}"
@@ -93,8 +94,9 @@ def _entry_point(strategy_type: str) -> Any:
 def resolve(strategy_type: object) -> type:
     """Return the strategy class ``strategy_type`` names.
 
-    :raises ConfigError: not a string, nothing by that name, an import that
-        fails, or a class without the strategy interface.
+    Raises:
+        ConfigError: not a string, nothing by that name, an import that
+            fails, or a class without the strategy interface.
     """
     if not isinstance(strategy_type, str) or not strategy_type:
         msg = (

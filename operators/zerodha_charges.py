@@ -54,7 +54,8 @@ class ChargesSchedule:
     def with_overrides(self, overrides: Mapping[str, Decimal | str | float]) -> ChargesSchedule:
         """A copy with some rates replaced (e.g. from the ``ZERODHA_CHARGES`` setting).
 
-        :raises ConfigError: an unknown name or a bad value.
+        Raises:
+            ConfigError: an unknown name or a bad value.
         """
         known = {item.name for item in fields(self)}
         unknown = sorted(set(overrides) - known)
@@ -103,7 +104,8 @@ def order_charges(
     In: the schedule, ``MIS`` (intraday) or ``CNC`` (delivery), the side,
     shares (> 0) and the average price in rupees (> 0). Out: :class:`Charges`.
 
-    :raises ConfigError: a non-positive quantity or price, or an unknown product.
+    Raises:
+        ConfigError: a non-positive quantity or price, or an unknown product.
     """
     if quantity <= 0 or price <= 0:
         msg = f"order_charges: quantity and price must be > 0, got {quantity} @ {price}"

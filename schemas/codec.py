@@ -17,7 +17,6 @@ from schemas.envelope import (
     SCHEMA_VERSION,
     AnyEnvelope,
     BrokerEnvelope,
-    BrokerName,
     DlqEnvelope,
     TickEnvelope,
     as_utc,
@@ -37,7 +36,7 @@ from schemas.events import (
     ReplayMetadata,
 )
 from schemas.explain import explain, too_deep
-from schemas.topics import MARKET_TICKS, tick_key
+from schemas.topics import MARKET_TICKS, BrokerName, tick_key, topic_broker
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 """Messages larger than this are poison: no tick or order is near it."""
@@ -175,9 +174,10 @@ def to_utc(moment: datetime, naive_tz: NaiveZone = UTC) -> datetime:
 
     A time without an offset is read in ``naive_tz``.
 
-    :raises ValueError: ``moment`` is naive and ``naive_tz`` is
-        :data:`REJECT_NAIVE`, or it cannot be expressed in UTC (e.g.
-        ``9999-12-31T23:59:59-05:00``); the message says which.
+    Raises:
+        ValueError: ``moment`` is naive and ``naive_tz`` is
+            :data:`REJECT_NAIVE`, or it cannot be expressed in UTC (e.g.
+            ``9999-12-31T23:59:59-05:00``); the message says which.
     """
     if moment.tzinfo is None:
         if isinstance(naive_tz, str):
@@ -196,9 +196,10 @@ def to_utc(moment: datetime, naive_tz: NaiveZone = UTC) -> datetime:
 def decode(raw: bytes, topic: str) -> AnyEnvelope:
     """Decode a full envelope of any event type read from ``topic``.
 
-    :raises DecodeError: not UTF-8 JSON (invalid UTF-8 inside a string
-        included), unknown ``type``, or a missing, wrong-typed or
-        out-of-range field (the reason names it, in the project's words).
+    Raises:
+        DecodeError: not UTF-8 JSON (invalid UTF-8 inside a string
+            included), unknown ``type``, or a missing, wrong-typed or
+            out-of-range field (the reason names it, in the project's words).
     """
     _check_size(topic, raw)
     try:
@@ -234,7 +235,8 @@ def decode_tick(
     flows that derive it only for the few ticks that cause an event (see
     :func:`schemas.envelope.with_tick_id`); such a tick must not be published.
 
-    :raises DecodeError: as :func:`decode`, for topic ``market.ticks``.
+    Raises:
+        DecodeError: as :func:`decode`, for topic ``market.ticks``.
     """
     _check_size(MARKET_TICKS, raw)
     try:
@@ -293,8 +295,9 @@ class TimeCache:
     def get(self, text: str) -> datetime:
         """The UTC time ``text`` names.
 
-        :raises DecodeError: not an ISO-8601 time, no offset when naive times
-            are rejected, or out of range in UTC.
+        Raises:
+            DecodeError: not an ISO-8601 time, no offset when naive times
+                are rejected, or out of range in UTC.
         """
         moment = self._times.get(text)
         if moment is not None:
@@ -396,7 +399,8 @@ def _size_error(raw: bytes) -> DecodeError:
 def decode_as(raw: bytes, topic: str, expected: type[AnyEnvelope]) -> AnyEnvelope:
     """Decode ``raw`` and require its type to be ``expected``.
 
-    :raises DecodeError: as :func:`decode`, or the message has another type.
+    Raises:
+        DecodeError: as :func:`decode`, or the message has another type.
     """
     envelope = decode(raw, topic)
     if not isinstance(envelope, expected):
@@ -443,7 +447,7 @@ def original_value(message: OriginalMessage) -> bytes:
 REPLAYABLE: Final[frozenset[str]] = frozenset({"transient", "infrastructure", "rate_limit"})
 
 
-def dead_letter(  # noqa: PLR0913 - one argument per contract field group
+def dead_letter(  # one argument per contract field group
     *,
     topic: str,
     key: bytes | str | None,
@@ -498,4 +502,28 @@ def dead_letter(  # noqa: PLR0913 - one argument per contract field group
         version=SCHEMA_VERSION,
         key=original.key or "",
         data=record,
+    )
+
+
+def poison_letter(
+    raw: RawMessage, *, error_class: str, error_message: str, service_name: str, dlq_timestamp: datetime
+) -> DlqEnvelope:
+    """Build the dead letter of ``raw``, a message that cannot be decoded (poison: never replayed).
+
+    Its position (partition, offset, timestamp) is ``raw``'s; its broker is
+    the one owning ``raw.topic`` (:func:`schemas.topics.topic_broker`).
+    """
+    return dead_letter(
+        topic=raw.topic,
+        key=raw.key,
+        value=raw.value,
+        error_type="poison",
+        error_class=error_class,
+        error_message=error_message,
+        service_name=service_name,
+        dlq_timestamp=dlq_timestamp,
+        partition=raw.partition,
+        offset=raw.offset,
+        original_timestamp=raw.timestamp,
+        broker=topic_broker(raw.topic),
     )

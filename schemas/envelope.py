@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NamedTuple, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias
 
 import msgspec
 
@@ -24,8 +24,8 @@ from schemas.events import (
     TradingSignal,
     ValidatedSignal,
 )
+from schemas.topics import BrokerName
 
-BrokerName = Literal["paper", "zerodha", "shared"]
 SCHEMA_VERSION: Final = 1
 _NAMESPACE: Final = uuid.UUID("6f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")
 
@@ -305,7 +305,7 @@ class Outbound(NamedTuple):
 def envelop(
     data: AnyEvent,
     *,
-    id: str,  # noqa: A002 - the contract's field name
+    id: str,  # the contract's field name
     ts: datetime,
     broker: BrokerName,
     cause: Envelope | None,

@@ -165,7 +165,7 @@ def _check_scalar(value: Any, info: Any, path: str) -> str | None:  # noqa: C901
     return f"field {path} has an unsupported type"
 
 
-def _check(value: Any, info: Any, path: str) -> str | None:  # noqa: C901 - one branch per container type
+def _check(value: Any, info: Any, path: str) -> str | None:  # one branch per container type
     if isinstance(info, mi.UnionType):
         return _check_union(value, info, path)
     if isinstance(info, mi.StructType):

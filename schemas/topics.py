@@ -6,6 +6,8 @@ from typing import Final, Literal
 
 Broker = Literal["paper", "zerodha"]
 BROKERS: Final[tuple[Broker, ...]] = ("paper", "zerodha")
+BrokerName = Literal["paper", "zerodha", "shared"]
+"""Who owns a message: a broker, or ``shared`` (``market.ticks``)."""
 
 MARKET_TICKS: Final = "market.ticks"
 DLQ_SUFFIX: Final = ".dlq"
@@ -32,6 +34,12 @@ BROKER_STAGES: Final = (
 def broker_topic(broker: str, stage: str) -> str:
     """Return the broker-namespaced topic, e.g. ``paper.signals.raw``."""
     return f"{broker}.{stage}"
+
+
+def topic_broker(topic: str) -> BrokerName:
+    """Return the broker that owns ``topic`` (``paper.orders.filled.dlq`` -> ``paper``), else ``shared``."""
+    head = topic.split(".", 1)[0]
+    return next((broker for broker in BROKERS if broker == head), "shared")
 
 
 def dlq_topic(topic: str) -> str:

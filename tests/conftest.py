@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from alpha_panda.stack import LocalStack, StackUrls, ephemeral_servers
+from alpha_panda.localstack import LocalStack, ephemeral_servers
+from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations
 
 

@@ -39,7 +39,8 @@ SCENARIOS: dict[str, Scenario] = {
 def run_bench(config: BenchConfig, log: Log = lambda _line: None) -> dict[str, Any]:
     """Run the chosen scenarios in order; return the report.
 
-    :raises ValueError: a scenario name that is not among :data:`SCENARIOS`.
+    Raises:
+        ValueError: a scenario name that is not among :data:`SCENARIOS`.
     """
     unknown = [name for name in config.scenarios if name not in SCENARIOS]
     if unknown:

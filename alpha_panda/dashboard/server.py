@@ -19,11 +19,12 @@ import uvicorn
 from alpha_panda.alerts import AlertConfig, AlertRules, AlertWatcher
 from alpha_panda.dashboard.app import create_app
 from alpha_panda.dashboard.sources import DashboardSources, HealthMonitor, check_health, tailed_topics
-from alpha_panda.settings import Settings
-from alpha_panda.stack import LocalStack, StackUrls
+from alpha_panda.localstack import LocalStack
 from connectors.kafka_tail import TailMessage, TopicTail
 from connectors.ledger_reader import LedgerReader
+from connectors.localstack import StackUrls
 from connectors.webhook import WebhookNotifier
+from dataflows.settings import Settings
 from schemas.errors import AlphaPandaError
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ def start_dashboard(
 ) -> RunningDashboard:
     """Serve in a daemon thread; return once it listens (``DASHBOARD_PORT`` 0 picks a free port).
 
-    :raises DashboardConfigError: no ``DASHBOARD_TOKEN``, or the server did not start.
+    Raises:
+        DashboardConfigError: no ``DASHBOARD_TOKEN``, or the server did not start.
     """
     token = settings.dashboard_token.get_secret_value()
     if not token:

@@ -21,10 +21,12 @@ from typing import Any
 from alpha_panda import orchestration
 from alpha_panda.alerts import HealthView
 from alpha_panda.dashboard import metrics
-from alpha_panda.stack import SERVERS, LocalStack, StackUrls, probe_kafka, probe_postgres, probe_redis
+from alpha_panda.localstack import LocalStack
 from connectors.errors import redact_url
 from connectors.kafka_tail import TailMessage, TopicTail
 from connectors.ledger_reader import LedgerReader
+from connectors.localstack import SERVERS, StackUrls
+from connectors.probes import probe_kafka, probe_postgres, probe_redis
 from connectors.redis_portfolio import read_portfolios
 from schemas.topics import SIGNALS_RAW, SIGNALS_REJECTED, broker_topic, dlq_topic
 
@@ -82,7 +84,7 @@ def _probe(name: str, url: str, probe: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         probe(url)
-    except Exception as err:  # noqa: BLE001 - any failure means "down", with its reason
+    except Exception as err:  # any failure means "down", with its reason
         return {"name": name, "url": redact_url(url), "up": False, "error": f"{type(err).__name__}: {err}"}
     return {"name": name, "url": redact_url(url), "up": True,
             "latency_ms": round((time.perf_counter() - started) * 1000, 1)}  # fmt: skip
@@ -108,7 +110,7 @@ def check_health(urls: StackUrls, stack: LocalStack | None, brokers: Sequence[st
                 continue
             try:
                 behind = orchestration.partition_lag(stack, urls, name)
-            except Exception as err:  # noqa: BLE001 - reported on the page
+            except Exception as err:  # reported on the page
                 errors.append(f"lag of {name}: {err}")
                 continue
             lag += [{"dataflow": name, "topic": topic, "partition": partition, "lag": messages}
@@ -117,7 +119,7 @@ def check_health(urls: StackUrls, stack: LocalStack | None, brokers: Sequence[st
     try:
         sizes = orchestration.end_offsets(urls.kafka, dlq_topics(brokers))
         dlq = {topic: sizes.get(topic, 0) for topic in dlq_topics(brokers)}
-    except Exception as err:  # noqa: BLE001 - reported on the page
+    except Exception as err:  # reported on the page
         errors.append(f"DLQ sizes: {err}")
     return Health(now, servers, flows, lag, dlq, errors)
 
@@ -144,7 +146,7 @@ class HealthMonitor:
         for hook in self.after:
             try:
                 hook()
-            except Exception as err:  # noqa: BLE001 - a hook never stops the health checks
+            except Exception as err:  # a hook never stops the health checks
                 log.warning("health monitor: %s failed: %s", getattr(hook, "__name__", hook), err)
         return health
 
@@ -253,7 +255,7 @@ class DashboardSources:
         def attempt(what: str, read: Callable[[], Any], empty: Any) -> Any:
             try:
                 return read()
-            except Exception as err:  # noqa: BLE001 - reported on the page, the rest still renders
+            except Exception as err:  # reported on the page, the rest still renders
                 errors.append(f"{what}: {err}")
                 return empty
 

@@ -124,7 +124,7 @@ class KiteClient:
             body = response.json()
         except ValueError:
             body = None
-        if body is None and response.status_code < 500 and response.status_code != 429:  # noqa: PLR2004
+        if body is None and response.status_code < 500 and response.status_code != 429:
             msg = f"{step}: HTTP {response.status_code}: answer is not JSON"
             raise KiteResponseError(msg)
         return unwrap(step, response.status_code, body, _retry_after(response))
@@ -190,7 +190,8 @@ class KiteClient:
     def generate_session(self, request_token: str, api_secret: SecretStr) -> dict[str, Any]:
         """Exchange a login's ``request_token`` for the day's session (``access_token``, ``user_id``...).
 
-        :raises KiteTokenError: the request token is invalid or used.
+        Raises:
+            KiteTokenError: the request token is invalid or used.
         """
         form = {
             "api_key": self._api_key.get_secret_value(),

@@ -128,7 +128,8 @@ class HaltReader:
     def __call__(self) -> HaltSet:
         """The halts in force.
 
-        :raises PostgresConnectorError: Redis lacked the flags and Postgres failed too.
+        Raises:
+            PostgresConnectorError: Redis lacked the flags and Postgres failed too.
         """
         try:
             raw = self._client.hgetall(HALTS_KEY)

@@ -87,7 +87,7 @@ class PlacerConfig:
 class KiteOrderPlacer:
     """Places one validated signal as a Kite regular order; see the module docstring."""
 
-    def __init__(  # noqa: PLR0913 - each is an injected dependency
+    def __init__(  # each is an injected dependency
         self,
         client: KiteClient,
         store: ZerodhaStore,

@@ -35,8 +35,9 @@ def postback_checksum(order_id: str, order_timestamp: str, api_secret: SecretStr
 def verify_postback(body: bytes, api_secret: SecretStr) -> KiteOrder:
     """The order of a postback body, once its checksum is verified.
 
-    :raises KiteChecksumError: no checksum, or one that does not match.
-    :raises KiteResponseError: the body is not a JSON order.
+    Raises:
+        KiteChecksumError: no checksum, or one that does not match.
+        KiteResponseError: the body is not a JSON order.
     """
     try:
         payload: Any = json.loads(body)
@@ -71,7 +72,7 @@ class PostbackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
                     self._answer(413, {"status": "error", "message": "postback too large"})
@@ -99,7 +100,7 @@ class PostbackServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+            def log_message(self, format: str, *args: object) -> None:  # http.server's name
                 return
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)

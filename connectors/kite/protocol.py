@@ -60,23 +60,24 @@ def parse_time(value: Any) -> datetime | None:
 def unwrap(step: str, status_code: int, body: Any, retry_after: float | None = None) -> Any:
     """Return ``data`` of a success answer, or raise the typed error of an error answer.
 
-    :raises KiteRateLimitError: HTTP 429.
-    :raises KiteApiError: a subclass per ``error_type`` (``KiteTokenError``...).
-    :raises KiteServerError: 5xx without a documented error body.
-    :raises KiteResponseError: an answer of neither shape.
+    Raises:
+        KiteRateLimitError: HTTP 429.
+        KiteApiError: a subclass per ``error_type`` (``KiteTokenError``...).
+        KiteServerError: 5xx without a documented error body.
+        KiteResponseError: an answer of neither shape.
     """
-    if status_code == 429:  # noqa: PLR2004 - HTTP status
+    if status_code == 429:  # HTTP status
         message = body.get("message", "too many requests") if isinstance(body, dict) else "too many requests"
         raise KiteRateLimitError(step, str(message), retry_after)
-    if isinstance(body, dict) and body.get("status") == "success" and status_code < 400:  # noqa: PLR2004
+    if isinstance(body, dict) and body.get("status") == "success" and status_code < 400:
         return body.get("data")
     if isinstance(body, dict) and body.get("status") == "error":
         error_type = str(body.get("error_type") or "GeneralException")
         cls = ERROR_TYPES.get(error_type, KiteGeneralError)
-        if status_code >= 500 and error_type not in ERROR_TYPES:  # noqa: PLR2004
+        if status_code >= 500 and error_type not in ERROR_TYPES:
             cls = KiteServerError
         raise cls(step, error_type, str(body.get("message", "")), status_code)
-    if status_code >= 500:  # noqa: PLR2004
+    if status_code >= 500:
         raise KiteServerError(
             step, "ServerError", f"HTTP {status_code} without a Kite error body", status_code
         )
@@ -138,7 +139,8 @@ class KiteOrder:
 def parse_order(row: Any, step: str = "kite order") -> KiteOrder:
     """Return the :class:`KiteOrder` of one order row.
 
-    :raises KiteResponseError: a required field is missing.
+    Raises:
+        KiteResponseError: a required field is missing.
     """
     order_id = str(_field(step, row, "order_id"))
     tag = row.get("tag")

@@ -42,7 +42,8 @@ def store_access_token(data_dir: Path, token: SecretStr) -> Path:
 def load_access_token(data_dir: Path) -> SecretStr | None:
     """The stored token, or None when there is none.
 
-    :raises KiteError: the file is readable by others (not 0600).
+    Raises:
+        KiteError: the file is readable by others (not 0600).
     """
     path = token_path(data_dir)
     if not path.is_file():

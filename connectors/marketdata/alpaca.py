@@ -115,9 +115,9 @@ def subscribe_message(config: AlpacaFeedConfig) -> str:
 class AlpacaStreamFeed:
     """A reconnecting Alpaca market-data stream of ticks and dead letters.
 
-    :param clock: UTC time for dead letters.
-    :param sleep: awaited with each backoff delay (seconds).
-    :param rng: jitter source.
+    ``clock``: UTC time for dead letters.
+    ``sleep``: awaited with each backoff delay (seconds).
+    ``rng``: jitter source.
     """
 
     def __init__(
@@ -141,7 +141,8 @@ class AlpacaStreamFeed:
     def handle(self, message: str | bytes) -> list[FeedItem]:
         """Turn one stream message into ticks and dead letters (no I/O).
 
-        :raises FeedAuthenticationError: an ``error`` control with a fatal code.
+        Raises:
+            FeedAuthenticationError: an ``error`` control with a fatal code.
         """
         parsed = parse_stream_message(message, self._config.token_of)
         for control in parsed.controls:
@@ -165,9 +166,10 @@ class AlpacaStreamFeed:
     async def stream(self) -> AsyncIterator[FeedItem]:
         """Connect, authenticate, subscribe and yield items forever, reconnecting.
 
-        :raises FeedAuthenticationError: credentials or plan refused.
-        :raises FeedGaveUpError: more consecutive failed connections than
-            ``backoff.max_attempts``.
+        Raises:
+            FeedAuthenticationError: credentials or plan refused.
+            FeedGaveUpError: more consecutive failed connections than
+                ``backoff.max_attempts``.
         """
         while True:
             try:
@@ -232,7 +234,7 @@ def _rfc3339(moment: datetime) -> str:
     return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
-def fetch_alpaca_bars(  # noqa: PLR0913 - one argument per query parameter
+def fetch_alpaca_bars(  # one argument per query parameter
     symbols: Iterable[str],
     start: datetime,
     end: datetime,
@@ -251,15 +253,19 @@ def fetch_alpaca_bars(  # noqa: PLR0913 - one argument per query parameter
 ) -> list[Bar]:
     """Return every bar of ``symbols`` in ``[start, end]``, all pages followed.
 
-    :param timeframe: Alpaca timeframe, e.g. ``1Min``, ``15Min``, ``1Hour``, ``1Day``.
-    :param adjustment: ``raw``, ``split``, ``dividend`` or ``all``.
-    :param feed: ``iex`` (free) or ``sip``.
-    :returns: bars in the order Alpaca sends them (by symbol, then time),
+    ``timeframe``: Alpaca timeframe, e.g. ``1Min``, ``15Min``, ``1Hour``, ``1Day``.
+    ``adjustment``: ``raw``, ``split``, ``dividend`` or ``all``.
+    ``feed``: ``iex`` (free) or ``sip``.
+
+    Returns:
+        bars in the order Alpaca sends them (by symbol, then time),
         ``timestamp`` the bar start in UTC, prices in USD, volume in shares.
-    :raises FeedAuthenticationError: HTTP 401/403.
-    :raises RateLimitedError: still HTTP 429 after ``rate_limit_retries`` waits.
-    :raises HttpStatusError: another non-200 answer.
-    :raises ResponseShapeError: a page lacks a documented field.
+
+    Raises:
+        FeedAuthenticationError: HTTP 401/403.
+        RateLimitedError: still HTTP 429 after ``rate_limit_retries`` waits.
+        HttpStatusError: another non-200 answer.
+        ResponseShapeError: a page lacks a documented field.
     """
     step = "fetch alpaca bars"
     names = sorted({s.strip().upper() for s in symbols if s.strip()})

@@ -84,7 +84,8 @@ def _quote_tick(element: dict[str, Any], token: int, symbol: str) -> MarketTick:
 def element_to_tick(element: dict[str, Any], token_of: TokenOf) -> MarketTick:
     """Turn one trade, quote or bar object into a tick.
 
-    :raises ValueError: a missing or wrong-typed field, or a price not > 0.
+    Raises:
+        ValueError: a missing or wrong-typed field, or a price not > 0.
     """
     kind = element.get("T")
     symbol = element.get("S")
@@ -154,8 +155,9 @@ def parse_bars_page(
 ) -> tuple[list[Bar], str | None]:
     """Parse one page of ``GET /v2/stocks/bars``: its bars and ``next_page_token``.
 
-    :raises ResponseShapeError: ``bars`` is missing or not an object of lists,
-        or a bar lacks ``t``/``o``/``h``/``l``/``c``/``v``.
+    Raises:
+        ResponseShapeError: ``bars`` is missing or not an object of lists,
+            or a bar lacks ``t``/``o``/``h``/``l``/``c``/``v``.
     """
     if not isinstance(payload, dict) or "bars" not in payload:
         raise ResponseShapeError(step, "bars", "is missing")

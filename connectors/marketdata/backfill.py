@@ -118,7 +118,8 @@ def bar_from_row(row: dict[str, Any], where: str) -> Bar:
     Unix seconds), ``open``, ``high``, ``low``, ``close``, optional
     ``volume`` (default 0), ``symbol``, ``source``.
 
-    :raises HistoryFormatError: a missing or malformed field.
+    Raises:
+        HistoryFormatError: a missing or malformed field.
     """
     missing = [c for c in HISTORY_COLUMNS if row.get(c) in (None, "")]
     if missing:
@@ -168,7 +169,8 @@ def _rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
 def read_history_file(path: Path | str) -> list[Bar]:
     """Read bars from a ``.csv`` (header row) or JSON-lines file, sorted by time then token.
 
-    :raises HistoryFormatError: names the file, line and field at fault.
+    Raises:
+        HistoryFormatError: names the file, line and field at fault.
     """
     path = Path(path)
     bars = [bar_from_row(row, where) for row, where in _rows(path)]
@@ -179,7 +181,8 @@ def read_history_file(path: Path | str) -> list[Bar]:
 def parse_speed(value: str | float) -> Speed:
     """Return a replay speed from ``"max"``, ``"1"``, ``"10"``, ``2.5``... (times real time).
 
-    :raises HistoryFormatError: not ``max`` and not a positive finite number.
+    Raises:
+        HistoryFormatError: not ``max`` and not a positive finite number.
     """
     if isinstance(value, str) and value.strip().lower() == "max":
         return "max"
@@ -228,13 +231,15 @@ def history_ticks(
 ) -> Iterator[MarketTick]:
     """Yield each bar as a tick, paced so event time runs ``speed`` x real time.
 
-    :param bars: in non-decreasing timestamp order.
-    :param speed: ``1`` (real time), ``10`` (ten times faster), any positive
+    ``bars``: in non-decreasing timestamp order.
+    ``speed``: ``1`` (real time), ``10`` (ten times faster), any positive
         number, or ``"max"`` (no waiting).
-    :param sleep: called with seconds to wait; ``clock`` returns monotonic
+    ``sleep``: called with seconds to wait; ``clock`` returns monotonic
         seconds. Pacing targets absolute times, so slow consumers do not
         accumulate drift (see :class:`EventPacer`).
-    :raises HistoryFormatError: a bar is earlier than the one before it.
+
+    Raises:
+        HistoryFormatError: a bar is earlier than the one before it.
     """
     if speed != "max" and not (isinstance(speed, int | float) and speed > 0):
         msg = f"history replay: speed must be a positive number or 'max', got {speed!r}"

@@ -1,9 +1,9 @@
-"""Exponential reconnect backoff with jitter; randomness is injected.
+"""Reconnect backoff of the streaming feeds: the retry policy of :mod:`operators.failures`.
 
-Attempt ``n`` (0-based) waits ``d/2 + U(0, d/2)`` seconds with
-``d = min(maximum_s, initial_s * factor**n)`` ("equal jitter"), so many
-clients dropped together do not reconnect in lock-step, and none waits less
-than half the nominal delay.
+Attempt ``n`` (0-based) waits :func:`operators.failures.full_jitter_delay`
+of retry ``n + 1``: uniform in ``[0, min(maximum_s, initial_s * 2**n))``,
+drawn from an injected :class:`random.Random`, so many clients dropped
+together do not reconnect in lock-step.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from connectors.marketdata.errors import FeedGaveUpError
+from operators.failures import full_jitter_delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,6 @@ class BackoffConfig:
 
     initial_s: float = 0.5
     maximum_s: float = 30.0
-    factor: float = 2.0
     max_attempts: int | None = None
 
 
@@ -35,16 +35,15 @@ class Backoff:
     def next_delay(self, step: str) -> float:
         """Return the next wait in seconds and count the attempt.
 
-        :raises FeedGaveUpError: ``max_attempts`` consecutive failures already.
+        Raises:
+            FeedGaveUpError: ``max_attempts`` consecutive failures already.
         """
         limit = self.config.max_attempts
         if limit is not None and self.attempt >= limit:
             msg = f"{step}: gave up after {self.attempt} consecutive failed connection(s)"
             raise FeedGaveUpError(msg)
-        config = self.config
-        nominal = min(config.maximum_s, config.initial_s * config.factor**self.attempt)
         self.attempt += 1
-        return nominal / 2 + self.rng.uniform(0, nominal / 2)
+        return full_jitter_delay(self.attempt, self.config.initial_s, self.config.maximum_s, self.rng)
 
     def reset(self) -> None:
         """Forget past failures after a connection that worked."""

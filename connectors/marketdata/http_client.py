@@ -1,9 +1,10 @@
-"""A minimal blocking JSON-over-HTTP GET on the standard library, with 429 retry.
+"""A blocking JSON-over-HTTP GET on ``httpx`` (as every REST connector uses), with 429 retry.
 
 Only ``http``/``https`` URLs. Non-2xx answers come back as responses (not
 exceptions) so each provider maps its own statuses to typed errors; only a
 429 is handled here, by waiting ``Retry-After`` seconds (or an exponential
-fallback) up to ``rate_limit_retries`` times. Request headers may hold
+fallback, :func:`operators.failures.backoff_ceiling`) up to
+``rate_limit_retries`` times. Redirects are followed. Request headers may hold
 credentials: they are never logged.
 """
 
@@ -11,19 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
+
+import httpx
 
 from connectors.marketdata.errors import (
     HttpTransportError,
     RateLimitedError,
     ResponseShapeError,
 )
+from operators.failures import backoff_ceiling
 
 HTTP_OK: Final = 200
 HTTP_NOT_FOUND: Final = 404
@@ -43,7 +46,8 @@ class HttpResponse:
     def json(self, step: str) -> Any:
         """Return the body as JSON.
 
-        :raises ResponseShapeError: the body is not JSON.
+        Raises:
+            ResponseShapeError: the body is not JSON.
         """
         try:
             return json.loads(self.body)
@@ -76,28 +80,25 @@ def http_get(
 ) -> HttpResponse:
     """GET ``url`` with the query ``params``; return the answer whatever its status.
 
-    :raises HttpTransportError: no HTTP answer (connection, DNS, TLS, timeout).
+    Raises:
+        HttpTransportError: no HTTP answer (connection, DNS, TLS, timeout).
     """
     scheme = urlsplit(url).scheme
     if scheme not in ("http", "https"):
         msg = f"http get: only http(s) URLs are fetched, got scheme {scheme!r} in {url!r}"
         raise HttpTransportError(msg)
-    full = f"{url}?{urlencode(params)}" if params else url
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        full, headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
-            return HttpResponse(
-                answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
-            )
-    except urllib.error.HTTPError as err:
-        with err:
-            return HttpResponse(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        msg = f"http get {url}: no answer ({reason})"
+        answer = httpx.get(
+            url,
+            params=params,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+            timeout=timeout_s,
+            follow_redirects=True,
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as err:
+        msg = f"http get {url}: no answer ({type(err).__name__}: {err})"
         raise HttpTransportError(msg) from err
+    return HttpResponse(answer.status_code, {k.lower(): v for k, v in answer.headers.items()}, answer.content)
 
 
 def get_with_rate_limit_retry(
@@ -115,7 +116,8 @@ def get_with_rate_limit_retry(
 
     Waits ``Retry-After`` seconds when given, else ``fallback_delay_s * 2**n``.
 
-    :raises RateLimitedError: still 429 after ``rate_limit_retries`` retries.
+    Raises:
+        RateLimitedError: still 429 after ``rate_limit_retries`` retries.
     """
     attempt = 0
     while True:
@@ -125,7 +127,7 @@ def get_with_rate_limit_retry(
         hint = retry_after_seconds(response.headers.get("retry-after"))
         if attempt >= rate_limit_retries:
             raise RateLimitedError(step, hint)
-        delay = hint if hint is not None else fallback_delay_s * 2**attempt
+        delay = hint if hint is not None else backoff_ceiling(attempt + 1, fallback_delay_s, math.inf)
         _LOG.warning("%s: rate limited (HTTP 429); retrying in %.2f s", step, delay)
         sleep(delay)
         attempt += 1

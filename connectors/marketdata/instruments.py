@@ -129,8 +129,9 @@ def _row(row: dict[str, str], line: int) -> Instrument:
 def parse_kite_instruments(text: str) -> Iterator[Instrument]:
     """Yield the instruments of a Kite instruments CSV (header line required).
 
-    :raises InstrumentError: a missing column or a malformed value; the
-        message names the line (1 = header) and the field.
+    Raises:
+        InstrumentError: a missing column or a malformed value; the
+            message names the line (1 = header) and the field.
     """
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in KITE_COLUMNS if c not in (reader.fieldnames or [])]
@@ -157,7 +158,8 @@ class InstrumentResolver:
     def instrument(self, name: str) -> Instrument:
         """Return the instrument called ``name`` (``NSE:INFY``).
 
-        :raises InstrumentError: ``name`` has no ``EXCHANGE:`` prefix or is unknown.
+        Raises:
+            InstrumentError: ``name`` has no ``EXCHANGE:`` prefix or is unknown.
         """
         if ":" not in name:
             msg = f"resolve instrument: {name!r} is not EXCHANGE:SYMBOL (e.g. 'NSE:INFY')"
@@ -204,8 +206,9 @@ def resolve_instruments(
     as they are (the strategy validator reports those). Pure: the resolver
     holds the instruments (see :func:`connectors.marketdata.store.lookup_instruments`).
 
-    :raises InstrumentError: a name is unknown or not ``EXCHANGE:SYMBOL``;
-        the message names the strategy id.
+    Raises:
+        InstrumentError: a name is unknown or not ``EXCHANGE:SYMBOL``;
+            the message names the strategy id.
     """
     resolved = []
     for row in rows:
@@ -243,9 +246,10 @@ def fetch_kite_instruments(
 ) -> list[Instrument]:
     """Download and parse Kite's instrument master (all, or one ``exchange``'s).
 
-    :raises FeedAuthenticationError: Kite refused the credentials (HTTP 403).
-    :raises HttpStatusError: any other non-200 answer.
-    :raises InstrumentError: the CSV is malformed.
+    Raises:
+        FeedAuthenticationError: Kite refused the credentials (HTTP 403).
+        HttpStatusError: any other non-200 answer.
+        InstrumentError: the CSV is malformed.
     """
     step = "fetch kite instruments"
     url = f"{base_url.rstrip('/')}/instruments" + (f"/{exchange}" if exchange else "")

@@ -109,11 +109,11 @@ def _log_text(message: KiteText) -> None:
 class KiteTickerFeed:
     """A reconnecting KiteTicker stream of ticks and dead letters.
 
-    :param clock: returns the UTC time a frame arrived (tick time when the
+    ``clock``: returns the UTC time a frame arrived (tick time when the
         packet has no exchange timestamp, and dead letters' time).
-    :param sleep: awaited with the backoff delay in seconds.
-    :param rng: jitter source.
-    :param on_text: called with each decoded text frame (order updates,
+    ``sleep``: awaited with the backoff delay in seconds.
+    ``rng``: jitter source.
+    ``on_text``: called with each decoded text frame (order updates,
         errors); by default they are logged.
     """
 
@@ -165,9 +165,10 @@ class KiteTickerFeed:
     async def stream(self) -> AsyncIterator[FeedItem]:
         """Connect, subscribe and yield items forever, reconnecting after drops.
 
-        :raises FeedAuthenticationError: the server refused the credentials.
-        :raises FeedGaveUpError: more consecutive failed connections than
-            ``backoff.max_attempts``.
+        Raises:
+            FeedAuthenticationError: the server refused the credentials.
+            FeedGaveUpError: more consecutive failed connections than
+                ``backoff.max_attempts``.
         """
         url = connect_url(self._config.url, self._config.api_key, self._config.access_token)
         while True:

@@ -99,8 +99,9 @@ def is_heartbeat(frame: bytes) -> bool:
 def split_packets(frame: bytes) -> list[bytes]:
     """Split a binary frame into its packets.
 
-    :raises KiteFrameError: the frame is shorter than its header or its
-        packet lengths say, or has trailing bytes; the whole frame is bad.
+    Raises:
+        KiteFrameError: the frame is shorter than its header or its
+            packet lengths say, or has trailing bytes; the whole frame is bad.
     """
     if len(frame) < _COUNT.size:
         msg = f"frame of {len(frame)} byte(s) is too short for the 2-byte packet count"
@@ -195,11 +196,13 @@ def parse_packet(
 ) -> MarketTick:
     """Parse one packet into a tick.
 
-    :param received_at: UTC time the frame arrived; the tick's timestamp when
+    ``received_at``: UTC time the frame arrived; the tick's timestamp when
         the packet carries no exchange time (LTP, quote, index quote).
-    :param symbols: optional token -> trading symbol, to fill ``symbol``.
-    :raises KitePacketError: unknown packet length, zero token, or a price
-        that is not > 0.
+    ``symbols``: optional token -> trading symbol, to fill ``symbol``.
+
+    Raises:
+        KitePacketError: unknown packet length, zero token, or a price
+            that is not > 0.
     """
     length = len(packet)
     if length not in (LTP_LENGTH, INDEX_QUOTE_LENGTH, INDEX_FULL_LENGTH, QUOTE_LENGTH, FULL_LENGTH):
@@ -249,7 +252,8 @@ def decode_binary(
 def decode_text(text: str | bytes) -> KiteText:
     """Decode a text frame such as ``{"type": "order", "data": {...}}``.
 
-    :raises FeedMessageError: not JSON, not an object, or no string ``type``.
+    Raises:
+        FeedMessageError: not JSON, not an object, or no string ``type``.
     """
     try:
         message = json.loads(text)

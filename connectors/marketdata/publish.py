@@ -35,7 +35,7 @@ from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryFormatError
 from connectors.marketdata.streaming import tick_message, utc_now
 from connectors.parquet_ticks import is_parquet, parquet_row_count
-from schemas.codec import RawMessage, dead_letter, decode_tick, encode
+from schemas.codec import RawMessage, decode_tick, encode, poison_letter
 from schemas.envelope import TickIdentity, as_utc
 from schemas.errors import DecodeError
 from schemas.topics import MARKET_TICKS, dlq_topic, tick_key
@@ -60,8 +60,9 @@ def file_kind(path: Path) -> FileKind:
     A Parquet file (``.parquet``, ``.pq``) is a tick file (see
     :mod:`connectors.parquet_ticks`).
 
-    :raises HistoryFormatError: neither, or the file cannot be read.
-    :raises ParquetTickFileError: a Parquet file without the tick columns.
+    Raises:
+        HistoryFormatError: neither, or the file cannot be read.
+        ParquetTickFileError: a Parquet file without the tick columns.
     """
     if is_parquet(path):
         parquet_row_count(path)  # opens it and checks the columns
@@ -117,7 +118,7 @@ def bar_messages(bars: Iterable[Bar]) -> Iterator[RawMessage]:
         yield RawMessage(MARKET_TICKS, key, tick_message(tick), None, number)
 
 
-def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the caller's to choose
+def publish_ticks(  # pacing, batching and progress are the caller's to choose
     bootstrap: str,
     messages: Iterable[RawMessage],
     *,
@@ -131,11 +132,13 @@ def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the call
 ) -> PublishReport:
     """Decode, pace and produce ``messages`` to ``market.ticks`` (bad ones to its DLQ).
 
-    :param speed: event time runs ``speed`` x real time; ``"max"`` never waits.
-    :param on_progress: called with the number of messages handled since
+    ``speed``: event time runs ``speed`` x real time; ``"max"`` never waits.
+    ``on_progress``: called with the number of messages handled since
         the previous call, after each acknowledged batch.
-    :param now: stamps dead letters (wall clock by default).
-    :raises KafkaDeliveryError: the broker did not acknowledge a batch.
+    ``now``: stamps dead letters (wall clock by default).
+
+    Raises:
+        KafkaDeliveryError: the broker did not acknowledge a batch.
     """
     pacer = EventPacer(speed)
     report = PublishReport()
@@ -157,17 +160,12 @@ def publish_ticks(  # noqa: PLR0913 - pacing, batching and progress are the call
         try:
             envelope = decode_tick(message.value, source=service, derive_id=False)
         except DecodeError as err:
-            letter = dead_letter(
-                topic=MARKET_TICKS,
-                key=message.key,
-                value=message.value,
-                error_type="poison",
+            letter = poison_letter(
+                RawMessage(MARKET_TICKS, message.key, message.value, message.partition, message.offset),
                 error_class=type(err).__name__,
                 error_message=err.reason,
                 service_name=service,
                 dlq_timestamp=now(),
-                partition=message.partition,
-                offset=message.offset,
             )
             dead.append((letter.key.encode() or None, encode(letter)))
         else:

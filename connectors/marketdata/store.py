@@ -19,7 +19,7 @@ import psycopg
 from connectors.errors import describe_error, redact_url
 from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryStoreError
-from connectors.marketdata.instruments import Instrument
+from connectors.marketdata.instruments import Instrument, InstrumentResolver
 
 MIGRATION: Final = Path(__file__).resolve().parent.parent / "migrations" / "0100_market_data.sql"
 """The DDL this module's SQL expects (applied by the migration runner)."""
@@ -126,7 +126,7 @@ def read_bars(
 ) -> Iterator[Bar]:
     """Yield stored bars in (timestamp, token) order, optionally filtered.
 
-    :param start: inclusive lower bound on the bar start; ``end`` exclusive.
+    ``start``: inclusive lower bound on the bar start; ``end`` exclusive.
     """
     params = {"tokens": list(tokens) if tokens is not None else None, "start": start, "end": end}
     # A server-side cursor streams long histories instead of loading them whole.
@@ -181,8 +181,9 @@ def stored_bars(
     iterator is exhausted or closed (``close()``), so a Bytewax source can
     hold it for the length of a replay.
 
-    :raises HistoryStoreError: Postgres is unreachable or the query failed
-        (the URL's password is never shown).
+    Raises:
+        HistoryStoreError: Postgres is unreachable or the query failed
+            (the URL's password is never shown).
     """
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
@@ -225,3 +226,27 @@ def load_instruments(conn: psycopg.Connection) -> list[Instrument]:
         f"SELECT {_INSTRUMENT_COLUMNS} FROM instruments ORDER BY instrument_token"  # noqa: S608 - constant
     ).fetchall()
     return [Instrument(*row) for row in rows]
+
+
+def resolve_tokens(names: tuple[int | str, ...], postgres_url: str) -> tuple[tuple[int, ...], dict[int, str]]:
+    """Return ``FEED_TOKENS`` as tokens, and token -> ``EXCHANGE:SYMBOL`` for the named ones.
+
+    Names are looked up in the ``instruments`` table at ``postgres_url``.
+
+    Raises:
+        InstrumentError: a name is unknown or not ``EXCHANGE:SYMBOL``.
+        HistoryStoreError: the table cannot be read.
+    """
+    wanted = [n for n in names if isinstance(n, str)]
+    if not wanted:
+        return tuple(int(n) for n in names), {}
+    try:
+        with psycopg.connect(postgres_url, connect_timeout=5) as conn:
+            resolver = InstrumentResolver(lookup_instruments(conn, wanted))
+    except psycopg.Error as err:
+        where = redact_url(postgres_url)
+        msg = f"market feed: cannot read instruments from {where}: {describe_error(err, postgres_url)}"
+        raise HistoryStoreError(msg) from err
+    tokens = tuple(resolver.resolve(n) if isinstance(n, str) else n for n in names)
+    symbols = {resolver.resolve(n): resolver.instrument(n).key for n in wanted}
+    return tokens, symbols

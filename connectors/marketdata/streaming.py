@@ -20,7 +20,7 @@ from typing import TypeAlias
 import msgspec
 
 from connectors.marketdata.errors import FeedMessageError, KiteProtocolError
-from schemas.codec import dead_letter
+from schemas.codec import RawMessage, poison_letter
 from schemas.envelope import DlqEnvelope
 from schemas.events import MarketTick
 from schemas.topics import MARKET_TICKS, tick_key
@@ -65,11 +65,9 @@ def poison_record(
     """Dead-letter the bytes behind ``err`` for topic ``market.ticks`` as poison."""
     raw = err.packet if isinstance(err, KiteProtocolError) else err.raw
     token = err.token if isinstance(err, KiteProtocolError) else None
-    return dead_letter(
-        topic=MARKET_TICKS,
-        key=tick_key(token) if token else None,
-        value=raw,
-        error_type="poison",
+    key = tick_key(token).encode() if token else None
+    return poison_letter(
+        RawMessage(MARKET_TICKS, key, raw),
         error_class=type(err).__name__,
         error_message=str(err),
         service_name=service_name,

@@ -57,12 +57,16 @@ def _require(container: Any, name: str, path: str, kind: type) -> Any:
 def parse_chart(payload: Any, *, symbol: str, token: int | None = None) -> list[Bar]:
     """Parse a chart response into bars in time order.
 
-    :param token: the instrument token; default :func:`stable_token` of ``symbol``.
-    :returns: bars with ``timestamp`` the bar start (UTC), prices in the
+    ``token``: the instrument token; default :func:`stable_token` of ``symbol``.
+
+    Returns:
+        bars with ``timestamp`` the bar start (UTC), prices in the
         listing's currency (``meta.currency``), volume in shares.
-    :raises SymbolNotFoundError: ``chart.error.code`` is ``Not Found``.
-    :raises ResponseShapeError: any documented field is missing or mistyped,
-        or the arrays differ in length.
+
+    Raises:
+        SymbolNotFoundError: ``chart.error.code`` is ``Not Found``.
+        ResponseShapeError: any documented field is missing or mistyped,
+            or the arrays differ in length.
     """
     error = _chart_error(payload)
     if error is not None:
@@ -113,7 +117,7 @@ def parse_chart(payload: Any, *, symbol: str, token: int | None = None) -> list[
     return bars
 
 
-def fetch_yahoo_bars(  # noqa: PLR0913 - one argument per query parameter
+def fetch_yahoo_bars(  # one argument per query parameter
     symbol: str,
     *,
     interval: str = "1d",
@@ -128,15 +132,17 @@ def fetch_yahoo_bars(  # noqa: PLR0913 - one argument per query parameter
 ) -> list[Bar]:
     """Fetch ``symbol``'s bars (e.g. ``AAPL``, ``RELIANCE.NS``) from the chart API.
 
-    :param interval: ``1m``, ``5m``, ``1h``, ``1d``, ``1wk``...
-    :param range_: ``1d``, ``5d``, ``1mo``, ``1y``, ``max``...; ignored when
+    ``interval``: ``1m``, ``5m``, ``1h``, ``1d``, ``1wk``...
+    ``range_``: ``1d``, ``5d``, ``1mo``, ``1y``, ``max``...; ignored when
         ``start`` and ``end`` are given (sent as ``period1``/``period2``).
-    :param rate_limit_retries: waits on HTTP 429 before giving up (default 0:
+    ``rate_limit_retries``: waits on HTTP 429 before giving up (default 0:
         raise at once).
-    :raises SymbolNotFoundError: unknown symbol.
-    :raises RateLimitedError: HTTP 429 (after the allowed retries).
-    :raises ResponseShapeError: a documented field is missing.
-    :raises HttpStatusError: any other non-200 answer.
+
+    Raises:
+        SymbolNotFoundError: unknown symbol.
+        RateLimitedError: HTTP 429 (after the allowed retries).
+        ResponseShapeError: a documented field is missing.
+        HttpStatusError: any other non-200 answer.
     """
     params = {"interval": interval, "includePrePost": "false", "events": "div,splits"}
     if start is not None and end is not None:

@@ -10,12 +10,13 @@ import pytest
 from alpha_panda.dashboard.app import UNAUTHORIZED
 from alpha_panda.dashboard.auth import COOKIE
 from alpha_panda.dashboard.server import DashboardConfigError, start_dashboard
-from alpha_panda.settings import Settings
-from alpha_panda.stack import StackUrls
-from connectors.postgres import ledger_fills, ledger_orders
+from connectors.localstack import StackUrls
+from connectors.postgres import ledger_fills
+from dataflows.settings import Settings
 from schemas.codec import to_builtins
 from tests.dashboard.conftest import Dashboard
 from tests.integration.live_world import wait_until
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alpha_panda.stack import LocalStack
+from alpha_panda.localstack import LocalStack
 from tests.integration.live_world import wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alpha_panda import orchestration
 from alpha_panda.dashboard.server import start_dashboard
-from alpha_panda.stack import free_port
+from alpha_panda.localstack import free_port
 from connectors.postgres import ledger_counts
 from tests.dashboard.conftest import ROOT
 from tests.integration.live_world import World, simulated_ticks, wait_until

@@ -29,9 +29,10 @@ import psycopg
 import pytest
 import redis
 
-from alpha_panda.stack import StackUrls
-from connectors.postgres import apply_migrations, ledger_orders, seed_strategies
+from connectors.localstack import StackUrls
+from connectors.postgres import apply_migrations, seed_strategies
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
+from tests.ledger_rows import ledger_orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

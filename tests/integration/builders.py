@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas.envelope import AnyEnvelope, BrokerName, Outbound, envelop, event_id
+from schemas.envelope import AnyEnvelope, Outbound, envelop, event_id
 from schemas.events import (
     MarketTick,
     OrderFailed,
@@ -19,6 +19,7 @@ from schemas.topics import (
     ORDERS_FILLED,
     ORDERS_SUBMITTED,
     PNL_SNAPSHOTS,
+    BrokerName,
     account_key,
     broker_topic,
     tick_key,

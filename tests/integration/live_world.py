@@ -24,12 +24,13 @@ import orjson
 import psycopg
 from confluent_kafka.admin import AdminClient
 
-from alpha_panda.settings import Settings
-from alpha_panda.stack import LocalStack, StackUrls
+from alpha_panda.localstack import LocalStack
 from connectors.kafka import consume_all, create_pipeline_topics, create_topics, produce
+from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_fills, seed_strategies
 from connectors.redis_portfolio import read_portfolios
 from connectors.simulator import MarketSpec, simulate_lines
+from dataflows.settings import Settings
 from schemas.topics import MARKET_TICKS, all_topics
 
 
@@ -70,7 +71,7 @@ class World:
         for line in lines:
             try:
                 key = str(orjson.loads(line)["data"]["instrument_token"]).encode()
-            except Exception:  # noqa: BLE001 - bad lines are produced as they are
+            except Exception:  # bad lines are produced as they are
                 key = None
             items.append((key, line))
         produce(self.urls.kafka, MARKET_TICKS, items)

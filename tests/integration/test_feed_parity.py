@@ -28,14 +28,13 @@ from typer.testing import CliRunner
 from websockets.asyncio.server import ServerConnection
 
 from alpha_panda.cli import app
-from alpha_panda.settings import get_settings
 from connectors.marketdata.bars import Bar
 from connectors.marketdata.instruments import KITE_COLUMNS, parse_kite_instruments, stable_token
 from connectors.marketdata.store import upsert_bars, upsert_instruments
 from connectors.simulator import MarketSpec, simulate
 from dataflows import market_feed
-from dataflows.market_feed import FeedSettings
 from dataflows.pipeline import live_flow
+from dataflows.settings import get_settings
 from schemas.codec import decode_tick
 from tests.integration.live_world import World, live_world
 from tests.integration.test_live_pipeline import replay_reference, without_time
@@ -195,10 +194,10 @@ def test_market_feed_postgres_source_publishes_the_history_in_time_order(world: 
     with psycopg.connect(world.urls.postgres) as conn:
         upsert_bars(conn, bars)
     start = sorted({b.timestamp for b in bars})[5]
-    feed = FeedSettings(
+    settings = world.settings(
         feed_source="postgres", feed_speed="max", feed_start=start, feed_tokens=(256265, 258265)
     )
-    run_main(market_feed.build(world.settings(), feed))
+    run_main(market_feed.build(settings))
     published = world.topic("market.ticks")
     wanted = sorted(
         (b for b in bars if b.timestamp >= start and b.instrument_token in (256265, 258265)),
@@ -225,9 +224,11 @@ def test_market_feed_kite_source_into_kafka(world: World) -> None:
             kite_api_key=SecretStr("kite-key"),
             kite_access_token=SecretStr("kite-SECRET"),
             feed_limit=3,
+            feed_source="kite",
+            feed_tokens=("NSE:INFY", NIFTY),
+            feed_mode="ltp",
         )
-        feed = FeedSettings(feed_source="kite", feed_tokens=("NSE:INFY", NIFTY), feed_mode="ltp")
-        run_main(market_feed.build(settings, feed))
+        run_main(market_feed.build(settings))
     assert [json.loads(m) for m in rec.received[0]] == [
         {"a": "subscribe", "v": [INFY, NIFTY]},
         {"a": "mode", "v": ["ltp", [INFY, NIFTY]]},
@@ -272,9 +273,11 @@ def test_market_feed_alpaca_source_into_kafka(world: World) -> None:
             alpaca_api_key=SecretStr("AK"),
             alpaca_secret_key=SecretStr("alpaca-SECRET"),
             feed_limit=2,
+            feed_source="alpaca",
+            feed_symbols=("AAPL",),
+            feed_channels=("trades", "bars"),
         )
-        feed = FeedSettings(feed_source="alpaca", feed_symbols=("AAPL",), feed_channels=("trades", "bars"))
-        run_main(market_feed.build(settings, feed))
+        run_main(market_feed.build(settings))
     assert json.loads(rec.received[0][1]) == {
         "action": "subscribe",
         "trades": ["AAPL"],
@@ -291,11 +294,12 @@ def test_market_feed_refuses_a_source_without_credentials(world: World) -> None:
     from connectors.marketdata.errors import FeedConfigError
 
     with pytest.raises(FeedConfigError, match="needs KITE_API_KEY and KITE_ACCESS_TOKEN"):
-        market_feed.build(world.settings(), FeedSettings(feed_source="kite", feed_tokens=(NIFTY,)))
+        market_feed.build(world.settings(feed_source="kite", feed_tokens=(NIFTY,)))
     with pytest.raises(FeedConfigError, match="needs FEED_SYMBOLS"):
         market_feed.build(
-            world.settings(alpaca_api_key=SecretStr("a"), alpaca_secret_key=SecretStr("b")),
-            FeedSettings(feed_source="alpaca"),
+            world.settings(
+                alpaca_api_key=SecretStr("a"), alpaca_secret_key=SecretStr("b"), feed_source="alpaca"
+            ),
         )
 
 
@@ -303,8 +307,6 @@ def test_market_feed_file_source_is_chosen_by_feed_file(world: World, tmp_path: 
     bars = history(instruments=2, bars=3)
     ticks = tmp_path / "ticks.jsonl"
     ticks.write_bytes(b"".join(line + b"\n" for line in tick_lines(bars)) + b"not json\n")
-    run_main(
-        market_feed.build(world.settings(feed_file=ticks, feed_rate=1e6), FeedSettings(feed_source=None))
-    )
+    run_main(market_feed.build(world.settings(feed_file=ticks, feed_rate=1e6, feed_source=None)))
     assert [m["id"] for m in world.topic("market.ticks")] == [decode_tick(x).id for x in tick_lines(bars)]
     assert len(world.topic("market.ticks.dlq")) == 1

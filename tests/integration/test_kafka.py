@@ -161,7 +161,7 @@ def test_sink_raises_a_typed_error_when_the_broker_is_gone() -> None:
     flow = Dataflow("kafka_sink_unreachable")
     stream = op.input("in", flow, TestingSource([tick_out(1, 100.0)]))
     op.output("kafka", stream, kafka_sink("127.0.0.1:1", {"delivery.timeout.ms": 300}))
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - bytewax wraps the sink's error
+    with pytest.raises(Exception) as caught:  # bytewax wraps the sink's error
         run_main(flow)
     assert _chain_has(caught.value, KafkaDeliveryError)
 

@@ -12,8 +12,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from alpha_panda import orchestration
-from alpha_panda.settings import Settings
-from alpha_panda.stack import free_port, probe_kafka
+from alpha_panda.localstack import free_port
 from connectors.dlq import DeadLetterProducer
 from connectors.errors import KafkaConnectorError, TopicAdminError
 from connectors.kafka import (
@@ -25,8 +24,10 @@ from connectors.kafka import (
     produce,
     use_client_security,
 )
+from connectors.probes import probe_kafka
 from dataflows import live
 from dataflows.metrics import serve_metrics
+from dataflows.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ def _every_client(bootstrap: str, topic: str) -> dict[str, object]:
     for name, attempt in attempts.items():
         try:
             attempt()
-        except Exception as err:  # noqa: BLE001 - recorded and asserted below
+        except Exception as err:  # recorded and asserted below
             outcome[name] = err
         else:
             outcome[name] = None

@@ -26,13 +26,14 @@ import dataflows.trading_engine
 from alpha_panda import orchestration
 from alpha_panda.replay import run_replay
 from connectors.kafka import consume_all
-from connectors.postgres import ledger_counts, ledger_orders, set_strategy_active
+from connectors.postgres import ledger_counts, set_strategy_active
 from dataflows.pipeline import live_flow
 from operators.strategy import StrategyConfig
 from schemas.headers import TICK_CREATED
 from schemas.topics import MARKET_TICKS
 from tests.flows.conftest import tick_line
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 
@@ -332,7 +333,7 @@ REASONS = {
 def test_per_stage_inputs_dead_letter_bad_messages_and_trade_like_replay(
     world: World, tmp_path: Path
 ) -> None:
-    from connectors.kafka import produce  # noqa: PLC0415
+    from connectors.kafka import produce
 
     rows = world.seed()
     lines = simulated_ticks(seed=19)

@@ -18,8 +18,9 @@ import psycopg
 import pytest
 import redis
 
-from alpha_panda.stack import KAFKA, POSTGRES, REDIS, UNPRIVILEGED_USER, LocalStack
+from alpha_panda.localstack import UNPRIVILEGED_USER, LocalStack
 from connectors.errors import redact_url
+from connectors.localstack import KAFKA, POSTGRES, REDIS
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from confluent_kafka import KafkaError
 
 from alpha_panda import orchestration
-from alpha_panda.stack import KAFKA
 from connectors.errors import OffsetOutOfRangeError
 from connectors.kafka import (
     consumer_config,
@@ -24,6 +23,7 @@ from connectors.kafka import (
     produce,
     raise_if_offset_lost,
 )
+from connectors.localstack import KAFKA
 from schemas.topics import MARKET_TICKS
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
 

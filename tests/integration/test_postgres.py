@@ -19,13 +19,13 @@ from connectors.postgres import (
     ledger_batch,
     ledger_counts,
     ledger_fills,
-    ledger_orders,
     load_strategies,
     migrations,
     seed_strategies,
     set_strategy_active,
 )
 from tests.integration.builders import failed_out, filled_out, pnl_out, submitted_out
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +184,6 @@ def test_config_source_runs_in_a_dataflow(migrated_postgres: str, unique: str) -
     op.inspect("react", op.input("config", flow, StrategyConfigSource(migrated_postgres, 0.05)), react)
     # A bytewax flow with a live source never ends on its own: raising from
     # the inspector is how this test stops it (bytewax wraps the exception).
-    with pytest.raises(Exception, match="react"):  # noqa: PT011
+    with pytest.raises(Exception, match="react"):
         run_main(flow)
     assert [rows[0]["is_active"] for rows in seen] == [True, False]

@@ -17,18 +17,20 @@ from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
-from alpha_panda.stack import POSTGRES, REDIS, LocalStack, probe_kafka, probe_postgres, probe_redis
+from alpha_panda.localstack import LocalStack
 from connectors.errors import ServerStartError, StackError, redact_url
+from connectors.localstack import POSTGRES, REDIS
 from connectors.postgres import (
     LedgerSink,
     StrategyConfigSource,
     apply_migrations,
-    ledger_orders,
     seed_strategies,
     set_strategy_active,
 )
+from connectors.probes import probe_kafka, probe_postgres, probe_redis
 from connectors.redis_portfolio import RedisPortfolioSink, read_portfolios
 from tests.integration.builders import filled_out, pnl_out
+from tests.ledger_rows import ledger_orders
 
 pytestmark = pytest.mark.integration
 
@@ -175,7 +177,7 @@ def test_redis_restart_under_a_live_sink(own_stack: LocalStack) -> None:
     assert urls is not None
     items = [pnl_out("paper", f"s{i}", 1_000_000.0 - i, i) for i in range(12)]
 
-    def crash_redis_once(item):  # noqa: ANN001, ANN202
+    def crash_redis_once(item):
         if item is items[8]:
             _kill_then_restart(own_stack, REDIS, 0.7)
         return item
@@ -203,7 +205,7 @@ def test_postgres_restart_under_a_live_sink_and_config_source(own_stack: LocalSt
 
     items = [filled_out("paper", "mom", f"o{i}") for i in range(6)]
 
-    def crash_postgres_once(item):  # noqa: ANN001, ANN202
+    def crash_postgres_once(item):
         if item is items[3]:
             _kill_then_restart(own_stack, POSTGRES, 0.7)
         return item

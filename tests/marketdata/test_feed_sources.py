@@ -25,7 +25,8 @@ from connectors.marketdata.errors import FeedAuthenticationError, HistoryFormatE
 from connectors.marketdata.kite import KiteFeedConfig, KiteTickerFeed
 from connectors.marketdata.streaming import FeedItem, tick_message
 from dataflows.ingest import decode_ticks
-from dataflows.market_feed import FeedSettings, feed_items
+from dataflows.market_feed import feed_items
+from dataflows.settings import Settings
 from schemas.codec import decode_tick
 from schemas.envelope import DlqEnvelope, Outbound, TickEnvelope, tick_id
 from schemas.events import MarketTick, Ohlc
@@ -239,7 +240,7 @@ def test_feed_items_become_the_same_envelopes_a_tick_file_line_would() -> None:
     assert dead_out.topic == "market.ticks.dlq"
 
 
-async def _items(items: list[FeedItem]):  # noqa: ANN202 - an async generator
+async def _items(items: list[FeedItem]):  # an async generator
     for item in items:
         yield item
 
@@ -266,7 +267,7 @@ def test_feed_settings_parse_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FEED_START", "2024-01-01")
     monkeypatch.setenv("FEED_SYMBOLS", "aapl,msft")
     monkeypatch.setenv("FEED_CHANNELS", "trades,bars")
-    feed = FeedSettings()
+    feed = Settings()
     assert feed.feed_tokens == (256265, "NSE:INFY")
     assert feed.feed_speed == 10.0
     assert feed.feed_start == datetime(2024, 1, 1, tzinfo=UTC)
@@ -274,11 +275,9 @@ def test_feed_settings_parse_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert feed.feed_channels == ("trades", "bars")
     monkeypatch.setenv("FEED_SPEED", "0")
     with pytest.raises(ValueError, match="positive number or 'max'"):
-        FeedSettings()
+        Settings()
     monkeypatch.delenv("FEED_SOURCE")
     monkeypatch.setenv("FEED_SPEED", "max")
-
-    class _Settings:
-        feed_file = None
-
-    assert FeedSettings().source_name(_Settings()) == "simulator"
+    assert Settings().feed_source_name == "simulator"
+    assert Settings(feed_file="ticks.jsonl").feed_source_name == "file"
+    assert Settings(feed_file="ticks.jsonl", feed_source="kite").feed_source_name == "kite"

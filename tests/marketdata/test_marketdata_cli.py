@@ -17,7 +17,6 @@ import pytest
 from typer.testing import CliRunner
 
 from alpha_panda.cli import app
-from alpha_panda.settings import get_settings
 from connectors.marketdata.errors import InstrumentError
 from connectors.marketdata.instruments import (
     KITE_COLUMNS,
@@ -27,6 +26,7 @@ from connectors.marketdata.instruments import (
     resolve_instruments,
     stable_token,
 )
+from dataflows.settings import get_settings
 from tests.marketdata.conftest import Answer, ScriptedHttp
 from tests.marketdata.test_yahoo import DAY1, NOT_FOUND, chart
 

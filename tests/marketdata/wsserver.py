@@ -81,7 +81,7 @@ def threaded_server(
             async with scripted_server(scripts, reject_status=reject_status) as served:
                 started.put(served)
                 await stop.wait()
-        except BaseException as err:  # noqa: BLE001 - handed to the waiting test
+        except BaseException as err:  # handed to the waiting test
             started.put(err)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alpha_panda.stack import LocalStack
+from alpha_panda.localstack import LocalStack
 from tests.integration.live_world import World, live_world
 
 
@@ -34,7 +34,7 @@ def own_world(own_stack: LocalStack) -> Iterator[tuple[World, LocalStack]]:
 
 def scrape(port: int) -> dict[str, float]:
     """``/metrics`` of a flow as ``{'name{labels}': value}`` (samples only)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()  # noqa: S310
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     samples = {}
     for line in text.splitlines():
         match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", line)

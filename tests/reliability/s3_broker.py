@@ -21,7 +21,8 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from alpha_panda.stack import probe_kafka, tansu_binary
+from alpha_panda.localstack.launch import tansu_binary
+from connectors.probes import probe_kafka
 
 BUCKET = "tansu"
 S3_CREDENTIALS = {

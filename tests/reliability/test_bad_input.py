@@ -112,7 +112,7 @@ def test_adversarial_ticks_are_dead_lettered_and_change_nothing(world: World, tm
     started = time.monotonic()
     run_main(live_flow(world.settings()))  # must not raise: bad input never stops the flow
     elapsed = time.monotonic() - started
-    print(f"\n100k ticks (10% adversarial) through the live pipeline: {elapsed:.1f} s")  # noqa: T201
+    print(f"\n100k ticks (10% adversarial) through the live pipeline: {elapsed:.1f} s")
 
     letters = world.topic("market.ticks.dlq")
     assert len(letters) == len(bad) == ADVERSARIAL - UNKNOWN_INSTRUMENT

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from alpha_panda import orchestration
-from alpha_panda.stack import KAFKA
+from connectors.localstack import KAFKA
 from tests.integration.live_world import World, simulated_ticks, wait_until
 from tests.integration.test_live_pipeline import replay_reference, without_time
 from tests.reliability.conftest import log_text

@@ -37,8 +37,9 @@ from typer.testing import CliRunner
 
 from alpha_panda import orchestration
 from alpha_panda.cli import app
-from alpha_panda.stack import POSTGRES, REDIS, LocalStack, free_port
+from alpha_panda.localstack import LocalStack, free_port
 from connectors.errors import redact_url
+from connectors.localstack import POSTGRES, REDIS
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
 from tests.integration.test_kafka_security import listening_addresses
 from tests.integration.test_live_pipeline import BAD, replay_reference
@@ -83,7 +84,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     import shutil
     import tempfile
 
-    from alpha_panda.stack import ephemeral_servers
+    from alpha_panda.localstack import ephemeral_servers
 
     data_dir = Path(tempfile.mkdtemp(prefix="alpha-panda-dlq-"))
     (data_dir / "secrets.json").write_text(json.dumps(PASSWORDS))
@@ -140,7 +141,7 @@ def _scenario(world: World, stack: LocalStack, tmp: Path) -> Run:
         time.sleep(1.5)
     result.metrics = scrape(port)
     result.metrics_port = port
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
         result.metrics_text = page.read().decode()
     stack.start_server(POSTGRES)
 

@@ -18,7 +18,8 @@ import psycopg
 import pytest
 
 from alpha_panda import orchestration
-from alpha_panda.stack import POSTGRES, REDIS, LocalStack, free_port
+from alpha_panda.localstack import LocalStack, free_port
+from connectors.localstack import POSTGRES, REDIS
 from tests.integration.live_world import World, simulated_ticks, wait_until
 from tests.integration.test_live_pipeline import replay_reference, without_time
 from tests.reliability.conftest import log_text, scrape
@@ -104,7 +105,7 @@ def test_chaos_sigkill_the_pipeline_five_times(world: World, tmp_path: Path) -> 
         moments.append(round(moment, 2))
         time.sleep(moment)
         assert world.stack.kill_process("pipeline")
-    print(f"\nSIGKILL after {moments} s; fills so far {len(world.fills())}/{len(fills)}")  # noqa: T201
+    print(f"\nSIGKILL after {moments} s; fills so far {len(world.fills())}/{len(fills)}")
     orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env, snapshot_s=1)
 
     wait_until(lambda: world.fills() == fills, 90, "the ledger to equal an uninterrupted run")
@@ -142,7 +143,7 @@ def test_chaos_sigkill_the_per_stage_flows(world: World, tmp_path: Path) -> None
         assert world.stack.kill_process(victim), f"{victim} was not running"
         killed.append(victim)
         orchestration.start_dataflow(world.stack, victim, world.urls, env=env, snapshot_s=1)
-    print(f"\nSIGKILLed {killed}; fills so far {len(world.fills())}/{len(fills)}")  # noqa: T201
+    print(f"\nSIGKILLed {killed}; fills so far {len(world.fills())}/{len(fills)}")
     assert set(killed) & set(STATEFUL_STAGES)
 
     wait_until(lambda: world.fills() == fills, 120, "the ledger to equal an uninterrupted run")

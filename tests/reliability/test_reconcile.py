@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from alpha_panda import orchestration
 from alpha_panda.cli import app
+from alpha_panda.localstack import LocalStack
 from alpha_panda.reconcile import reconcile
-from alpha_panda.stack import LocalStack
 from connectors.redis_portfolio import portfolio_key, redis_client
 from operators.portfolio import PortfolioConfig
 from tests.integration.live_world import World, simulated_ticks, wait_until
@@ -30,7 +30,7 @@ from tests.reliability.test_outages import ledger_duplicates
 pytestmark = pytest.mark.integration
 
 
-def _reconcile(world: World):  # noqa: ANN202 - the report type is the module's
+def _reconcile(world: World):  # the report type is the module's
     return reconcile(
         kafka=world.urls.kafka,
         redis_url=world.urls.redis,

@@ -41,7 +41,7 @@ def validated_envelope() -> ValidatedEnvelope:
     )
 
 
-def executor(placer, slept: list[float]) -> Executor:  # noqa: ANN001
+def executor(placer, slept: list[float]) -> Executor:
     logic = RetryLogic(RetryConfig.from_settings(base_s=0.1, max_s=1.0, budget_s=1.0), random.Random(42))
     route = ExecutionRoute("live", placer, retry=logic, sleep=slept.append)
     return Executor(FillSimulator(FillConfig()), {"zerodha": route}, lambda _t: T0, "test")

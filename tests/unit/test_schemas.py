@@ -10,11 +10,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import dead_letter, decode, decode_as, decode_tick, encode, original_value
+from schemas.codec import (
+    RawMessage,
+    dead_letter,
+    decode,
+    decode_as,
+    decode_tick,
+    encode,
+    original_value,
+    poison_letter,
+)
 from schemas.envelope import FilledEnvelope, SignalEnvelope, TickEnvelope, envelop, tick_id
 from schemas.errors import DecodeError
 from schemas.events import MarketTick, OrderFilled, TradingSignal
-from schemas.topics import all_topics, dlq_topic, original_topic
+from schemas.topics import all_topics, dlq_topic, original_topic, topic_broker
 
 prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 tokens = st.integers(min_value=1, max_value=2**31)
@@ -191,3 +200,33 @@ def test_a_full_envelope_of_another_type_is_named_on_market_ticks() -> None:
     env = envelop(fill, id="f", ts=when, broker="paper", cause=None, source="t", key="s1")
     with pytest.raises(DecodeError, match="unexpected event type 'order_filled'"):
         decode_tick(encode(env))
+
+
+def test_topic_broker_names_the_owner_of_a_topic_and_its_dead_letters() -> None:
+    assert topic_broker("paper.orders.filled") == "paper"
+    assert topic_broker("zerodha.signals.raw.dlq") == "zerodha"
+    assert topic_broker("market.ticks") == "shared"
+    assert topic_broker("papers.orders") == "shared"
+
+
+def test_poison_letter_keeps_the_position_and_owner_of_the_message() -> None:
+    at = datetime(2024, 1, 2, tzinfo=UTC)
+    raw = RawMessage("paper.orders.filled", b"s1", b"{not json", partition=3, offset=41, timestamp=at)
+    letter = poison_letter(
+        raw, error_class="DecodeError", error_message="bad json", service_name="test", dlq_timestamp=at
+    )
+    assert letter.broker == "paper"
+    assert letter.key == "s1"
+    meta, failure = letter.data.dlq_metadata, letter.data.failure_info
+    assert (meta.original_topic, meta.original_partition, meta.original_offset) == (
+        "paper.orders.filled",
+        3,
+        41,
+    )
+    assert meta.original_timestamp == at
+    assert (failure.error_type, failure.error_class, failure.error_message) == (
+        "poison",
+        "DecodeError",
+        "bad json",
+    )
+    assert letter.data.replay_metadata.can_replay is False

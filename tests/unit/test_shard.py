@@ -28,7 +28,7 @@ def _clock(at: datetime) -> datetime:
     return at
 
 
-def shard(execute=None, halts=None, interval_s: float = 10.0) -> TradingShard:  # noqa: ANN001
+def shard(execute=None, halts=None, interval_s: float = 10.0) -> TradingShard:
     simulated = SimulatedExecution(FillSimulator(FillConfig()), _clock, "t")
     return TradingShard(
         [MOMENTUM],

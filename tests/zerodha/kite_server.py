@@ -175,7 +175,7 @@ class FakeKite:
             }
         )
 
-    def _route(self, method: str, path: str, form: dict[str, str]) -> Scripted:  # noqa: C901, PLR0911
+    def _route(self, method: str, path: str, form: dict[str, str]) -> Scripted:
         parts = path.strip("/").split("/")
         if method == "POST" and parts == ["orders", "regular"]:
             return self._place(form)
@@ -316,9 +316,9 @@ def serve_kite() -> Iterator[FakeKite]:
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

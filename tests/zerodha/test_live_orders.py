@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from alpha_panda.settings import Settings
 from connectors.kite.halts import clear_halts, read_postgres
 from connectors.kite.placer import order_tag, trading_day
 from connectors.kite.store import OrderIntent, ZerodhaStore
@@ -22,6 +21,7 @@ from connectors.postgres import seed_strategies
 from dataflows.accounts import Executor
 from dataflows.clock import event_time_clock
 from dataflows.live import Servers
+from dataflows.settings import Settings
 from dataflows.zerodha import zerodha_route
 from operators.fills import FillConfig, FillSimulator
 from schemas.envelope import DlqEnvelope, FailedEnvelope, SubmittedEnvelope, event_id

@@ -16,7 +16,6 @@ import pytest
 from bytewax.testing import run_main
 from pydantic import SecretStr
 
-from alpha_panda.settings import Settings
 from connectors.kafka import consume_all, create_pipeline_topics
 from connectors.kite.errors import KiteChecksumError
 from connectors.kite.placer import order_tag
@@ -24,10 +23,12 @@ from connectors.kite.postback import PostbackServer, postback_checksum, verify_p
 from connectors.kite.protocol import KiteOrder, parse_order
 from connectors.kite.store import OrderIntent
 from connectors.kite.updates import OrderTracker
-from connectors.postgres import ledger_fills, ledger_orders
+from connectors.postgres import ledger_fills
+from dataflows.settings import Settings
 from dataflows.zerodha_updates import build
 from operators.zerodha_charges import ChargesSchedule, order_charges
 from schemas.envelope import FailedEnvelope, FilledEnvelope, SubmittedEnvelope
+from tests.ledger_rows import ledger_orders
 from tests.zerodha.conftest import validated
 from tests.zerodha.kite_server import API_SECRET, FakeKite, Scripted
 from tests.zerodha.test_live_orders import executor, live_settings, order_id_of, seed

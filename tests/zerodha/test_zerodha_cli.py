@@ -28,10 +28,10 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, run_main
 from pydantic import SecretStr
 
-from alpha_panda.settings import Settings
 from connectors.kite.halts import clear_halts
 from connectors.redis_portfolio import portfolio_key, redis_client
 from dataflows.live import Servers
+from dataflows.settings import Settings
 from dataflows.zerodha import halt_flags
 from schemas.envelope import FailedEnvelope, SubmittedEnvelope
 from tests.zerodha.conftest import validated

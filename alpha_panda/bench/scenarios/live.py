@@ -33,11 +33,12 @@ from typing import Any
 import orjson
 
 from alpha_panda import orchestration
-from alpha_panda.settings import Settings
-from alpha_panda.stack import LocalStack, StackUrls
+from alpha_panda.localstack import LocalStack
 from connectors.kafka import consume_all, produce
+from connectors.localstack import StackUrls
 from connectors.postgres import ledger_counts
 from connectors.simulator import MarketSpec, simulate_lines
+from dataflows.settings import Settings
 from schemas.topics import MARKET_TICKS, ORDERS_FILLED, SIGNALS_RAW, broker_topic
 
 Log = Callable[[str], None]

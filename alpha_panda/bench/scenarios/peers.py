@@ -102,8 +102,9 @@ def count_fills(path: Path) -> tuple[int, int]:
 def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[str, Any]:
     """Run ``alpha-panda replay`` over ``tape`` in a child process; seconds, peak RSS and fills.
 
-    :raises RuntimeError: the replay exited non-zero (its last output lines are in the message).
-    :raises TimeoutError: it ran longer than ``timeout`` seconds (it is killed).
+    Raises:
+        RuntimeError: the replay exited non-zero (its last output lines are in the message).
+        TimeoutError: it ran longer than ``timeout`` seconds (it is killed).
     """
     strategies = work / "strategies.yaml"
     strategies.write_text(json.dumps(strategy_rows(tape)))  # JSON is YAML

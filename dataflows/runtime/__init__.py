@@ -1,0 +1,1 @@
+"""What the live flows share at start-up: where the servers are, the retry policies."""

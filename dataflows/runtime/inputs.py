@@ -1,0 +1,98 @@
+"""Kafka inputs of the live flows: raw messages, raw batches and broker events, counted.
+
+Positions read are recorded for the lag gauge (:data:`dataflows.metrics.INPUT_POSITIONS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
+
+from connectors.kafka import kafka_source, raise_if_offset_lost, raw_message
+from dataflows.ingest import decode_events
+from dataflows.metrics import INPUT_POSITIONS, MESSAGES_IN, input_counter
+from dataflows.params import PipelineParams
+from dataflows.runtime.servers import Servers
+from dataflows.settings import Settings
+from schemas.codec import RawBatch, RawMessage
+from schemas.topics import broker_topic
+
+log = logging.getLogger("alpha_panda.dataflows")
+
+
+def kafka_input(
+    flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
+) -> Stream[RawMessage]:
+    """Read ``topics`` as :class:`RawMessage` items; consumer errors are logged and skipped.
+
+    Except one: a position outside the log (out of range, or a resume past
+    the end of a broker that lost data) stops the flow with
+    :class:`connectors.errors.OffsetOutOfRangeError`, never a silent jump.
+    ``tail=False`` ends the input at the current end of every partition.
+    """
+    messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
+    counted: dict[str, Callable[[], None]] = {}
+
+    def keep(message: Any) -> RawMessage | None:
+        if isinstance(message, KafkaSourceMessage):
+            raw = raw_message(message)
+            inc = counted.get(raw.topic)
+            if inc is None:
+                inc = counted[raw.topic] = input_counter(raw.topic)
+            inc()
+            INPUT_POSITIONS[(raw.topic, raw.partition or 0)] = raw.offset or 0
+            return raw
+        raise_if_offset_lost(step_id, message)
+        log.warning("Kafka consumer error in %s: %s", step_id, message)
+        return None
+
+    return op.filter_map(f"{step_id}_raw", messages, keep)
+
+
+def kafka_batches(
+    flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
+) -> Stream[RawBatch]:
+    """Read ``topics`` as one :class:`RawBatch` per poll of a partition; consumer errors are logged.
+
+    Counts messages in (``alpha_panda_messages_in``) and records read
+    positions for the lag gauge, once per batch.
+    """
+    batches = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail, batched=True))
+    counters: dict[str, Any] = {}
+
+    def count(batch: RawBatch) -> RawBatch:
+        counter = counters.get(batch.topic)
+        if counter is None:
+            counter = counters[batch.topic] = MESSAGES_IN.labels(batch.topic)
+        counter.inc(len(batch.values))
+        if batch.partitions is not None:
+            for partition, offset in zip(batch.partitions, batch.offsets, strict=True):
+                INPUT_POSITIONS[(batch.topic, partition)] = offset
+        return batch
+
+    return op.map(f"{step_id}_counted", batches, count)
+
+
+def broker_events(
+    flow: Dataflow,
+    step_id: str,
+    servers: Servers,
+    settings: Settings,
+    params: PipelineParams,
+    stage: str,
+    expected: type[Any],
+) -> tuple[Stream[Any], Stream[Any]]:
+    """Read ``<broker>.<stage>`` of every active broker; return (envelopes, dead letters).
+
+    Undecodable messages become dead letters for ``<broker>.<stage>.dlq``;
+    an event with the ``ap-tick-created-ms`` header comes out
+    :class:`dataflows.tick_time.Stamped` (see :func:`dataflows.ingest.decode_events`).
+    """
+    topics = [broker_topic(broker, stage) for broker in params.brokers]
+    raw = kafka_input(flow, step_id, servers, topics, tail=settings.kafka_tail)
+    return decode_events(f"{step_id}_in", raw, expected, service=params.service, stamp_tick_created=True)

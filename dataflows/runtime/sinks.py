@@ -1,0 +1,77 @@
+"""Outputs of the live flows: Kafka for every message, Redis and the ledger for some, with retries and DLQ."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+
+from connectors.dlq import Resilience
+from connectors.equity import EquityHistorySink
+from connectors.kafka import kafka_sink
+from connectors.postgres import LedgerSink
+from connectors.redis_portfolio import RedisPortfolioSink
+from dataflows.metrics import DLQ_MESSAGES, RETRIES, observe_published
+from dataflows.runtime.retry import retry_config
+from dataflows.runtime.servers import Servers
+from dataflows.settings import Settings, get_settings
+from schemas.codec import RawMessage
+from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, PnlEnvelope, SubmittedEnvelope
+
+
+def resilience(servers: Servers, settings: Settings | None = None) -> Resilience:
+    """Retries per ``settings``, dead letters to Kafka, counted in the Prometheus metrics."""
+    settings = settings or get_settings()
+    return Resilience(
+        retry=retry_config(settings),
+        kafka=servers.kafka,
+        service=settings.service_name,
+        on_retry=lambda error_type: RETRIES.labels(error_type).inc(),
+        on_dead_letter=lambda topic, broker, error_type: DLQ_MESSAGES.labels(topic, broker, error_type).inc(),
+    )
+
+
+def attach_sinks(
+    published: Stream[Outbound],
+    servers: Servers,
+    *,
+    redis: bool = False,
+    ledger: bool = False,
+    settings: Settings | None = None,
+) -> None:
+    """Publish every message to Kafka; P&L snapshots also to Redis, orders also to the ledger.
+
+    Every message is counted first (:func:`dataflows.metrics.observe_published`).
+
+    With ``redis``, every snapshot is also appended to the Postgres
+    ``equity_history`` table (the dashboard's equity curves).
+
+    Redis and ledger writes retry per ``settings`` (``RETRY_*``); when that
+    gives up, the batch goes to the DLQ of each message's topic and the flow
+    goes on (see :mod:`connectors.dlq`).
+    """
+    settings = settings or get_settings()
+    timeout = {"delivery.timeout.ms": settings.kafka_delivery_timeout_ms}
+    op.inspect("metrics", published, lambda _step, item: observe_published(item))
+    op.output("kafka", published, kafka_sink(servers.kafka, timeout))
+    if redis:
+        snapshots = op.filter("pnl_for_redis", published, lambda o: isinstance(o.envelope, PnlEnvelope))
+        sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
+        op.output("redis_portfolios", snapshots, sink)
+        history = EquityHistorySink(servers.postgres, resilience=resilience(servers, settings))
+        op.output("equity_history", snapshots, history)
+    if ledger:
+        orders = op.filter(
+            "orders_for_ledger",
+            published,
+            lambda o: isinstance(o.envelope, SubmittedEnvelope | FilledEnvelope | FailedEnvelope),
+        )
+        op.output(
+            "postgres_ledger", orders, LedgerSink(servers.postgres, resilience=resilience(servers, settings))
+        )
+
+
+def live_dlq_clock(_message: RawMessage) -> datetime:
+    """Dead letters of live flows are stamped with wall-clock time."""
+    return datetime.now(UTC)
