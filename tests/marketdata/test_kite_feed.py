@@ -1,6 +1,7 @@
 import asyncio
 import json
 import logging
+import random
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -79,7 +80,9 @@ def test_stream_parses_dead_letters_and_reconnects_with_resubscribe(
 
     async def main() -> tuple[list[FeedItem], Recorder, KiteTickerFeed]:
         async with scripted_server([_first_connection, _second_connection]) as (url, rec):
-            feed = KiteTickerFeed(_config(url), clock=lambda: NOW, sleep=fake_sleep, on_text=texts.append)
+            feed = KiteTickerFeed(
+                _config(url), clock=lambda: NOW, sleep=fake_sleep, on_text=texts.append, rng=random.Random(11)
+            )
             return await _collect(feed, ticks_wanted=3), rec, feed
 
     items, rec, feed = asyncio.run(main())
@@ -105,7 +108,8 @@ def test_stream_parses_dead_letters_and_reconnects_with_resubscribe(
     ]
     assert [[json.loads(m) for m in conn] for conn in rec.received] == [expected, expected]
     assert feed.connections == 2
-    assert len(delays) == 1 and 0.005 <= delays[0] <= 0.01
+    # One reconnect, full jitter under the first ceiling (initial_s = 0.01), drawn from the injected rng.
+    assert delays == [random.Random(11).random() * 0.01]
     assert f"access_token={ACCESS_TOKEN}" in rec.paths[0]
     assert f"api_key={API_KEY}" in rec.paths[0]
     # Credentials never reach the logs, even at DEBUG.
