@@ -10,7 +10,7 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from connectors.errors import OffsetOutOfRangeError, TopicAdminError
 from connectors.kafka.config import consumer_config, kafka_config
