@@ -101,7 +101,7 @@ def start_dataflow(
         directory = recovery_dir(stack, name)
         if not directory.exists():
             directory.mkdir(parents=True)
-            subprocess.run(  # noqa: S603 - our own interpreter and module
+            subprocess.run(
                 [sys.executable, "-m", "bytewax.recovery", str(directory), "1"],
                 check=True,
                 capture_output=True,

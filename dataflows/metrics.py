@@ -213,7 +213,7 @@ def _tick_at(ticks: Sequence[Any], times: list[datetime], start: int, at: dateti
         position += 1
 
 
-def batch_create_latencies(  # noqa: PLR0913 - the batch's columns, as the pipeline holds them
+def batch_create_latencies(
     out: Sequence[Outbound],
     ticks: Sequence[Any],
     times: list[datetime],

@@ -278,7 +278,7 @@ def live_flow(settings: Any) -> Dataflow:
     updates = dead_updates = None
     if params.zerodha_route is not None and params.zerodha_route.mode == "live":
         # Live Kite orders fill (or fail) later: their updates come back from dataflows.zerodha_updates.
-        from dataflows.zerodha import order_updates  # noqa: PLC0415
+        from dataflows.zerodha import order_updates
 
         updates, dead_updates = order_updates(flow, servers, settings, params.service)
     batches = build_pipeline(

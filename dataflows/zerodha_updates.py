@@ -47,7 +47,7 @@ Update = tuple[str, tuple[KiteOrder, OrderIntent]]
 
 
 class _UpdatesPartition(StatefulSourcePartition[Update, None]):
-    def __init__(  # noqa: PLR0913 - one per dependency
+    def __init__(
         self,
         client: KiteClient,
         store: ZerodhaStore,

@@ -45,7 +45,7 @@ def resolve_servers(
     )
 
 
-def wait_for(  # noqa: PLR0913 - each knob is a plain keyword
+def wait_for(
     name: str,
     where: str,
     probe: Callable[[], None],
