@@ -161,8 +161,9 @@ def build_pipeline(
     submitted/filled/failed orders and P&L snapshots on each broker's
     topics, and dead letters on ``market.ticks.dlq``.
 
-    :raises ConfigError: a strategy set the shards cannot run (e.g. a
-        duplicated id), before the flow starts.
+    Raises:
+        ConfigError: a strategy set the shards cannot run (e.g. a
+            duplicated id), before the flow starts.
     """
     InstrumentStrategies([c for c in configs if c.is_active])  # fail fast on a bad set
     if params.groups > 1:

@@ -33,7 +33,8 @@ def create_topics(
     Idempotent: a topic that already exists is left as it is (a warning is
     logged if its partition count differs). Returns the names created now.
 
-    :raises TopicAdminError: the broker refused a topic or did not answer.
+    Raises:
+        TopicAdminError: the broker refused a topic or did not answer.
     """
     admin = AdminClient(kafka_config(bootstrap))
     try:
@@ -80,7 +81,8 @@ def create_pipeline_topics(
 def list_topics(bootstrap: str, *, timeout_s: float = 10.0) -> dict[str, int]:
     """Return ``{topic: partition count}`` for every topic on the broker.
 
-    :raises TopicAdminError: the broker did not answer.
+    Raises:
+        TopicAdminError: the broker did not answer.
     """
     try:
         return _topic_partition_counts(AdminClient(kafka_config(bootstrap)), timeout_s)

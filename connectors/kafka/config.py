@@ -39,7 +39,8 @@ def use_client_security(settings: dict[str, str]) -> None:
     They go to producers, consumers and admin clients alike, through
     :func:`kafka_config`. An empty mapping restores the plaintext default.
 
-    :raises KafkaConnectorError: a key is not a security setting.
+    Raises:
+        KafkaConnectorError: a key is not a security setting.
     """
     unknown = sorted(set(settings) - SECURITY_KEYS)
     if unknown:

@@ -20,8 +20,9 @@ def raise_if_offset_lost(step_id: str, item: Any) -> None:
     ``item`` is what a :func:`kafka_source` emits: a message, or an error
     item carrying a confluent ``KafkaError`` as ``err``.
 
-    :raises OffsetOutOfRangeError: the error is ``OFFSET_OUT_OF_RANGE`` or
-        ``_AUTO_OFFSET_RESET`` (raised instead of a reset, see consumer_config).
+    Raises:
+        OffsetOutOfRangeError: the error is ``OFFSET_OUT_OF_RANGE`` or
+            ``_AUTO_OFFSET_RESET`` (raised instead of a reset, see consumer_config).
     """
     err = getattr(item, "err", None)
     if err is None or err.code() not in _OFFSET_LOST:
@@ -43,7 +44,8 @@ def log_end(bootstrap: str, topic: str, partition: int, timeout_s: float = 10.0)
     Tansu's high watermark can understate it (see :mod:`connectors.kafka`), so the
     last batch is read to its end.
 
-    :raises ConsumeTimeoutError: the partition did not answer in time.
+    Raises:
+        ConsumeTimeoutError: the partition did not answer in time.
     """
     consumer = Consumer(consumer_config(bootstrap, eof=True))
     try:

@@ -39,7 +39,8 @@ def produce(
 
     Text keys and values are UTF-8 encoded. Returns how many were delivered.
 
-    :raises KafkaDeliveryError: any message was refused or not acknowledged in time.
+    Raises:
+        KafkaDeliveryError: any message was refused or not acknowledged in time.
     """
     producer = Producer(producer_config(bootstrap))
     report = DeliveryReport()
@@ -61,8 +62,9 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Kafka
     Uses manual assignment and stops when every partition reported its end.
     Returns the records ordered by partition, then offset.
 
-    :raises ConsumeTimeoutError: not every partition reached its end within ``timeout`` s.
-    :raises TopicAdminError: the topic does not exist.
+    Raises:
+        ConsumeTimeoutError: not every partition reached its end within ``timeout`` s.
+        TopicAdminError: the topic does not exist.
     """
     partitions = list_topics(bootstrap, timeout_s=timeout).get(topic)
     if partitions is None:

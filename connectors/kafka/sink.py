@@ -63,8 +63,9 @@ class OutboundKafkaSink(DynamicSink[Outbound]):
     Each worker owns one idempotent producer; a batch is acknowledged as a
     whole before the next one starts (at-least-once with bytewax recovery).
 
-    :raises KafkaDeliveryError: from ``write_batch`` when the broker did not
-        acknowledge a message within ``delivery.timeout.ms``.
+    Raises:
+        KafkaDeliveryError: from ``write_batch`` when the broker did not
+            acknowledge a message within ``delivery.timeout.ms``.
     """
 
     def __init__(self, bootstrap: str, add_config: dict[str, Any] | None = None) -> None:

@@ -51,7 +51,8 @@ class _KafkaSource(KafkaSource):
         topic ends before the snapshotted position; a consumer there would wait
         and then skip the first new messages without a word.
 
-        :raises OffsetOutOfRangeError: ``resume_state`` is beyond the log end.
+        Raises:
+            OffsetOutOfRangeError: ``resume_state`` is beyond the log end.
         """
         if resume_state is not None and resume_state > 0:
             index, topic = for_part.split("-", 1)

@@ -59,7 +59,8 @@ def wait_for(
     ``where`` is printed as given (redact it first); errors are printed with
     the secrets of ``secret_urls`` masked (:func:`connectors.errors.describe_error`).
 
-    :raises TimeoutError: still unreachable after ``timeout_s``.
+    Raises:
+        TimeoutError: still unreachable after ``timeout_s``.
     """
     delay, deadline, attempt = first_delay_s, time.monotonic() + timeout_s, 1
     while True:
