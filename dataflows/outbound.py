@@ -3,40 +3,9 @@
 from __future__ import annotations
 
 from dataflows.tick_time import Stamped
-from schemas.envelope import (
-    AnyEnvelope,
-    DlqEnvelope,
-    FailedEnvelope,
-    FilledEnvelope,
-    Outbound,
-    PnlEnvelope,
-    RejectedEnvelope,
-    SignalEnvelope,
-    SubmittedEnvelope,
-    ValidatedEnvelope,
-)
+from schemas.envelope import STAGE_TOPIC, AnyEnvelope, DlqEnvelope, Outbound
 from schemas.headers import tick_created_headers
-from schemas.topics import (
-    ORDERS_FAILED,
-    ORDERS_FILLED,
-    ORDERS_SUBMITTED,
-    PNL_SNAPSHOTS,
-    SIGNALS_RAW,
-    SIGNALS_REJECTED,
-    SIGNALS_VALIDATED,
-    broker_topic,
-    dlq_topic,
-)
-
-STAGE_OF: dict[type, str] = {
-    SignalEnvelope: SIGNALS_RAW,
-    ValidatedEnvelope: SIGNALS_VALIDATED,
-    RejectedEnvelope: SIGNALS_REJECTED,
-    SubmittedEnvelope: ORDERS_SUBMITTED,
-    FilledEnvelope: ORDERS_FILLED,
-    FailedEnvelope: ORDERS_FAILED,
-    PnlEnvelope: PNL_SNAPSHOTS,
-}
+from schemas.topics import broker_topic, dlq_topic
 
 
 def to_outbound(envelope: AnyEnvelope | Stamped) -> Outbound:
@@ -55,5 +24,5 @@ def to_outbound(envelope: AnyEnvelope | Stamped) -> Outbound:
     if isinstance(envelope, DlqEnvelope):
         topic = dlq_topic(envelope.data.dlq_metadata.original_topic)
     else:
-        topic = broker_topic(envelope.broker, STAGE_OF[type(envelope)])
+        topic = broker_topic(envelope.broker, STAGE_TOPIC[type(envelope)])
     return Outbound(topic, envelope.key, envelope, envelope.key.split(":", 1)[0])
