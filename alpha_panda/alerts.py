@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from connectors.kafka_tail import TailMessage
+from connectors.kafka.tail import TailMessage
 from connectors.webhook import Delivery, WebhookNotifier
 from schemas.topics import is_dlq
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connectors.dlq import REPLAY_HEADER, DeadLetterProducer, DeadLetterRecord, Outgoing, read_dead_letters
-from connectors.kafka import list_topics
+from connectors.kafka.admin import list_topics
 from schemas.codec import original_value
 from schemas.envelope import as_utc
 from schemas.errors import AlphaPandaError

@@ -21,7 +21,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from alpha_panda.localstack import LocalStack, ManagedProcess
-from connectors.kafka import consumer_config, create_pipeline_topics
+from connectors.kafka.admin import create_pipeline_topics
+from connectors.kafka.config import consumer_config
 from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_counts, seed_strategies
 from connectors.redis_portfolio import read_portfolios
@@ -100,7 +101,7 @@ def start_dataflow(
         directory = recovery_dir(stack, name)
         if not directory.exists():
             directory.mkdir(parents=True)
-            subprocess.run(  # noqa: S603 - our own interpreter and module
+            subprocess.run(
                 [sys.executable, "-m", "bytewax.recovery", str(directory), "1"],
                 check=True,
                 capture_output=True,

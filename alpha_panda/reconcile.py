@@ -45,7 +45,9 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.adjustments import Adjustment, read_adjustments
-from connectors.kafka import consume_all, consumer_config, list_topics
+from connectors.kafka.admin import list_topics
+from connectors.kafka.config import consumer_config
+from connectors.kafka.records import consume_all
 from connectors.postgres import ledger_batch, ledger_fills, load_strategies, write_ledger
 from connectors.redis_portfolio import portfolio_key, read_portfolios, redis_client
 from operators.portfolio import Portfolio, PortfolioConfig

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from alpha_panda.bench import bench_configs
-from dataflows.accounts import Executor
 from dataflows.clock import event_time_clock
+from dataflows.execution_routes import Executor
 from dataflows.pipeline import PipelineParams
 from operators.fills import FillSimulator
 from operators.portfolio import Portfolio

@@ -56,7 +56,8 @@ def _connect(url: str, step: str) -> Iterator[psycopg.Connection[dict[str, Any]]
 def record_adjustments(url: str, adjustments: Sequence[Adjustment]) -> None:
     """Insert ``adjustments`` in one transaction (all or none).
 
-    :raises PostgresConnectorError: Postgres refused or is unreachable (password hidden).
+    Raises:
+        PostgresConnectorError: Postgres refused or is unreachable (password hidden).
     """
     if not adjustments:
         return
@@ -84,7 +85,8 @@ def record_adjustments(url: str, adjustments: Sequence[Adjustment]) -> None:
 def read_adjustments(url: str, broker: str) -> list[Adjustment]:
     """Every adjustment of ``broker``'s accounts, oldest first.
 
-    :raises PostgresConnectorError: Postgres refused or is unreachable (password hidden).
+    Raises:
+        PostgresConnectorError: Postgres refused or is unreachable (password hidden).
     """
     with _connect(url, "read_adjustments") as conn:
         rows = conn.execute(

@@ -25,7 +25,9 @@ from typing import Any, Final
 from confluent_kafka import Producer
 
 from connectors.errors import ConnectorError
-from connectors.kafka import KafkaRecord, _DeliveryReport, consume_all, producer_config
+from connectors.kafka.config import producer_config
+from connectors.kafka.delivery import DeliveryReport
+from connectors.kafka.records import KafkaRecord, consume_all
 from operators.failures import (
     Failure,
     RetryConfig,
@@ -79,7 +81,7 @@ class DeadLetterProducer:
         """
         if self._producer is None:
             self._producer = Producer(self._config)
-        report = _DeliveryReport()
+        report = DeliveryReport()
         count = 0
         for topic, key, value, headers, partition in messages:
             while True:

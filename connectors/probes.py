@@ -12,7 +12,7 @@ import psycopg
 import redis
 from confluent_kafka.admin import AdminClient
 
-from connectors.kafka import kafka_config
+from connectors.kafka.config import kafka_config
 
 
 def probe_kafka(bootstrap: str) -> None:

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
+from dataflows.idle_flush import FlushesWhenIdle
 from dataflows.ingest import dead_tick
 from dataflows.placement import worker_key
 from operators.account_shard import AccountShard, AccountShardState
@@ -237,7 +238,9 @@ class _GroupLogic(StatefulLogic[Any, tuple[str, Any], tuple[int, GroupState]]):
         return (self._group.group, self._group.snapshot())
 
 
-class _AccountLogic(StatefulLogic[AccountPart, list[Outbound], tuple[int, AccountShardState]]):
+class _AccountLogic(
+    FlushesWhenIdle, StatefulLogic[AccountPart, list[Outbound], tuple[int, AccountShardState]]
+):
     """Bytewax glue around one :class:`AccountShard`: groups' parts in, messages per whole step out."""
 
     def __init__(
@@ -256,25 +259,6 @@ class _AccountLogic(StatefulLogic[AccountPart, list[Outbound], tuple[int, Accoun
         if self._shard is None:
             self._shard = self._build(index, None)
         out = self._shard.on_part(part)
-        return ((out,) if out else ()), StatefulLogic.RETAIN
-
-    def on_eof(self) -> tuple[Iterable[list[Outbound]], bool]:
-        out = self._shard.flush() if self._shard is not None else []
-        return ((out,) if out else ()), StatefulLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        idle = self._idle_after
-        if idle is None or self._shard is None or not self._shard.has_pending:
-            self._flush_at = None
-            return None
-        if self._flush_at is None:
-            self._flush_at = datetime.now(UTC) + idle
-        return self._flush_at
-
-    def on_notify(self) -> tuple[Iterable[list[Outbound]], bool]:
-        # A quiet market: bring Redis to the latest books without waiting for the next tick.
-        self._flush_at = None
-        out = self._shard.flush() if self._shard is not None else []
         return ((out,) if out else ()), StatefulLogic.RETAIN
 
     def snapshot(self) -> tuple[int, AccountShardState]:

@@ -17,7 +17,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
-from connectors.kafka import use_client_security
+from connectors.kafka.config import use_client_security
 from dataflows.metrics import report_input_lag, serve_metrics
 from dataflows.params import PipelineParams
 from dataflows.runtime.inputs import broker_events, kafka_batches, kafka_input

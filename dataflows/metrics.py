@@ -112,7 +112,7 @@ def report_input_lag(bootstrap: str, every_s: float = 5.0) -> threading.Thread:
     # Imported here: the replay path imports this module and never needs Kafka.
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from connectors.kafka import consumer_config
+    from connectors.kafka.config import consumer_config
 
     def run() -> None:
         consumer = Consumer(consumer_config(bootstrap))
@@ -213,7 +213,7 @@ def _tick_at(ticks: Sequence[Any], times: list[datetime], start: int, at: dateti
         position += 1
 
 
-def batch_create_latencies(  # noqa: PLR0913 - the batch's columns, as the pipeline holds them
+def batch_create_latencies(
     out: Sequence[Outbound],
     ticks: Sequence[Any],
     times: list[datetime],

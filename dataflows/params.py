@@ -12,8 +12,9 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
-from dataflows.accounts import AccountSteps, ExecutionRoute, Executor
+from dataflows.accounts import AccountSteps
 from dataflows.clock import Clock
+from dataflows.execution_routes import ExecutionRoute, Executor
 from operators.account_books import Execute
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig

@@ -26,6 +26,7 @@ from bytewax.operators import StatefulLogic
 
 from connectors.files import JsonlTopicSink, OutputCounts, ProgressCallback, TickFileSource
 from dataflows.clock import Clock, event_time_clock
+from dataflows.idle_flush import FlushesWhenIdle
 from dataflows.ingest import dead_tick
 from dataflows.instrument_groups import grouped_trading
 from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
@@ -75,7 +76,7 @@ class ShardItem(NamedTuple):
     update: FilledEnvelope | FailedEnvelope | None = None
 
 
-class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
+class _ShardLogic(FlushesWhenIdle, StatefulLogic[ShardItem, list[Outbound], ShardState]):
     """Bytewax glue around one :class:`TradingShard`: a batch in, a list of messages out."""
 
     def __init__(
@@ -112,24 +113,9 @@ class _ShardLogic(StatefulLogic[ShardItem, list[Outbound], ShardState]):
         observe_batch_create_latency(out, ticks.ticks, ticks.times, ticks.positions, ticks.raw.timestamps)
         return ((out,) if out else ()), StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[list[Outbound]], bool]:
-        out = self._shard.flush() if self._shard is not None else []
-        return ((out,) if out else ()), StatefulLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        idle = self._idle_after
-        if idle is None or self._shard is None or not self._shard.has_pending:
-            self._flush_at = None
-            return None
-        if self._flush_at is None:
-            self._flush_at = datetime.now(UTC) + idle
-        return self._flush_at
-
-    def on_notify(self) -> tuple[Iterable[list[Outbound]], bool]:
-        # A quiet market: bring Redis to the latest books without waiting for the next tick.
-        self._flush_at = None
-        out = self._shard.flush(end_of_input=False) if self._shard is not None else []
-        return ((out,) if out else ()), StatefulLogic.RETAIN
+    def _idle_flush(self) -> list[Outbound]:
+        """A quiet spell is not the end of input: ticks held beyond the skew stay held."""
+        return self._shard.flush(end_of_input=False) if self._shard is not None else []
 
     def snapshot(self) -> Any:
         assert self._shard is not None  # noqa: S101 - Bytewax snapshots only logics that saw an item
@@ -161,8 +147,9 @@ def build_pipeline(
     submitted/filled/failed orders and P&L snapshots on each broker's
     topics, and dead letters on ``market.ticks.dlq``.
 
-    :raises ConfigError: a strategy set the shards cannot run (e.g. a
-        duplicated id), before the flow starts.
+    Raises:
+        ConfigError: a strategy set the shards cannot run (e.g. a
+            duplicated id), before the flow starts.
     """
     InstrumentStrategies([c for c in configs if c.is_active])  # fail fast on a bad set
     if params.groups > 1:
@@ -278,7 +265,7 @@ def live_flow(settings: Any) -> Dataflow:
     updates = dead_updates = None
     if params.zerodha_route is not None and params.zerodha_route.mode == "live":
         # Live Kite orders fill (or fail) later: their updates come back from dataflows.zerodha_updates.
-        from dataflows.zerodha import order_updates  # noqa: PLC0415
+        from dataflows.zerodha import order_updates
 
         updates, dead_updates = order_updates(flow, servers, settings, params.service)
     batches = build_pipeline(

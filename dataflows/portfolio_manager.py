@@ -14,8 +14,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from dataflows import live
-from dataflows.accounts import account_of, portfolio_stage, to_outbound
+from dataflows.account_steps import account_of
+from dataflows.accounts import portfolio_stage
 from dataflows.clock import wall_clock
+from dataflows.outbound import to_outbound
 from dataflows.tick_time import unstamped
 from schemas.envelope import FilledEnvelope
 from schemas.topics import ORDERS_FILLED

@@ -26,7 +26,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
-from dataflows.accounts import Mark, account_id
+from dataflows.account_steps import Mark, account_id
 from dataflows.clock import Clock
 from dataflows.metrics import snapshot_timer
 from dataflows.tick_time import Stamped, carrying, stamp_signal

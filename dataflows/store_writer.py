@@ -19,7 +19,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 
 from connectors.dlq import REPLAY_HEADER
-from connectors.kafka import kafka_source
+from connectors.kafka.source import kafka_source
 from connectors.postgres import LedgerSink
 from connectors.redis_portfolio import NewestSnapshotSink
 from dataflows import live

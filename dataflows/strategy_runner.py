@@ -13,9 +13,9 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from dataflows import live
-from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
 from dataflows.ingest import decode_ticks
+from dataflows.outbound import to_outbound
 from dataflows.signals import context_for, strategy_stage
 from dataflows.tick_time import unstamped
 from schemas.envelope import SignalEnvelope

@@ -14,8 +14,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from dataflows import live
-from dataflows.accounts import to_outbound
 from dataflows.clock import wall_clock
+from dataflows.outbound import to_outbound
 from dataflows.tick_time import carry
 from schemas.envelope import ValidatedEnvelope
 from schemas.topics import SIGNALS_VALIDATED

@@ -28,7 +28,7 @@ from connectors.kite.placer import BROKER, KiteOrderPlacer, PlacerConfig, Strate
 from connectors.kite.ratelimit import RateLimiter
 from connectors.kite.store import ZerodhaStore
 from connectors.postgres import load_strategies
-from dataflows.accounts import ExecutionRoute
+from dataflows.execution_routes import ExecutionRoute
 from dataflows.ingest import decode_events
 from dataflows.runtime.inputs import kafka_input
 from dataflows.runtime.retry import retry_config

@@ -36,7 +36,7 @@ from connectors.kite.protocol import KiteOrder
 from connectors.kite.store import OrderIntent, ZerodhaStore
 from connectors.kite.updates import OrderTracker, TrackerState
 from dataflows import live
-from dataflows.accounts import to_outbound
+from dataflows.outbound import to_outbound
 from dataflows.zerodha import halt_on_authentication_failure, kite_client
 from operators.zerodha_charges import ChargesSchedule
 from schemas.envelope import AnyEnvelope
@@ -47,7 +47,7 @@ Update = tuple[str, tuple[KiteOrder, OrderIntent]]
 
 
 class _UpdatesPartition(StatefulSourcePartition[Update, None]):
-    def __init__(  # noqa: PLR0913 - one per dependency
+    def __init__(
         self,
         client: KiteClient,
         store: ZerodhaStore,

@@ -59,7 +59,7 @@ class AccountBooks:
     :class:`AccountState`; it is shared, not copied (the owner snapshots it).
     """
 
-    def __init__(  # noqa: PLR0913 - the collaborators are injected
+    def __init__(
         self,
         config: ShardConfig,
         risk: RiskFilter,

@@ -67,7 +67,7 @@ class AccountShardState:
 class AccountShard:
     """Risk, execution and books of one account shard, fed the parts of every instrument group."""
 
-    def __init__(  # noqa: PLR0913 - the collaborators are injected
+    def __init__(
         self,
         shard: int,
         shards: int,

@@ -142,7 +142,7 @@ class InstrumentGroup:
             for s in range(self.shards)
         ]
 
-    def _run(self, ticks: GroupTicks, signals: list[list[GroupSignal]]) -> list[dict[int, float]]:  # noqa: C901 - the per-tick loop stays in one frame
+    def _run(self, ticks: GroupTicks, signals: list[list[GroupSignal]]) -> list[dict[int, float]]:
         state = self.state
         instruments = state.instruments
         runs = self._runs

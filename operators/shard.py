@@ -64,7 +64,7 @@ class TradingShard:
     snapshots, and dead letters of ticks beyond the skew).
     """
 
-    def __init__(  # noqa: PLR0913 - the collaborators are injected
+    def __init__(
         self,
         configs: Sequence[StrategyConfig],
         config: ShardConfig,
@@ -182,7 +182,7 @@ class TradingShard:
             book.tick_id = tick_id_of(token, book.tick_at, price, 0)
         return book.tick_id
 
-    def _on_decisions(  # noqa: PLR0913 - the tick in its three forms
+    def _on_decisions(
         self,
         out: list[Outbound],
         tick_in: Any,

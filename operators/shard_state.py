@@ -18,6 +18,7 @@ from operators.risk import RiskState
 from operators.strategy import InstrumentState
 from schemas.codec import dead_letter
 from schemas.envelope import (
+    STAGE_TOPIC,
     FailedEnvelope,
     FilledEnvelope,
     Outbound,
@@ -26,25 +27,10 @@ from schemas.envelope import (
     TickOccurrences,
     ValidatedEnvelope,
 )
-from schemas.topics import (
-    ORDERS_FAILED,
-    ORDERS_FILLED,
-    ORDERS_SUBMITTED,
-    PNL_SNAPSHOTS,
-    SIGNALS_RAW,
-    SIGNALS_REJECTED,
-    SIGNALS_VALIDATED,
-    broker_topic,
-    dlq_topic,
-)
+from schemas.topics import ORDERS_SUBMITTED, SIGNALS_RAW, broker_topic, dlq_topic
 
-_STAGE_OF: dict[type, str] = {
-    ValidatedEnvelope: SIGNALS_VALIDATED,
-    RejectedEnvelope: SIGNALS_REJECTED,
-    FilledEnvelope: ORDERS_FILLED,
-    FailedEnvelope: ORDERS_FAILED,
-    PnlEnvelope: PNL_SNAPSHOTS,
-}
+_PUBLISHED: Final = (ValidatedEnvelope, RejectedEnvelope, FilledEnvelope, FailedEnvelope, PnlEnvelope)
+"""The event types an account publishes to its own stage topics."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +156,7 @@ class Account:
 
 def account_of(broker: str, strategy_id: str) -> Account:
     """The facts of ``strategy_id``'s account at ``broker``."""
-    topics = {kind: broker_topic(broker, stage) for kind, stage in _STAGE_OF.items()}
+    topics: dict[type, str] = {kind: broker_topic(broker, STAGE_TOPIC[kind]) for kind in _PUBLISHED}
     return Account(
         f"{broker}:{strategy_id}",
         broker,

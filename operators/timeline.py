@@ -190,7 +190,7 @@ class Timeline:
                 due = at + interval
         self.state.next_snapshot_at = due
 
-    def _run(  # noqa: PLR0913 - the batch and the plan being built
+    def _run(
         self,
         out: list[Outbound],
         ticks: Sequence[Any],
@@ -227,7 +227,7 @@ class Timeline:
             order_times.append(at)
         state.newest, state.next_snapshot_at = newest, due
 
-    def _hold(  # noqa: PLR0913 - the tick, and the plan it may join
+    def _hold(
         self,
         out: list[Outbound],
         tick: Any,

@@ -24,7 +24,16 @@ from schemas.events import (
     TradingSignal,
     ValidatedSignal,
 )
-from schemas.topics import BrokerName
+from schemas.topics import (
+    ORDERS_FAILED,
+    ORDERS_FILLED,
+    ORDERS_SUBMITTED,
+    PNL_SNAPSHOTS,
+    SIGNALS_RAW,
+    SIGNALS_REJECTED,
+    SIGNALS_VALIDATED,
+    BrokerName,
+)
 
 SCHEMA_VERSION: Final = 1
 _NAMESPACE: Final = uuid.UUID("6f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")
@@ -283,6 +292,17 @@ ENVELOPE_OF: Final[dict[type, type[Envelope]]] = {
     PnlSnapshot: PnlEnvelope,
     DlqRecord: DlqEnvelope,
 }
+
+STAGE_TOPIC: Final[dict[type[Envelope], str]] = {
+    SignalEnvelope: SIGNALS_RAW,
+    ValidatedEnvelope: SIGNALS_VALIDATED,
+    RejectedEnvelope: SIGNALS_REJECTED,
+    SubmittedEnvelope: ORDERS_SUBMITTED,
+    FilledEnvelope: ORDERS_FILLED,
+    FailedEnvelope: ORDERS_FAILED,
+    PnlEnvelope: PNL_SNAPSHOTS,
+}
+"""The stage topic of each broker event type, before its broker's prefix (``broker_topic``)."""
 
 
 class Outbound(NamedTuple):

@@ -39,7 +39,8 @@ def tick_created_ms(topic: str, headers: Sequence[tuple[str, bytes | str | None]
     In: a message's headers as the Kafka client returns them (None or empty:
     none). The first ``ap-tick-created-ms`` header counts.
 
-    :raises HeaderError: the header is there but not 1 to 16 ASCII digits.
+    Raises:
+        HeaderError: the header is there but not 1 to 16 ASCII digits.
     """
     if not headers:
         return None

@@ -23,7 +23,7 @@ app = typer.Typer(
 @app.callback()
 def _configure() -> None:
     """Alpha Panda: a streaming trading pipeline."""
-    from connectors.kafka import use_client_security
+    from connectors.kafka.config import use_client_security
     from dataflows.settings import get_settings
 
     try:

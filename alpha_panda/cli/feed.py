@@ -92,7 +92,7 @@ def feed_command(  # one parameter per option
     with FEED_SOURCE=postgres. Undecodable tick-file lines go to
     `market.ticks.dlq`, as in `alpha-panda replay`.
     """
-    from connectors.kafka import create_topics
+    from connectors.kafka.admin import create_topics
     from connectors.marketdata.backfill import parse_speed, read_history_file
     from connectors.marketdata.publish import bar_messages, file_kind, publish_ticks, tick_file_messages
     from connectors.marketdata.store import count_bars, stored_bars

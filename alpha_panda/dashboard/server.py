@@ -20,7 +20,7 @@ from alpha_panda.alerts import AlertConfig, AlertRules, AlertWatcher
 from alpha_panda.dashboard.app import create_app
 from alpha_panda.dashboard.sources import DashboardSources, HealthMonitor, check_health, tailed_topics
 from alpha_panda.localstack import LocalStack
-from connectors.kafka_tail import TailMessage, TopicTail
+from connectors.kafka.tail import TailMessage, TopicTail
 from connectors.ledger_reader import LedgerReader
 from connectors.localstack import StackUrls
 from connectors.webhook import WebhookNotifier

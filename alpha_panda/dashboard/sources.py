@@ -23,7 +23,7 @@ from alpha_panda.alerts import HealthView
 from alpha_panda.dashboard import metrics
 from alpha_panda.localstack import LocalStack
 from connectors.errors import redact_url
-from connectors.kafka_tail import TailMessage, TopicTail
+from connectors.kafka.tail import TailMessage, TopicTail
 from connectors.ledger_reader import LedgerReader
 from connectors.localstack import SERVERS, StackUrls
 from connectors.probes import probe_kafka, probe_postgres, probe_redis

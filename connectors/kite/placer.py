@@ -1,6 +1,6 @@
 """The live order placer: ``(order_id, ValidatedSignal) -> Kite status``, idempotent by tag.
 
-This is the callable :class:`dataflows.accounts.ExecutionRoute` takes as
+This is the callable :class:`dataflows.execution_routes.ExecutionRoute` takes as
 ``live_placer``; the executor retries it per :data:`connectors.kite.errors.KITE_RULES`.
 One call:
 

@@ -11,7 +11,7 @@ Every message passes :func:`schemas.codec.decode_tick`, the decoder the
 pipeline and the Bytewax feed use, so ids (``tick_id``) and envelopes
 equal those of ``dataflows.market_feed`` over the same history. Ticks are
 paced by :class:`connectors.marketdata.backfill.EventPacer` and produced in
-batches with :func:`connectors.kafka.produce`, each batch acknowledged
+batches with :func:`connectors.kafka.records.produce`, each batch acknowledged
 before the next, so order is kept.
 """
 
@@ -29,7 +29,7 @@ from typing import Literal
 import msgspec
 
 from connectors.files import TickFileSource
-from connectors.kafka import produce
+from connectors.kafka.records import produce
 from connectors.marketdata.backfill import EventPacer, Speed
 from connectors.marketdata.bars import Bar
 from connectors.marketdata.errors import HistoryFormatError

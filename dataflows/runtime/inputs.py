@@ -13,7 +13,8 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
-from connectors.kafka import kafka_source, raise_if_offset_lost, raw_message
+from connectors.kafka.offsets import raise_if_offset_lost
+from connectors.kafka.source import kafka_source, raw_message
 from dataflows.ingest import decode_events
 from dataflows.metrics import INPUT_POSITIONS, MESSAGES_IN, input_counter
 from dataflows.params import PipelineParams

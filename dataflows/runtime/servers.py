@@ -45,7 +45,7 @@ def resolve_servers(
     )
 
 
-def wait_for(  # noqa: PLR0913 - each knob is a plain keyword
+def wait_for(
     name: str,
     where: str,
     probe: Callable[[], None],
@@ -59,7 +59,8 @@ def wait_for(  # noqa: PLR0913 - each knob is a plain keyword
     ``where`` is printed as given (redact it first); errors are printed with
     the secrets of ``secret_urls`` masked (:func:`connectors.errors.describe_error`).
 
-    :raises TimeoutError: still unreachable after ``timeout_s``.
+    Raises:
+        TimeoutError: still unreachable after ``timeout_s``.
     """
     delay, deadline, attempt = first_delay_s, time.monotonic() + timeout_s, 1
     while True:

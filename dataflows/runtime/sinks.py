@@ -9,7 +9,7 @@ from bytewax.dataflow import Stream
 
 from connectors.dlq import Resilience
 from connectors.equity import EquityHistorySink
-from connectors.kafka import kafka_sink
+from connectors.kafka.sink import kafka_sink
 from connectors.postgres import LedgerSink
 from connectors.redis_portfolio import RedisPortfolioSink
 from dataflows.metrics import DLQ_MESSAGES, RETRIES, observe_published

@@ -11,7 +11,7 @@ import msgspec
 import psycopg
 
 from connectors.equity import equity_rows, write_equity
-from connectors.kafka import produce
+from connectors.kafka.records import produce
 from connectors.postgres import ledger_batch, write_ledger
 from connectors.redis_portfolio import portfolio_key, redis_client
 from schemas.codec import dead_letter, encode, to_builtins

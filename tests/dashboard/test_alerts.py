@@ -15,8 +15,8 @@ import pytest
 
 from alpha_panda.alerts import Alert, AlertConfig, AlertRules
 from alpha_panda.dashboard.server import start_dashboard
-from connectors.kafka import produce
-from connectors.kafka_tail import TailMessage
+from connectors.kafka.records import produce
+from connectors.kafka.tail import TailMessage
 from connectors.webhook import WebhookNotifier, redact_webhook, webhook_request
 from schemas.codec import encode, to_builtins
 from schemas.topics import ORDERS_FILLED, SIGNALS_REJECTED, broker_topic, dlq_topic

@@ -9,8 +9,8 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
-from dataflows.accounts import ExecutionRoute
 from dataflows.clock import event_time_clock
+from dataflows.execution_routes import ExecutionRoute
 from dataflows.pipeline import PipelineParams, build_pipeline, shard_of
 from operators.errors import ConfigError
 from operators.strategy import StrategyConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dataflows.accounts import RiskStep
+from dataflows.account_steps import RiskStep
 from dataflows.clock import event_time_clock
 from operators.risk import RiskConfig, RiskFilter
 from schemas.codec import decode_tick

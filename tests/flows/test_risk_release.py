@@ -9,7 +9,8 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
-from dataflows.accounts import Mark, risk_stage
+from dataflows.account_steps import Mark
+from dataflows.accounts import risk_stage
 from dataflows.clock import event_time_clock
 from dataflows.pipeline import PipelineParams
 from operators.execution import order_id_of

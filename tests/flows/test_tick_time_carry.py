@@ -17,9 +17,11 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import TestingSink, TestingSource
 from prometheus_client import REGISTRY
 
-from dataflows.accounts import account_of, portfolio_stage, risk_stage, to_outbound
+from dataflows.account_steps import account_of
+from dataflows.accounts import portfolio_stage, risk_stage
 from dataflows.clock import event_time_clock
 from dataflows.ingest import decode_events, decode_ticks
+from dataflows.outbound import to_outbound
 from dataflows.pipeline import PipelineParams
 from dataflows.signals import context_for, strategy_stage
 from dataflows.tick_time import carry, epoch_ms, unstamped

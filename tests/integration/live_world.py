@@ -25,7 +25,8 @@ import psycopg
 from confluent_kafka.admin import AdminClient
 
 from alpha_panda.localstack import LocalStack
-from connectors.kafka import consume_all, create_pipeline_topics, create_topics, produce
+from connectors.kafka.admin import create_pipeline_topics, create_topics
+from connectors.kafka.records import consume_all, produce
 from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_fills, seed_strategies
 from connectors.redis_portfolio import read_portfolios

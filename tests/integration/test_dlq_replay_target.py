@@ -8,7 +8,8 @@ import pytest
 
 from alpha_panda.dlq import plan_replay, replay_dlq
 from connectors.dlq import DeadLetterProducer, read_dead_letters
-from connectors.kafka import consume_all, create_topics, list_topics
+from connectors.kafka.admin import create_topics, list_topics
+from connectors.kafka.records import consume_all
 from schemas.codec import dead_letter, encode
 
 pytestmark = pytest.mark.integration

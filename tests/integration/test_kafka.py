@@ -9,16 +9,10 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from connectors.errors import ConsumeTimeoutError, KafkaDeliveryError, TopicAdminError
-from connectors.kafka import (
-    consume_all,
-    create_pipeline_topics,
-    create_topics,
-    kafka_sink,
-    kafka_source,
-    list_topics,
-    produce,
-    raw_message,
-)
+from connectors.kafka.admin import create_pipeline_topics, create_topics, list_topics
+from connectors.kafka.records import consume_all, produce
+from connectors.kafka.sink import kafka_sink
+from connectors.kafka.source import kafka_source, raw_message
 from schemas.codec import decode
 from schemas.headers import TICK_CREATED, tick_created_headers, tick_created_ms
 from schemas.topics import BROKERS, all_topics, is_dlq

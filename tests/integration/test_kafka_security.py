@@ -15,15 +15,11 @@ from alpha_panda import orchestration
 from alpha_panda.localstack import free_port
 from connectors.dlq import DeadLetterProducer
 from connectors.errors import KafkaConnectorError, TopicAdminError
-from connectors.kafka import (
-    consume_all,
-    create_topics,
-    kafka_sink,
-    kafka_source,
-    list_topics,
-    produce,
-    use_client_security,
-)
+from connectors.kafka.admin import create_topics, list_topics
+from connectors.kafka.config import use_client_security
+from connectors.kafka.records import consume_all, produce
+from connectors.kafka.sink import kafka_sink
+from connectors.kafka.source import kafka_source
 from connectors.probes import probe_kafka
 from dataflows import live
 from dataflows.metrics import serve_metrics

@@ -25,7 +25,7 @@ import dataflows.strategy_runner
 import dataflows.trading_engine
 from alpha_panda import orchestration
 from alpha_panda.replay import run_replay
-from connectors.kafka import consume_all
+from connectors.kafka.records import consume_all
 from connectors.postgres import ledger_counts, set_strategy_active
 from dataflows.pipeline import live_flow
 from operators.strategy import StrategyConfig
@@ -333,7 +333,7 @@ REASONS = {
 def test_per_stage_inputs_dead_letter_bad_messages_and_trade_like_replay(
     world: World, tmp_path: Path
 ) -> None:
-    from connectors.kafka import produce
+    from connectors.kafka.records import produce
 
     rows = world.seed()
     lines = simulated_ticks(seed=19)

@@ -14,15 +14,11 @@ from confluent_kafka import KafkaError
 
 from alpha_panda import orchestration
 from connectors.errors import OffsetOutOfRangeError
-from connectors.kafka import (
-    consumer_config,
-    create_pipeline_topics,
-    create_topics,
-    kafka_source,
-    log_end,
-    produce,
-    raise_if_offset_lost,
-)
+from connectors.kafka.admin import create_pipeline_topics, create_topics
+from connectors.kafka.config import consumer_config
+from connectors.kafka.offsets import log_end, raise_if_offset_lost
+from connectors.kafka.records import produce
+from connectors.kafka.source import kafka_source
 from connectors.localstack import KAFKA
 from schemas.topics import MARKET_TICKS
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until

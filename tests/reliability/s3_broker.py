@@ -62,7 +62,7 @@ class S3Broker:
         env = {"PATH": os.environ.get("PATH", ""), **S3_CREDENTIALS,
                "AWS_ENDPOINT": self._endpoint, "AWS_ALLOW_HTTP": "true"}  # fmt: skip
         with self._log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+            self.process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", listener,
                  "--advertised-listener-url", listener, "--storage-engine", f"s3://{BUCKET}/"],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -71,7 +71,7 @@ class S3Broker:
         while True:
             try:
                 probe_kafka(self.url)
-            except Exception:  # noqa: BLE001 - not up yet: retry until the deadline
+            except Exception:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     msg = f"the S3-backed broker did not start; see {self._log}"
                     raise RuntimeError(msg) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alpha_panda import orchestration
-from connectors.kafka import consume_all
+from connectors.kafka.records import consume_all
 from schemas.topics import MARKET_TICKS
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
 from tests.integration.test_live_pipeline import replay_reference, without_time

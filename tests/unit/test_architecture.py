@@ -175,3 +175,44 @@ def test_the_check_sees_a_cycle_through_relative_and_function_imports(tmp_path: 
     graph = import_graph(root)
     assert graph["dataflows.live"] == {"dataflows.pipeline": 1}
     assert cycles(graph) == [["dataflows.live", "dataflows.pipeline"]]
+
+
+def package_directories(root: Path = ROOT) -> list[str]:
+    """``pkg/sub/`` for every directory holding an ``__init__.py`` under the five packages."""
+    found = [f"{package}/" for package in PACKAGES]
+    for package in PACKAGES:
+        inits = (root / package).rglob("*/__init__.py")
+        found += [f"{init.parent.relative_to(root).as_posix()}/" for init in inits]
+    return sorted(found)
+
+
+def package_map_rows(readme: str) -> list[str]:
+    """The package paths the first column of the README's "Package map" table names."""
+    section = readme.split("### Package map", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return sorted(row.split("`", 2)[1] for row in rows)
+
+
+def test_the_readme_package_map_names_every_package_directory() -> None:
+    rows = package_map_rows((ROOT / "README.md").read_text("utf-8"))
+    assert len(rows) == len(set(rows))
+    assert rows == package_directories()
+
+
+def test_the_map_check_sees_a_missing_and_a_stale_row(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"connectors/kafka/__init__.py": "", "dataflows/runtime/__init__.py": ""})
+    readme = (
+        "### Package map\n\n| package | what | may import |\n|---|---|---|\n"
+        "| `schemas/` | a | b |\n| `connectors/kafka/` | a | b |\n| `connectors/gone/` | a | b |\n"
+        "\n### Next\n| `dataflows/runtime/` | not in the map | - |\n"
+    )
+    assert package_directories(root) == [
+        "alpha_panda/",
+        "connectors/",
+        "connectors/kafka/",
+        "dataflows/",
+        "dataflows/runtime/",
+        "operators/",
+        "schemas/",
+    ]
+    assert package_map_rows(readme) == ["connectors/gone/", "connectors/kafka/", "schemas/"]

@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from dataflows.accounts import to_outbound
 from dataflows.metrics import (
     batch_create_latencies,
     observe_batch_create_latency,
     observe_published,
     snapshot_timer,
 )
+from dataflows.outbound import to_outbound
 from dataflows.tick_time import Stamped, epoch_ms
 from operators.execution import SimulatedExecution
 from operators.fills import FillConfig, FillSimulator

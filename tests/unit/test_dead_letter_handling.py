@@ -9,8 +9,9 @@ import pytest
 
 from alpha_panda.dlq import DlqCommandError, plan_replay, replay_dlq, summarize
 from connectors.dlq import DeadLetterRecord
-from connectors.kafka import KafkaRecord
-from dataflows.accounts import ExecutionRoute, Executor, to_outbound
+from connectors.kafka.records import KafkaRecord
+from dataflows.execution_routes import ExecutionRoute, Executor
+from dataflows.outbound import to_outbound
 from operators.failures import RetryConfig, RetryLogic
 from operators.fills import FillConfig, FillSimulator
 from schemas.codec import dead_letter, decode_tick

@@ -57,7 +57,7 @@ def _lines() -> list[bytes]:
     ]
 
 
-def _decoded(lines: list[bytes]):  # noqa: ANN202
+def _decoded(lines: list[bytes]):
     return decode_tick_batch(lines)
 
 

@@ -18,8 +18,8 @@ from connectors.kite.halts import clear_halts, read_postgres
 from connectors.kite.placer import order_tag, trading_day
 from connectors.kite.store import OrderIntent, ZerodhaStore
 from connectors.postgres import seed_strategies
-from dataflows.accounts import Executor
 from dataflows.clock import event_time_clock
+from dataflows.execution_routes import Executor
 from dataflows.live import Servers
 from dataflows.settings import Settings
 from dataflows.zerodha import zerodha_route

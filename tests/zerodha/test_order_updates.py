@@ -16,7 +16,8 @@ import pytest
 from bytewax.testing import run_main
 from pydantic import SecretStr
 
-from connectors.kafka import consume_all, create_pipeline_topics
+from connectors.kafka.admin import create_pipeline_topics
+from connectors.kafka.records import consume_all
 from connectors.kite.errors import KiteChecksumError
 from connectors.kite.placer import order_tag
 from connectors.kite.postback import PostbackServer, postback_checksum, verify_postback

@@ -18,7 +18,8 @@ import pytest
 
 from alpha_panda.reconcile import reconcile
 from connectors.adjustments import read_adjustments
-from connectors.kafka import create_pipeline_topics, produce
+from connectors.kafka.admin import create_pipeline_topics
+from connectors.kafka.records import produce
 from connectors.postgres import ledger_batch, write_ledger
 from connectors.redis_portfolio import portfolio_key, redis_client
 from dataflows.live import Servers

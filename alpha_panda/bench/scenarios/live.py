@@ -34,7 +34,7 @@ import orjson
 
 from alpha_panda import orchestration
 from alpha_panda.localstack import LocalStack
-from connectors.kafka import consume_all, produce
+from connectors.kafka.records import consume_all, produce
 from connectors.localstack import StackUrls
 from connectors.postgres import ledger_counts
 from connectors.simulator import MarketSpec, simulate_lines

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from connectors.kafka import consumer_config
+from connectors.kafka.config import consumer_config
 
 log = logging.getLogger(__name__)
 
