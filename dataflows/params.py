@@ -16,6 +16,7 @@ from dataflows.accounts import AccountSteps
 from dataflows.clock import Clock
 from dataflows.execution_routes import ExecutionRoute, Executor
 from operators.account_books import Execute
+from operators.costs import Costs
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
 from operators.risk import RiskConfig, RiskFilter
@@ -58,6 +59,7 @@ class PipelineParams:
         and at end of input.
         """
         cash = Decimal(settings.starting_cash)
+        costs = Costs(Decimal(settings.slippage_bps), Decimal(settings.commission_bps))
         return cls(
             brokers=tuple(settings.active_brokers),
             risk=RiskConfig(
@@ -65,12 +67,10 @@ class PipelineParams:
                 max_daily_trades=settings.max_daily_trades,
                 max_price_deviation=settings.max_price_deviation,
                 starting_cash=cash,
-                slippage_bps=Decimal(settings.slippage_bps),
-                commission_bps=Decimal(settings.commission_bps),
+                costs=costs,
             ),
             fills=FillConfig(
-                slippage_bps=Decimal(settings.slippage_bps),
-                commission_bps=Decimal(settings.commission_bps),
+                costs=costs,
                 latency=timedelta(milliseconds=settings.fill_latency_ms),
                 seed=settings.fill_seed,
             ),

@@ -18,11 +18,11 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
-from operators.money import commission, slipped_price, to_decimal
-from operators.parameters import build_config, require
+from operators.costs import Costs, build_with_costs
+from operators.money import to_decimal
+from operators.parameters import require
 from schemas.events import ExecutionMode, OrderFilled, OrderSubmitted, ValidatedSignal
 
 
@@ -30,21 +30,20 @@ from schemas.events import ExecutionMode, OrderFilled, OrderSubmitted, Validated
 class FillConfig:
     """Parameters of the paper fill model.
 
-    ``slippage_bps``, ``commission_bps``: basis points (>= 0).
+    ``costs``: slippage and commission (:class:`operators.costs.Costs`, the
+    one risk estimates with; flat ``slippage_bps`` and ``commission_bps`` in
+    ``from_parameters``).
     ``latency``: added to the signal's timestamp to give the fill time (>= 0;
     a number of seconds in ``from_parameters``).
     ``seed``: base seed of the per-order random generators.
     """
 
-    slippage_bps: Decimal = Decimal("5")
-    commission_bps: Decimal = Decimal("10")
+    costs: Costs = Costs()
     latency: timedelta = timedelta(0)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        """Reject negative costs and latency."""
-        require(self.slippage_bps >= 0, self, "slippage_bps", self.slippage_bps, "a number >= 0")
-        require(self.commission_bps >= 0, self, "commission_bps", self.commission_bps, "a number >= 0")
+        """Reject a negative latency (``Costs`` checks itself)."""
         require(self.latency >= timedelta(0), self, "latency", self.latency, "a duration >= 0")
 
     @classmethod
@@ -54,7 +53,7 @@ class FillConfig:
         Raises:
             ConfigError: unknown name, wrong type or negative value.
         """
-        return build_config(cls, parameters)
+        return build_with_costs(cls, parameters)
 
 
 class FillSimulator:
@@ -86,10 +85,9 @@ class FillSimulator:
         """
         signal = validated.original_signal
         quantity = validated.validated_quantity
-        price = slipped_price(
-            signal.signal_type, to_decimal(validated.validated_price), self.config.slippage_bps
-        )
-        fees = commission(price * quantity, self.config.commission_bps)
+        costs = self.config.costs
+        price = costs.fill_price(signal.signal_type, to_decimal(validated.validated_price))
+        fees = costs.fees(price * quantity)
         return OrderFilled(
             order_id=order_id,
             strategy_id=signal.strategy_id,

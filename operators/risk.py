@@ -24,9 +24,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from operators.costs import Costs, build_with_costs
 from operators.dedupe import RecentIds
-from operators.money import commission, slipped_price, to_decimal
-from operators.parameters import build_config, require
+from operators.money import to_decimal
+from operators.parameters import require
 from schemas.events import RejectedSignal, TradingSignal, ValidatedSignal
 
 BOOKED_KEPT = 2048
@@ -62,7 +63,9 @@ class RiskConfig:
     and still count as its latest price; a staler or a later tick is not
     compared, and the signal's own price stands in.
     ``starting_cash``: account currency (>= 0).
-    ``slippage_bps``, ``commission_bps``: basis points used to estimate costs (>= 0).
+    ``costs``: slippage and commission, to estimate a signal's cash (the
+    fill simulator's :class:`operators.costs.Costs`; flat ``slippage_bps``
+    and ``commission_bps`` in ``from_parameters``).
     """
 
     max_position_size: int = 1000
@@ -70,8 +73,7 @@ class RiskConfig:
     max_price_deviation: float = 0.10
     max_mark_age: timedelta = timedelta(seconds=5)
     starting_cash: Decimal = Decimal("1000000")
-    slippage_bps: Decimal = Decimal("5")
-    commission_bps: Decimal = Decimal("10")
+    costs: Costs = Costs()
 
     def __post_init__(self) -> None:
         """Reject negative limits."""
@@ -80,8 +82,6 @@ class RiskConfig:
             "max_daily_trades",
             "max_price_deviation",
             "starting_cash",
-            "slippage_bps",
-            "commission_bps",
         ):
             value = getattr(self, name)
             require(value >= 0, self, name, value, "a number >= 0")
@@ -94,7 +94,7 @@ class RiskConfig:
         Raises:
             ConfigError: unknown name, wrong type or negative value.
         """
-        return build_config(cls, parameters)
+        return build_with_costs(cls, parameters)
 
 
 @dataclass
@@ -191,8 +191,8 @@ class RiskFilter:
         last = self._reference_price(state, signal)
         deviation = abs(signal.price - last) / last
         price = to_decimal(signal.price)
-        fill = slipped_price(signal.signal_type, price, cfg.slippage_bps) * quantity
-        fees = commission(fill, cfg.commission_bps)
+        fill = cfg.costs.fill_price(signal.signal_type, price) * quantity
+        fees = cfg.costs.fees(fill)
         cost = fill + fees if buying else Decimal(0)
 
         failures: list[str] = []
@@ -273,11 +273,8 @@ class RiskFilter:
         whole = validated.validated_quantity
         quantity = whole if quantity is None else max(0, min(quantity, whole))
         buying = signal.signal_type == "BUY"
-        fill = (
-            slipped_price(signal.signal_type, to_decimal(validated.validated_price), cfg.slippage_bps)
-            * quantity
-        )
-        fees = commission(fill, cfg.commission_bps)
+        fill = cfg.costs.fill_price(signal.signal_type, to_decimal(validated.validated_price)) * quantity
+        fees = cfg.costs.fees(fill)
         held = state.positions.get(token, 0)
         state.positions[token] = held - quantity if buying else held + quantity
         state.cash = state.cash + fill + fees if buying else state.cash - (fill - fees)

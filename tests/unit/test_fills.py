@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from operators.costs import Costs
 from operators.errors import ConfigError
 from operators.fills import FillConfig, FillSimulator
 from schemas.events import TradingSignal, ValidatedSignal
@@ -58,7 +59,7 @@ def test_sell_slips_down() -> None:
 
 def test_float_inputs_convert_through_repr() -> None:
     # Decimal(0.1) would carry the binary expansion into the fees.
-    config = FillConfig(slippage_bps=Decimal(0), commission_bps=Decimal(10))
+    config = FillConfig(costs=Costs(slippage_bps=Decimal(0), commission_bps=Decimal(10)))
     fill = FillSimulator(config).fill(
         "o", validated(quantity=3, price=0.1), broker="paper", execution_mode="paper"
     )
@@ -98,7 +99,7 @@ def test_rng_for_is_deterministic_per_order_and_seed() -> None:
 def test_from_parameters() -> None:
     config = FillConfig.from_parameters({"latency": 0.5, "commission_bps": 3, "seed": 42})
     assert config.latency == timedelta(milliseconds=500)
-    assert config.commission_bps == Decimal(3)
+    assert config.costs == Costs(slippage_bps=Decimal(5), commission_bps=Decimal(3))
     assert config.seed == 42
     with pytest.raises(ConfigError, match="slippage_bps.*-1"):
         FillConfig.from_parameters({"slippage_bps": -1})

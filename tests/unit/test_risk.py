@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from operators.costs import Costs
 from operators.errors import ConfigError
 from operators.risk import RULES, RiskConfig, RiskFilter, RiskState
 from schemas.events import RejectedSignal, TradingSignal, ValidatedSignal
@@ -179,7 +180,7 @@ def test_state_copy_does_not_alias() -> None:
 def test_from_parameters() -> None:
     config = RiskConfig.from_parameters({"starting_cash": "250000.50", "slippage_bps": 2.5})
     assert config.starting_cash == Decimal("250000.50")
-    assert config.slippage_bps == Decimal("2.5")
+    assert config.costs == Costs(slippage_bps=Decimal("2.5"), commission_bps=Decimal(10))
     with pytest.raises(ConfigError, match="max_daily_trades.*-1"):
         RiskConfig.from_parameters({"max_daily_trades": -1})
     with pytest.raises(ConfigError, match="starting_cash.*'lots'"):
