@@ -15,9 +15,9 @@ from dataflows.pipeline import PipelineParams, build_pipeline, shard_of
 from operators.errors import ConfigError
 from operators.strategy import StrategyConfig
 from schemas.codec import RawBatch
-from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, Outbound, event_id
-from schemas.events import OrderFilled
+from schemas.envelope import FilledEnvelope, Outbound
 from tests.flows.conftest import run_with_workers, tick_line
+from tests.order_updates import kite_filled
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 PARAMETERS = (("lookback_period", 2), ("momentum_threshold", 0.01), ("position_size", 10))
@@ -30,19 +30,7 @@ LIVE = ExecutionRoute("live", live_placer=lambda _order_id, _signal: "OPEN")
 
 
 def fill(strategy: str, token: int, quantity: int, price: float) -> FilledEnvelope:
-    order_id = f"kite-{strategy}"
-    data = OrderFilled(order_id, strategy, token, "BUY", quantity, EPOCH, "zerodha", "live", price, 2.0)
-    return FilledEnvelope(
-        id=event_id("order_filled", order_id),
-        ts=EPOCH,
-        broker="zerodha",
-        correlation_id=order_id,
-        causation_id=None,
-        source="zerodha_updates",
-        version=SCHEMA_VERSION,
-        key=strategy,
-        data=data,
-    )
+    return kite_filled(f"kite-{strategy}", strategy, token, quantity, price, 2.0, EPOCH)
 
 
 def run(workers: int, updates: list[FilledEnvelope]) -> list[Outbound]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from alpha_panda.localstack import free_port
 from alpha_panda.localstack.launch import tansu_binary
 from connectors.probes import probe_kafka
 
@@ -41,17 +41,11 @@ def _boto_credentials() -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class S3Broker:
     """One Tansu process at a time on a fixed port, its storage in an S3 bucket."""
 
     def __init__(self, endpoint: str, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
         self._endpoint = endpoint
         self._log = log

@@ -21,8 +21,8 @@ from schemas.envelope import (
     ValidatedEnvelope,
     event_id,
 )
-from schemas.events import OrderFailed, OrderFilled
 from tests.flows.conftest import tick_line
+from tests.order_updates import kite_failed, kite_filled
 
 TOKEN = 256265
 MOMENTUM = StrategyConfig(
@@ -86,35 +86,11 @@ def ticks(logic: TradingShard, prices: list[tuple[float, int]]) -> list[Outbound
 
 
 def filled(order_id: str, quantity: int, price: float, fees: float, strategy: str = "mom") -> FilledEnvelope:
-    data = OrderFilled(order_id, strategy, TOKEN, "BUY", quantity, T0, "zerodha", "live", price, fees)
-    return FilledEnvelope(
-        id=event_id("order_filled", order_id),
-        ts=T0,
-        broker="zerodha",
-        correlation_id=order_id,
-        causation_id=None,
-        source="zerodha_updates",
-        version=SCHEMA_VERSION,
-        key=strategy,
-        data=data,
-    )
+    return kite_filled(order_id, strategy, TOKEN, quantity, price, fees, T0)
 
 
 def failed(order_id: str, quantity: int) -> FailedEnvelope:
-    data = OrderFailed(
-        order_id, "mom", TOKEN, "BUY", quantity, T0, "zerodha", "live", "Kite order 1 REJECTED"
-    )
-    return FailedEnvelope(
-        id=event_id("order_failed", order_id),
-        ts=T0,
-        broker="zerodha",
-        correlation_id=order_id,
-        causation_id=None,
-        source="zerodha_updates",
-        version=SCHEMA_VERSION,
-        key="mom",
-        data=data,
-    )
+    return kite_failed(order_id, "mom", TOKEN, quantity, T0, "Kite order 1 REJECTED")
 
 
 def test_a_live_order_moves_the_books_only_when_its_real_fill_arrives() -> None:

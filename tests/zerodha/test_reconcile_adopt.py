@@ -25,8 +25,8 @@ from connectors.redis_portfolio import portfolio_key, redis_client
 from dataflows.live import Servers
 from operators.portfolio import Portfolio, PortfolioConfig
 from schemas.codec import encode
-from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, Outbound, event_id
-from schemas.events import OrderFilled
+from schemas.envelope import FilledEnvelope, Outbound, event_id
+from tests.order_updates import kite_filled
 from tests.zerodha.kite_server import FakeKite
 from tests.zerodha.test_zerodha_cli import cli_env, run
 
@@ -36,20 +36,8 @@ CONFIG = PortfolioConfig(starting_cash=Decimal(1_000_000))
 
 
 def a_fill(strategy: str) -> FilledEnvelope:
-    order_id = event_id("adopt_test", strategy)
     at = datetime(2024, 1, 2, 3, 45, tzinfo=UTC)
-    data = OrderFilled(order_id, strategy, TOKEN, "BUY", 10, at, "zerodha", "live", 1500.0, 6.0)
-    return FilledEnvelope(
-        id=event_id("order_filled", order_id),
-        ts=at,
-        broker="zerodha",
-        correlation_id=order_id,
-        causation_id=None,
-        source="zerodha_updates",
-        version=SCHEMA_VERSION,
-        key=strategy,
-        data=data,
-    )
+    return kite_filled(event_id("adopt_test", strategy), strategy, TOKEN, 10, 1500.0, 6.0, at)
 
 
 def test_adopt_records_the_adjustment_so_reconcile_finds_nothing_again(
