@@ -170,29 +170,20 @@ def scan_ticks(ticks: Path) -> TickScan:
     Decodes with the pipeline's own decoder (bad lines are skipped, as the
     pipeline dead-letters them).
     """
-    from connectors.files import TickFileSource  # a file source, read here in batches
+    from connectors.files import read_tick_batches  # a file source, read here in batches
 
     seen: dict[int, None] = {}
     first: datetime | None = None
     last: datetime | None = None
     times = TimeCache()
-    partition = TickFileSource(ticks).build_part("scan", str(ticks), None)
-    try:
-        while True:
-            try:
-                batches = partition.next_batch()
-            except StopIteration:
-                break
-            for batch in batches:
-                decoded = decode_tick_batch(batch.values, times)
-                for tick in decoded.ticks:
-                    seen[tick.data.instrument_token] = None
-                if decoded.times:
-                    low, high = min(decoded.times), max(decoded.times)
-                    first = low if first is None or low < first else first
-                    last = high if last is None or high > last else last
-    finally:
-        partition.close()
+    for batch in read_tick_batches(ticks, "scan"):
+        decoded = decode_tick_batch(batch.values, times)
+        for tick in decoded.ticks:
+            seen[tick.data.instrument_token] = None
+        if decoded.times:
+            low, high = min(decoded.times), max(decoded.times)
+            first = low if first is None or low < first else first
+            last = high if last is None or high > last else last
     return TickScan(tuple(seen), first, last)
 
 

@@ -32,7 +32,7 @@ import orjson
 from alpha_panda.replay import run_replay
 from alpha_panda.report import ReportOptions, replay_report
 from alpha_panda.sweep import Combination, SweepError, instruments_in, run_sweep, sweep_configs
-from connectors.files import TickFileSource
+from connectors.files import read_tick_batches
 from dataflows.pipeline import PipelineParams
 from schemas.codec import TimeCache, decode_tick_batch
 
@@ -41,22 +41,11 @@ DAY = timedelta(days=1)
 
 def read_timed(ticks: Path) -> list[tuple[datetime, bytes]]:
     """Every valid tick of a JSONL or CSV file as (exchange time in UTC, JSON line), in file order."""
-    partition = TickFileSource(ticks).build_part("walkforward", str(ticks), None)
     times = TimeCache()
     out: list[tuple[datetime, bytes]] = []
-    try:
-        while True:
-            try:
-                batches = partition.next_batch()
-            except StopIteration:
-                break
-            for batch in batches:
-                decoded = decode_tick_batch(batch.values, times)
-                out.extend(
-                    (at, batch.values[i]) for at, i in zip(decoded.times, decoded.positions, strict=True)
-                )
-    finally:
-        partition.close()
+    for batch in read_tick_batches(ticks, "walkforward"):
+        decoded = decode_tick_batch(batch.values, times)
+        out.extend((at, batch.values[i]) for at, i in zip(decoded.times, decoded.positions, strict=True))
     return out
 
 

@@ -165,6 +165,20 @@ class TickFileSource(FixedPartitionedSource[RawBatch, int]):
         return _TickFilePartition(self._path, resume_state, self._batch_size, self._on_progress, self._tally)
 
 
+def read_tick_batches(path: Path, step_id: str = "read") -> Iterator[RawBatch]:
+    """Every :class:`RawBatch` of a tick file, in order, outside a dataflow (the file is closed after)."""
+    partition = TickFileSource(path).build_part(step_id, str(path), None)
+    try:
+        while True:
+            try:
+                batches = partition.next_batch()
+            except StopIteration:
+                return
+            yield from batches
+    finally:
+        partition.close()
+
+
 class OutputCounts:
     """What a sink wrote, counted as it streams (nothing re-reads the files).
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 import msgspec
 
-from connectors.files import TickFileSource
+from connectors.files import read_tick_batches
 from connectors.kafka.records import produce
 from connectors.marketdata.backfill import EventPacer, Speed
 from connectors.marketdata.bars import Bar
@@ -97,17 +97,8 @@ def tick_file_messages(path: Path) -> Iterator[RawMessage]:
 
     CSV rows become producer-form JSON; ``offset`` is the line number.
     """
-    part = TickFileSource(path).build_part("feed", path.name, None)
-    try:
-        while True:
-            try:
-                batches = part.next_batch()
-            except StopIteration:
-                return
-            for batch in batches:
-                yield from (batch.message(i) for i in range(len(batch.values)))
-    finally:
-        part.close()
+    for batch in read_tick_batches(path, "feed"):
+        yield from (batch.message(i) for i in range(len(batch.values)))
 
 
 def bar_messages(bars: Iterable[Bar]) -> Iterator[RawMessage]:
