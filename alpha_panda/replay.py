@@ -19,6 +19,7 @@ from bytewax.testing import run_main
 from alpha_panda.outdir import check_out_dir, clear_previous_outputs
 from connectors.files import OutputCounts
 from dataflows.pipeline import PipelineParams, replay_flow
+from dataflows.runtime.collector import tune_collector
 from operators.portfolio import Portfolio
 from operators.strategy import StrategyConfig
 from schemas.codec import to_builtins
@@ -86,6 +87,7 @@ def run_replay(
         flow = kept_replay_flow(
             ticks, configs, out_dir, params, keep_topics, on_progress=on_progress, counts=counts
         )
+    tune_collector()
     run_main(flow)
 
     topic_counts = counts.topic_counts()

@@ -20,6 +20,7 @@ from bytewax.dataflow import Dataflow, Stream
 from connectors.kafka.config import use_client_security
 from dataflows.metrics import report_input_lag, serve_metrics
 from dataflows.params import PipelineParams
+from dataflows.runtime.collector import tune_collector
 from dataflows.runtime.inputs import broker_events, kafka_batches, kafka_input
 from dataflows.runtime.reload import config_updates, initial_configs, parse_configs
 from dataflows.runtime.servers import Servers, await_servers, resolve_servers, wait_for
@@ -122,7 +123,9 @@ def lazy_flow(module: str, build: Callable[[Settings], Dataflow]) -> Callable[[s
         if name == "flow":
             from dataflows.settings import get_settings
 
-            return build(get_settings())
+            flow = build(get_settings())
+            tune_collector()  # once the flow is built, just before bytewax.run runs it
+            return flow
         msg = f"module {module!r} has no attribute {name!r}"
         raise AttributeError(msg)
 

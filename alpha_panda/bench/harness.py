@@ -33,6 +33,7 @@ from bytewax.testing import cluster_main, run_main
 import dataflows.pipeline as pipeline
 from connectors.simulator import MarketSpec, simulate_lines
 from dataflows.clock import event_time_clock
+from dataflows.runtime.collector import tune_collector
 from operators.strategy import StrategyConfig
 from schemas.codec import RawBatch, RawMessage, decode_tick
 from schemas.envelope import TickEnvelope
@@ -238,6 +239,7 @@ def bare_flow(messages: Sequence[RawMessage], sink: CountingSink, per_batch: int
 def run_timed(flow: Dataflow, workers: int = 1) -> float:
     """Run ``flow`` to completion; return wall seconds (perf_counter around the run only)."""
     gc.collect()
+    tune_collector()  # as every replay and live flow runs
     start = time.perf_counter()
     if workers == 1:
         run_main(flow)

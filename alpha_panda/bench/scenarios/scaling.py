@@ -32,6 +32,7 @@ from alpha_panda.bench.harness import CountingSink, MemorySource, market, pipeli
 from alpha_panda.bench.machine import rss
 from alpha_panda.bench.scenarios import Log
 from alpha_panda.bench.scenarios.replay import median_run
+from dataflows.runtime.collector import tune_collector
 
 GROUPS = 3
 """Instrument groups of the split layouts: on 2 workers, the worker that decodes hosts one, the other two."""
@@ -121,6 +122,7 @@ def cluster_child(job: dict[str, Any]) -> dict[str, Any]:
     flow = pipeline_flow(source, ticks.spec.tokens(), sink, params)
     gc.collect()
     start = time.perf_counter()
+    tune_collector()
     cluster_main(flow, job["addresses"], job["proc_id"], worker_count_per_proc=1)
     end = time.perf_counter()
     return {"start": start, "first_batch": source.first_batch_at, "end": end, "outputs": sink.total}
