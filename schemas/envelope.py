@@ -40,6 +40,8 @@ _NAMESPACE: Final = uuid.UUID("6f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")
 
 
 _NAMESPACE_BYTES: Final = _NAMESPACE.bytes
+_NAMESPACED: Final = hashlib.sha1(_NAMESPACE_BYTES)  # noqa: S324 - RFC 4122 v5
+"""SHA-1 with the namespace already fed: each id copies it and feeds only its name."""
 
 
 _VARIANT: Final = "89ab"
@@ -49,7 +51,9 @@ def _uuid5(name: str) -> str:
     # uuid.uuid5 without its object overhead: the same SHA-1 of namespace +
     # name, version 5 and the RFC 4122 variant
     # written straight into the canonical text.
-    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()  # noqa: S324 - RFC 4122 v5
+    sha = _NAMESPACED.copy()
+    sha.update(name.encode())
+    digest = sha.digest()
     text = digest.hex()
     variant = _VARIANT[(digest[8] >> 4) & 3]
     return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{variant}{text[17:20]}-{text[20:32]}"
@@ -79,8 +83,20 @@ def tick_id(tick: MarketTick, occurrence: int = 0) -> str:
 
 def tick_id_of(token: int, at: datetime, price: float, occurrence: int = 0) -> str:
     """:func:`tick_id` from the tick's parts (``at`` in UTC)."""
-    base = f"market_tick|{token}|{at.isoformat()}|{price!r}"
+    text = _ISO_TIMES.get(at) if at.tzinfo is UTC else None  # equal instants in other zones print apart
+    if text is None:
+        text = at.isoformat()
+        if at.tzinfo is UTC:
+            if len(_ISO_TIMES) >= _ISO_TIMES_KEPT:
+                _ISO_TIMES.clear()
+            _ISO_TIMES[at] = text
+    base = f"market_tick|{token}|{text}|{price!r}"
     return _uuid5(base if occurrence == 0 else f"{base}|{occurrence}")
+
+
+_ISO_TIMES: dict[datetime, str] = {}
+"""``isoformat()`` of recent tick times (a pure function's cache, bounded): ticks of one second share it."""
+_ISO_TIMES_KEPT: Final = 4096
 
 
 class TickOccurrences:
