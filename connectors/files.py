@@ -200,8 +200,7 @@ class OutputCounts:
         with self._lock:
             messages = self.messages
             for topic, items in by_topic.items():
-                for item in items:
-                    messages[topic, item.partition_key] += 1
+                messages.update([(topic, item.partition_key) for item in items])  # counted in C
                 last = items[-1].envelope
                 if isinstance(last, PnlEnvelope):
                     for item in items:

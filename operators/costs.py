@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
@@ -32,14 +32,20 @@ class Costs:
     slippage_bps: Decimal = Decimal("5")
     commission_bps: Decimal = Decimal("10")
 
+    _buy: Decimal = field(init=False, repr=False, compare=False)
+    _sell: Decimal = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
-        """Reject negative costs."""
+        """Reject negative costs; work out the slippage factors once."""
         require(self.slippage_bps >= 0, self, "slippage_bps", self.slippage_bps, "a number >= 0")
         require(self.commission_bps >= 0, self, "commission_bps", self.commission_bps, "a number >= 0")
+        # The factors slipped_price multiplies by, computed as it computes them.
+        object.__setattr__(self, "_buy", slipped_price("BUY", Decimal(1), self.slippage_bps))
+        object.__setattr__(self, "_sell", slipped_price("SELL", Decimal(1), self.slippage_bps))
 
     def fill_price(self, side: Literal["BUY", "SELL"], price: Decimal) -> Decimal:
         """The price per share a ``side`` order at ``price`` fills at (worse by the slippage)."""
-        return slipped_price(side, price, self.slippage_bps)
+        return price * (self._buy if side == "BUY" else self._sell)
 
     def fees(self, notional: Decimal) -> Decimal:
         """The commission on ``notional`` (money)."""

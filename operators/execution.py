@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from operators.fills import FillSimulator
 from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, SubmittedEnvelope, ValidatedEnvelope, uuid5_of
@@ -45,16 +45,28 @@ class SimulatedExecution:
         )
         filled = self._simulator.fill(order_id, data, broker=broker, execution_mode=mode)
         ts = self._clock(data.timestamp)
-        common: dict[str, Any] = {
-            "ts": ts,
-            "broker": broker,
-            "correlation_id": validated.correlation_id,
-            "causation_id": validated.id,
-            "source": self._source,
-            "version": SCHEMA_VERSION,
-            "key": validated.key,
-        }
+        correlation, cause, source, key = validated.correlation_id, validated.id, self._source, validated.key
         return [
-            SubmittedEnvelope(id=uuid5_of(f"order_submitted|{order_id}"), data=submitted, **common),
-            FilledEnvelope(id=uuid5_of(f"order_filled|{order_id}"), data=filled, **common),
+            SubmittedEnvelope(
+                id=uuid5_of(f"order_submitted|{order_id}"),
+                ts=ts,
+                broker=broker,
+                correlation_id=correlation,
+                causation_id=cause,
+                source=source,
+                version=SCHEMA_VERSION,
+                key=key,
+                data=submitted,
+            ),
+            FilledEnvelope(
+                id=uuid5_of(f"order_filled|{order_id}"),
+                ts=ts,
+                broker=broker,
+                correlation_id=correlation,
+                causation_id=cause,
+                source=source,
+                version=SCHEMA_VERSION,
+                key=key,
+                data=filled,
+            ),
         ]

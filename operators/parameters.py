@@ -106,7 +106,7 @@ def build_config(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
         msg = f"{owner} parameters must be a mapping, got {values!r}"
         raise ConfigError(msg)
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         if name not in known:

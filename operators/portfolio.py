@@ -193,9 +193,11 @@ class Portfolio:
 
     def valuation(self, state: PortfolioState) -> Valuation:
         """Return the account's exact totals."""
-        realized = sum((h.realized_pnl for h in state.holdings.values()), _ZERO)
-        unrealized = sum((h.unrealized_pnl for h in state.holdings.values()), _ZERO)
-        market = sum((h.last_price * h.quantity for h in state.holdings.values()), _ZERO)
+        realized = unrealized = market = _ZERO
+        for h in state.holdings.values():  # one pass; each sum in holdings order, as sum() would
+            realized += h.realized_pnl
+            unrealized += (h.last_price - h.average_price) * h.quantity
+            market += h.last_price * h.quantity
         return Valuation(
             realized_pnl=realized,
             unrealized_pnl=unrealized,
@@ -212,27 +214,32 @@ class Portfolio:
         ``positions`` (keyed by ``str(token)``) lists open holdings and closed
         ones with non-zero realized P&L, so realized history stays visible.
         """
-        totals = self.valuation(state)
-        positions = {
-            str(token): Position(
-                quantity=h.quantity,
-                average_price=float(h.average_price),
-                last_price=float(h.last_price),
-                realized_pnl=float(h.realized_pnl),
-                unrealized_pnl=float(h.unrealized_pnl),
-            )
-            for token, h in state.holdings.items()
-            if h.quantity != 0 or h.realized_pnl != 0
-        }
+        realized = unrealized = market = _ZERO
+        positions: dict[str, Position] = {}
+        for token, h in state.holdings.items():  # valuation() and the positions in one pass
+            quantity, last, realized_pnl = h.quantity, h.last_price, h.realized_pnl
+            open_pnl = (last - h.average_price) * quantity
+            realized += realized_pnl
+            unrealized += open_pnl
+            market += last * quantity
+            if quantity != 0 or realized_pnl != 0:
+                positions[str(token)] = Position(
+                    quantity=quantity,
+                    average_price=float(h.average_price),
+                    last_price=float(last),
+                    realized_pnl=float(realized_pnl),
+                    unrealized_pnl=float(open_pnl),
+                )
+        fees = state.fees_paid
         return PnlSnapshot(
             strategy_id=strategy_id,
             broker=broker,
             cash=float(state.cash),
             positions=positions,
-            realized_pnl=float(totals.realized_pnl),
-            unrealized_pnl=float(totals.unrealized_pnl),
-            total_pnl=float(totals.total_pnl),
-            fees_paid=float(totals.fees_paid),
-            total_value=float(totals.total_value),
+            realized_pnl=float(realized),
+            unrealized_pnl=float(unrealized),
+            total_pnl=float(realized + unrealized - fees),
+            fees_paid=float(fees),
+            total_value=float(state.cash + market),
             timestamp=timestamp,
         )

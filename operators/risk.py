@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from operators.costs import Costs, build_with_costs
 from operators.dedupe import RecentIds
@@ -40,6 +40,8 @@ RULES = (
     "sufficient_cash",
     "no_short_selling",
 )
+_ALL_PASSED: Final = dict.fromkeys(RULES, True)
+"""``risk_checks`` of a signal that passed every rule (copied per signal)."""
 """Rule names, in the order reasons list them."""
 
 
@@ -196,7 +198,7 @@ class RiskFilter:
         cost = fill + fees if buying else Decimal(0)
 
         failures: list[str] = []
-        checks = {rule: True for rule in RULES}
+        checks = dict(_ALL_PASSED)
         if abs(after) > cfg.max_position_size:
             checks["max_position_size"] = False
             failures.append(f"max_position_size: position {abs(after)} would exceed {cfg.max_position_size}")
