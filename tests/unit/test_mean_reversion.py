@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import pickle
 import random
 import statistics
 from collections.abc import Callable
@@ -18,8 +19,10 @@ from operators.mean_reversion import (
     MeanReversion,
     MeanReversionConfig,
     MeanReversionRule,
+    MeanReversionState,
     rsi,
 )
+from operators.strategy_api import copy_state
 
 
 def run(strategy: MeanReversion, prices: list[float]) -> list[tuple[int, Decision]]:
@@ -382,6 +385,24 @@ def test_signals_of_every_kind_occur_in_the_walks() -> None:
         assert sides.get(f"{kind}/{scale}/SELL", 0) > 0
 
 
+def test_pre_test_decides_most_ticks_of_a_random_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    rule = MeanReversionRule(MeanReversionConfig())
+    exact = 0
+    decide = rule._decide
+
+    def counting(state: MeanReversionState, price: float) -> Decision | None:
+        nonlocal exact
+        exact += 1
+        return decide(state, price)
+
+    monkeypatch.setattr(rule, "_decide", counting)
+    state = rule.new_state()
+    prices = walk(1, 20_000, 1.0, "cents")
+    for p in prices:
+        rule.on_price(state, p)
+    assert exact < len(prices) / 2
+
+
 def test_rsi_exactly_50_with_levels_just_around_it() -> None:
     # Changes of equal size, gains and losses balanced: RSI exactly 50; the levels 1e-8 either side.
     config = MeanReversionConfig(
@@ -393,6 +414,38 @@ def test_rsi_exactly_50_with_levels_just_around_it() -> None:
     rule, reference = MeanReversionRule(config), ExactRule(config)
     state = rule.new_state()
     assert [bits(rule.on_price(state, p)) for p in prices] == [bits(reference.on_price(p)) for p in prices]
+
+
+def continuation(rule: MeanReversionRule, state: MeanReversionState, prices: list[float]) -> list[object]:
+    return [bits(rule.on_price(state, p)) for p in prices]
+
+
+@pytest.mark.parametrize("cut", [25, 1_000, 1_007, 2_999])
+def test_copy_pickle_and_old_snapshot_continue_identically(cut: int) -> None:
+    config = MeanReversionConfig()
+    rule = MeanReversionRule(config)
+    prices = walk(7, 4_000, 1.0, "trend")
+    state = rule.new_state()
+    for p in prices[:cut]:
+        rule.on_price(state, p)
+    copied = state.copy()
+    framework_copy = copy_state(state)
+    restored = pickle.loads(pickle.dumps(state))
+    old = pickle.loads(pickle.dumps(state))
+    for name in ("abs_sum", "abs_floor", "resync_in"):
+        del old.__dict__[name]  # a snapshot taken before these fields existed
+    assert copied == state
+    assert restored == state
+    assert copied.prices.maxlen == state.prices.maxlen and copied.changes.maxlen == state.changes.maxlen
+    reference = ExactRule(config)
+    for p in prices[:cut]:
+        reference.on_price(p)
+    want = [bits(reference.on_price(p)) for p in prices[cut:]]
+    assert any(isinstance(o, tuple) for o in want)
+    assert continuation(rule, state, prices[cut:]) == want
+    for other in (copied, framework_copy, restored, old):
+        assert continuation(rule, other, prices[cut:]) == want
+    assert copied == state  # carried on alike, from independent data
 
 
 def spike_walk(seed: int, length: int = 3_000) -> list[float]:
