@@ -9,11 +9,18 @@ are no losses (a flat window included). The strategy wants to BUY when
 ``RSI > overbought`` and the price is above the upper band.
 :class:`MeanReversionRule` says so on every tick the condition holds;
 :class:`MeanReversion` is the rule edge-triggered by the framework.
+
+Most ticks of a random walk have an RSI between the two levels, so no signal
+is possible: once warm, a tick first tests a running estimate of the RSI (O(1))
+with a margin wider than its rounding error, and only when that cannot rule a
+signal out computes the bands and the RSI exactly, as a plain loop would (the
+decisions and every float they carry are the same as without the test).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,11 +90,22 @@ class MeanReversionState(StrategyState):
     ``rsi_period`` price changes (kept so a tick costs one subtraction).
     ``active``: the framework's edge (the side signalled last while it is
     still wanted).
+
+    The RSI pre-test's running sum (see :meth:`MeanReversionRule.on_price`):
+    ``abs_sum``, the sum of ``|changes|`` kept up to date tick by tick;
+    ``abs_floor``, at or below it the running sum is recomputed (a quarter of its
+    value when last recomputed, at least ``_TINY``); ``resync_in``, running
+    updates left before the next exact recomputation (0: recompute on the
+    next warm tick, as for a new state or one restored from a snapshot
+    taken before these fields existed, which reads the class defaults).
     """
 
     prices: deque[float]
     changes: deque[float]
     active: Side | None = None
+    abs_sum: float = 0.0
+    abs_floor: float = 0.0
+    resync_in: int = 0
 
     def copy(self) -> MeanReversionState:
         """Return a copy that shares no mutable data with this state."""
@@ -95,6 +113,9 @@ class MeanReversionState(StrategyState):
             deque(self.prices, maxlen=self.prices.maxlen),
             deque(self.changes, maxlen=self.changes.maxlen),
             self.active,
+            self.abs_sum,
+            self.abs_floor,
+            self.resync_in,
         )
 
 
@@ -110,6 +131,11 @@ def _rsi_of(changes: deque[float]) -> float:
 
 _POSITIVE = (0.0).__lt__
 _NOT_POSITIVE = (0.0).__ge__
+
+_TINY = 1e-280
+"""Below this sum of ``|changes|`` the pre-test is not used (no subnormal quotients)."""
+_HUGE = 1e280
+"""At or above it neither (no overflow)."""
 
 
 def rsi(changes: list[float]) -> float:
@@ -152,6 +178,11 @@ class MeanReversionRule:
         self._overbought = config.overbought
         self._size = config.position_size
         self._window = config.warm_up
+        # The RSI pre-test (see on_price): levels as (level - 50) / 50, narrowed by the margin.
+        margin = 32 * (config.rsi_period + 1) * sys.float_info.epsilon + 1e-9
+        self._low = (config.oversold - 50.0) / 50.0 + margin
+        self._high = (config.overbought - 50.0) / 50.0 - margin
+        self._back = -1 - config.rsi_period
 
     def new_state(self) -> MeanReversionState:
         """Return the state of an instrument that has seen no prices yet."""
@@ -164,13 +195,73 @@ class MeanReversionRule:
         rsi_period + 1)`` prices) and when neither condition holds.
         ``metadata`` holds ``rsi``, ``sma``, ``std``, ``upper`` and ``lower``
         (prices).
+
+        Once warm, a tick whose RSI is clearly between the two levels is
+        ruled out in O(1) by a running estimate (see the comment at the
+        test); every other tick is decided by :meth:`_decide`, the exact
+        computation, so the decisions and their floats are the same as
+        computing everything on every tick.
         """
         prices = state.prices
-        if prices:
-            state.changes.append(price - prices[-1])
-        prices.append(price)
+        changes = state.changes
         if len(prices) < self._window:
+            if prices:
+                changes.append(price - prices[-1])
+            prices.append(price)
+            if len(prices) < self._window:
+                return None
+            return self._decide(state, price)
+        # The pre-test. With g and l the sums of gains and losses of the
+        # n = rsi_period changes, a = g + l = sum |change| and s = g - l, which
+        # telescopes to price - (price n ticks ago): RSI = 100 g / a =
+        # 50 + 50 s / a when l > 0. So a * lo < s < a * hi, with lo and hi the
+        # levels mapped to (level - 50) / 50 and narrowed by a margin mu, means
+        # the RSI is within [oversold, overbought]: no side can be wanted and
+        # the exact code would return None. a is state.abs_sum, updated by
+        # adding the new |change| and subtracting the one leaving the window.
+        #
+        # Why mu = 32 (n + 1) * 2**-52 + 1e-9 suffices (u = 2**-53; errors
+        # relative to a, in units of s / a):
+        # - abs_sum is recomputed (a recursive sum: (n - 1) u) after at most n
+        #   running updates, and at once when it falls below abs_floor, a
+        #   quarter of its last recomputed value a0 (or _TINY), so a0 <= 4 a;
+        #   each of its <= 2n roundings is <= u of a partial sum of |changes|
+        #   of the last 2n ticks, <= a0 + a <= 5 a: error <= 16 n u;
+        # - each stored change is a difference rounded once, so their exact sum
+        #   and the rounded telescoped difference differ by <= 2 u;
+        # - rounding a * lo (or a * hi): <= u;
+        # - the exact RSI (two recursive sums, four divisions, an addition and
+        #   a subtraction) is within (50 n + 325) u points of 100 g / a, i.e.
+        #   (n + 6.5) u of s / a (its sensitivity to the ratio is <= 25);
+        # - lo and hi themselves: a few u, inside the 1e-9.
+        # Total <= (17 n + 11) u: mu is over three times that. The test also
+        # needs _TINY < a < _HUGE, which keeps g, l and their quotients normal
+        # and finite (inside the margin g and l are >= 4e-10 a). It fails for a
+        # flat window (a = s = 0) and when l = 0 (s = a, hi < 1), and NaN fails
+        # every comparison, so the exact code still answers those.
+        change = price - prices[-1]
+        total = state.abs_sum + abs(change) - abs(changes[0])
+        changes.append(change)
+        prices.append(price)
+        left = state.resync_in
+        if left and state.abs_floor < total < _HUGE:
+            state.resync_in = left - 1
+        else:
+            total = sum(map(abs, changes))
+            floor = total * 0.25
+            state.abs_floor = floor if floor > _TINY else _TINY
+            state.resync_in = self._rsi_period
+            if not _TINY < total < _HUGE:
+                state.abs_sum = total
+                return self._decide(state, price)
+        state.abs_sum = total
+        if total * self._low < price - prices[self._back] < total * self._high:
             return None
+        return self._decide(state, price)
+
+    def _decide(self, state: MeanReversionState, price: float) -> Decision | None:
+        """The exact decision on a warm window that already holds ``price`` (the definition)."""
+        prices = state.prices
         # Cheap necessary conditions first; the exact band only when they hold.
         # Sums run in the same order as a plain loop, so results are identical.
         closes = prices if len(prices) == self._lookback else list(prices)[-self._lookback :]
