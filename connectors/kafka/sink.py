@@ -6,7 +6,7 @@ import zlib
 from typing import Any, Final
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from connectors.errors import SinkInputError
 from connectors.kafka.config import producer_config
@@ -24,6 +24,13 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
         self._producer = producer
         self._flush_timeout_s = flush_timeout_s
         self._partitions: dict[str, int] = {}
+        try:  # every topic's partition count in one request, so a first message never waits for one
+            metadata = producer.list_topics(timeout=10)
+        except KafkaException:
+            return  # asked per topic on first use instead
+        for name, topic in metadata.topics.items():
+            if topic.error is None and topic.partitions:
+                self._partitions[name] = len(topic.partitions)
 
     def _partition(self, topic: str, partition_key: str | None) -> int:
         """The partition of ``partition_key`` (crc32 mod partition count), or -1."""
