@@ -42,6 +42,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.idle_flush import FlushesWhenIdle
 from dataflows.ingest import dead_tick
 from dataflows.placement import worker_key
+from dataflows.unrecovered import logic_builder
 from operators.account_shard import AccountShard, AccountShardState
 from operators.instrument_group import AccountPart, GroupState, InstrumentGroup
 from operators.shard_state import ShardConfig
@@ -313,7 +314,10 @@ def grouped_trading(
         op.stateful(
             "timeline",
             work,
-            lambda resume: _TimelineLogic(shard_config, clock, group_keys, resume),
+            logic_builder(
+                lambda resume: _TimelineLogic(shard_config, clock, group_keys, resume),
+                recoverable=params.recoverable,
+            ),
         ),
     )
     items = op.flat_map("timeline_items", planned, lambda batch: batch)
@@ -324,7 +328,13 @@ def grouped_trading(
             index, shards, configs, state, report_every_step=params.idle_mark_after is not None
         )
 
-    grouped = op.stateful("groups", split.falses, lambda resume: _GroupLogic(build_group, shard_keys, resume))
+    grouped = op.stateful(
+        "groups",
+        split.falses,
+        logic_builder(
+            lambda resume: _GroupLogic(build_group, shard_keys, resume), recoverable=params.recoverable
+        ),
+    )
     to_accounts = op.key_rm("groups_unkey", grouped)
 
     def build_accounts(index: int, state: AccountShardState | None) -> AccountShard:
@@ -343,6 +353,10 @@ def grouped_trading(
         )
 
     idle = params.idle_mark_after
-    accounts = op.stateful("accounts", to_accounts, lambda r: _AccountLogic(build_accounts, r, idle))
+    accounts = op.stateful(
+        "accounts",
+        to_accounts,
+        logic_builder(lambda r: _AccountLogic(build_accounts, r, idle), recoverable=params.recoverable),
+    )
     published = op.key_rm("accounts_unkey", accounts)
     return op.merge("grouped_published", published, split.trues, decode_split.trues)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from dataflows.tick_time import Stamped
 from schemas.envelope import STAGE_TOPIC, AnyEnvelope, DlqEnvelope, Outbound
 from schemas.headers import tick_created_headers
@@ -20,7 +22,7 @@ def to_outbound(envelope: AnyEnvelope | Stamped) -> Outbound:
         out = to_outbound(envelope.item)
         if isinstance(out.envelope, DlqEnvelope):
             return out
-        return out._replace(headers=tick_created_headers(envelope.tick_created_ms))
+        return msgspec.structs.replace(out, headers=tick_created_headers(envelope.tick_created_ms))
     if isinstance(envelope, DlqEnvelope):
         topic = dlq_topic(envelope.data.dlq_metadata.original_topic)
     else:

@@ -49,6 +49,10 @@ class PipelineParams:
     """Live Zerodha orders (:func:`dataflows.zerodha.zerodha_route`); None: ``zerodha_mode`` simulated."""
     halts: Callable[[str, str], str | None] | None = None
     """The kill switch: ``(broker, strategy_id)`` -> the ``halted`` reason, or None to trade."""
+    recoverable: bool = True
+    """False for flows that never resume (replays, sweeps, the bench): their stateful steps
+    skip copying their state for the snapshot Bytewax asks at each epoch close
+    (:mod:`dataflows.unrecovered`)."""
 
     @classmethod
     def from_settings(cls, settings: Any, *, live: bool = False) -> PipelineParams:

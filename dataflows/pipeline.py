@@ -14,6 +14,7 @@ access so that importing this module reads no settings.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from dataflows.ingest import dead_tick
 from dataflows.instrument_groups import grouped_trading
 from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
 from dataflows.params import PipelineParams
+from dataflows.unrecovered import logic_builder
 from operators.errors import ConfigError
 from operators.shard import ShardState, TradingShard
 from operators.strategy import InstrumentStrategies, StrategyConfig
@@ -216,7 +218,14 @@ def build_pipeline(
         keyed = op.merge("shard_work_and_orders", keyed, op.map("orders_to_shards", order_updates, to_shard))
     published = op.key_rm(
         "unkey",
-        op.stateful("trading", keyed, lambda resume: _ShardLogic(build, resume, params.idle_mark_after)),
+        op.stateful(
+            "trading",
+            keyed,
+            logic_builder(
+                lambda resume: _ShardLogic(build, resume, params.idle_mark_after),
+                recoverable=params.recoverable,
+            ),
+        ),
     )
     return op.merge("published", published, split.falses)
 
@@ -241,9 +250,9 @@ def replay_flow(
     flow = Dataflow("alpha_panda_replay")
     source = TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress, tally=counts)
     raw = op.input("ticks", flow, source)
-    out = build_pipeline(
-        raw, configs, params or PipelineParams(), clock=event_time_clock, dlq_clock=_replay_dlq_clock
-    )
+    # A replay never resumes: its stateful steps need not copy their state at epoch closes.
+    params = dataclasses.replace(params or PipelineParams(), recoverable=False)
+    out = build_pipeline(raw, configs, params, clock=event_time_clock, dlq_clock=_replay_dlq_clock)
     op.output("topics", out, JsonlTopicSink(out_dir, counts))
     return flow
 

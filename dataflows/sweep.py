@@ -9,6 +9,7 @@ the sink: it keeps the fills, the P&L snapshots and the tick dead letters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ def kept_replay_flow(  # replay_flow's arguments and the topics to keep
     flow = Dataflow("alpha_panda_sweep")
     source = TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress, tally=counts)
     raw = op.input("ticks", flow, source)
+    params = dataclasses.replace(params, recoverable=False)  # a sweep's replay never resumes
     out = build_pipeline(raw, configs, params, clock=event_time_clock, dlq_clock=_fixed_dlq_clock)
     wanted = frozenset(keep)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -321,14 +321,15 @@ STAGE_TOPIC: Final[dict[type[Envelope], str]] = {
 """The stage topic of each broker event type, before its broker's prefix (``broker_topic``)."""
 
 
-class Outbound(NamedTuple):
+class Outbound(msgspec.Struct, frozen=True):
     """A message on its way to a topic: what every sink consumes.
 
     ``partition_key`` picks the Kafka partition when set (else ``key`` does):
     signals are keyed ``<strategy_id>:<token>`` by contract but partitioned
     by strategy, so one account's signals stay in order on Kafka.
     ``headers`` go with the Kafka record only (see :mod:`schemas.headers`);
-    None, the usual case, produces none.
+    None, the usual case, produces none. A frozen struct, built positionally
+    in the hot path (several per signal): a third of a named tuple's cost.
     """
 
     topic: str

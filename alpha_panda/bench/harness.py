@@ -12,6 +12,7 @@ writes are measured. Time is ``time.perf_counter`` around
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
@@ -199,11 +200,15 @@ def pipeline_flow(
     sink: CountingSink,
     params: pipeline.PipelineParams | None = None,
     configs: Sequence[StrategyConfig] | None = None,
+    *,
+    recoverable: bool = False,
 ) -> Dataflow:
     """The whole replay pipeline (event-time clock) from memory into ``sink``.
 
     ``configs`` default to :func:`bench_configs` over ``tokens``; ``params``
     to :class:`dataflows.pipeline.PipelineParams` (both brokers, one shard).
+    Like a replay, its steps skip state snapshots unless ``recoverable``
+    (the memory scenario, which measures what recovery stores).
     """
     flow = Dataflow("bench_pipeline")
     items = source if isinstance(source, MemorySource) else MemorySource(source)
@@ -211,7 +216,7 @@ def pipeline_flow(
     out = pipeline.build_pipeline(
         raw,
         list(configs) if configs is not None else bench_configs(tokens),
-        params or pipeline.PipelineParams(),
+        dataclasses.replace(params or pipeline.PipelineParams(), recoverable=recoverable),
         clock=event_time_clock,
         dlq_clock=_epoch,
     )

@@ -59,7 +59,7 @@ def measure_state(ticks: Market) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="alpha-panda-bench-") as tmp:
         db_dir = Path(tmp)
         init_db_dir(db_dir, 1)
-        flow = pipeline_flow(ticks.batches(), ticks.spec.tokens(), CountingSink())
+        flow = pipeline_flow(ticks.batches(), ticks.spec.tokens(), CountingSink(), recoverable=True)
         run_main(flow, epoch_interval=timedelta(days=1), recovery_config=RecoveryConfig(str(db_dir)))
         states = shard_states(db_dir)
     stored = sum(size for size, _state in states)
