@@ -7,6 +7,7 @@ from bytewax import operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from msgspec.structs import replace
 
 from connectors.errors import ConsumeTimeoutError, KafkaDeliveryError, TopicAdminError
 from connectors.kafka.admin import create_pipeline_topics, create_topics, list_topics
@@ -53,9 +54,9 @@ def test_kafka_sink_round_trip_through_bytewax(kafka_bootstrap: str, unique: str
     ticks_topic, fills_topic = f"it.{unique}.ticks", f"it.{unique}.fills"
     create_topics(kafka_bootstrap, [ticks_topic, fills_topic], 3, 60_000)
     ticks = [
-        tick_out(token, 100.0 + i, i)._replace(topic=ticks_topic) for i, token in enumerate([1, 2, 3] * 5)
+        replace(tick_out(token, 100.0 + i, i), topic=ticks_topic) for i, token in enumerate([1, 2, 3] * 5)
     ]
-    fills = [filled_out("paper", "mom_1", f"o-{i}")._replace(topic=fills_topic) for i in range(6)]
+    fills = [replace(filled_out("paper", "mom_1", f"o-{i}"), topic=fills_topic) for i in range(6)]
     flow = _sink_flow(ticks + fills, kafka_bootstrap)
 
     if workers == 1:
@@ -77,7 +78,7 @@ def test_kafka_sink_round_trip_through_bytewax(kafka_bootstrap: str, unique: str
 def test_kafka_source_yields_messages_with_their_coordinates(kafka_bootstrap: str, unique: str) -> None:
     topic = f"it.{unique}.snapshots"
     create_topics(kafka_bootstrap, [topic], 2, 60_000)
-    sent = [pnl_out("paper", f"s{i % 3}", 1_000_000.0 - i, i)._replace(topic=topic) for i in range(9)]
+    sent = [replace(pnl_out("paper", f"s{i % 3}", 1_000_000.0 - i, i), topic=topic) for i in range(9)]
     run_main(_sink_flow(sent, kafka_bootstrap))
 
     read = Dataflow("kafka_source")
@@ -100,13 +101,9 @@ def test_kafka_source_yields_messages_with_their_coordinates(kafka_bootstrap: st
 def test_headers_of_an_outbound_go_with_the_record_and_read_back(kafka_bootstrap: str, unique: str) -> None:
     topic = f"it.{unique}.stamped"
     create_topics(kafka_bootstrap, [topic], 2, 60_000)
-    stamped = [
-        pnl_out("paper", f"s{i}", 1_000_000.0, i)._replace(
-            topic=topic, headers=tick_created_headers(1000 + i)
-        )
-        for i in range(4)
-    ]
-    bare = [pnl_out("paper", "s9", 1_000_000.0, 9)._replace(topic=topic)]
+    snapshots = [pnl_out("paper", f"s{i}", 1_000_000.0, i) for i in range(4)]
+    stamped = [replace(s, topic=topic, headers=tick_created_headers(1000 + i)) for i, s in enumerate(snapshots)]
+    bare = [replace(pnl_out("paper", "s9", 1_000_000.0, 9), topic=topic)]
     run_main(_sink_flow(stamped + bare, kafka_bootstrap))
 
     records = consume_all(kafka_bootstrap, topic, timeout=10)
