@@ -102,7 +102,9 @@ def test_headers_of_an_outbound_go_with_the_record_and_read_back(kafka_bootstrap
     topic = f"it.{unique}.stamped"
     create_topics(kafka_bootstrap, [topic], 2, 60_000)
     snapshots = [pnl_out("paper", f"s{i}", 1_000_000.0, i) for i in range(4)]
-    stamped = [replace(s, topic=topic, headers=tick_created_headers(1000 + i)) for i, s in enumerate(snapshots)]
+    stamped = [
+        replace(o, topic=topic, headers=tick_created_headers(1000 + i)) for i, o in enumerate(snapshots)
+    ]
     bare = [replace(pnl_out("paper", "s9", 1_000_000.0, 9), topic=topic)]
     run_main(_sink_flow(stamped + bare, kafka_bootstrap))
 
