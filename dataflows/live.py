@@ -101,12 +101,12 @@ def begin(settings: Settings, name: str, *, redis: bool = False) -> tuple[Server
     Every live flow needs Kafka and Postgres (strategy configuration);
     ``redis`` adds Redis. Params are :class:`dataflows.pipeline.PipelineParams`.
     """
-    from dataflows.zerodha import polled_halt_flags, zerodha_route  # imports the Kite connector
+    from dataflows.zerodha import halt_flags, zerodha_route  # imports the Kite connector
 
     servers = start(settings)
     await_servers(servers, kafka=True, redis=redis, postgres=True)
     params = PipelineParams.from_settings(settings, live=True)
-    flags = polled_halt_flags(settings, servers)
+    flags = halt_flags(settings, servers)
     route = zerodha_route(settings, servers) if settings.zerodha_live else None
     params = dataclasses.replace(params, zerodha_route=route, halts=flags.reason)
     return servers, params, Dataflow(f"alpha_panda_{name}")

@@ -6,9 +6,7 @@
 :class:`connectors.kite.placer.KiteOrderPlacer`, retried per ``RETRY_*``
 and classified by :data:`connectors.kite.errors.KITE_RULES`.
 
-:func:`halt_flags` builds the reader of the kill switch that the live
-placer asks before each order, and :func:`polled_halt_flags` the one risk
-asks per signal, read by a thread so the hot path does no I/O
+:func:`halt_flags` builds the reader of the kill switch that risk polls
 (``flags.reason(broker, strategy_id)`` -> ``"halted: ..."`` or None).
 """
 
@@ -59,44 +57,6 @@ def halt_flags(settings: Settings, servers: Servers | None = None) -> HaltFlags:
     """The kill switch's reader: Redis (Postgres fallback), re-read every ``HALT_REFRESH_S`` (<= 1 s)."""
     servers = servers or resolve_servers(settings)
     return HaltFlags(HaltReader(servers.redis, servers.postgres), time.monotonic, settings.halt_refresh_s)
-
-
-class PolledHaltFlags:
-    """The kill switch as the hot path asks it: read by a daemon thread, asked from memory.
-
-    ``reason(broker, strategy_id)`` never waits on Redis or Postgres: the
-    flags are read once at start, then every ``refresh_s`` by a thread
-    (a halt still takes effect within ``HALT_REFRESH_S``, signals or not).
-    A read that fails keeps the last good flags (:meth:`HaltFlags.refresh`).
-    Asked in the pipeline's per-signal step, a read in line had stalled
-    the flow for the Redis round trip every second and for a new Postgres
-    connection every fifth.
-    """
-
-    def __init__(self, flags: HaltFlags) -> None:
-        self._flags = flags
-        flags.refresh(force=True)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="halt-flags", daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self._flags.refresh_s):
-            self._flags.refresh(force=True)
-
-    def reason(self, broker: str, strategy_id: str) -> str | None:
-        """``halted: <scope> is halted: <why>`` if the account is halted, else None (no I/O)."""
-        return self._flags.current.reason(broker, strategy_id)
-
-    def close(self) -> None:
-        """Stop the thread (it is a daemon: a process may also just exit)."""
-        self._stop.set()
-        self._thread.join()
-
-
-def polled_halt_flags(settings: Settings, servers: Servers | None = None) -> PolledHaltFlags:
-    """:func:`halt_flags` read by a daemon thread, for risk's per-signal check."""
-    return PolledHaltFlags(halt_flags(settings, servers))
 
 
 class StrategyOrdersCache:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +9,6 @@ import pytest
 from connectors.kite.halts import HALTS_KEY, HaltReader, clear_halts, mirror_to_redis, set_halt
 from connectors.kite.placer import order_tag, trading_day
 from connectors.redis_portfolio import redis_client
-from dataflows.zerodha import PolledHaltFlags
 from operators.halts import Halt, HaltFlags, HaltSet
 
 
@@ -52,36 +49,6 @@ def test_flags_re_read_at_most_every_refresh_and_keep_the_last_good_answer() -> 
     now[0] = 3.0
     assert flags.reason("zerodha", "s") is None
     assert reads == [0.0, 1.0, 2.0, 3.0]
-
-
-def test_polled_flags_are_asked_from_memory_and_re_read_by_a_thread() -> None:
-    halted = HaltSet.of([Halt("zerodha")])
-    answers: list[HaltSet | Exception] = [HaltSet(), RuntimeError("redis down"), halted]
-    reads: list[float] = []
-    third_read = threading.Event()
-
-    def fetch() -> HaltSet:
-        reads.append(time.monotonic())
-        answer = answers.pop(0) if answers else halted
-        if len(reads) == 3:
-            third_read.set()
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    flags = PolledHaltFlags(HaltFlags(fetch, time.monotonic, refresh_s=0.05))
-    try:
-        assert len(reads) == 1  # read once at start, before the first signal
-        assert all(flags.reason("zerodha", "s") is None for _ in range(1_000))  # asking reads nothing
-        assert third_read.wait(5), "the thread did not re-read the flags"
-        deadline = time.monotonic() + 5
-        while flags.reason("zerodha", "s") is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert flags.reason("zerodha", "s") == "halted: zerodha/* is halted"  # a failed read did not stop it
-        assert flags.reason("paper", "s") is None
-    finally:
-        flags.close()
-    assert reads[1] - reads[0] >= 0.05
 
 
 def test_order_tag_and_trading_day() -> None:
