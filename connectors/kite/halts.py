@@ -24,6 +24,8 @@ from operators.halts import Halt, HaltSet
 log = logging.getLogger(__name__)
 
 HALTS_KEY: Final = "alpha-panda:halts"
+READER_APPLICATION: Final = "alpha-panda-halt-reader"
+"""``application_name`` of a :class:`HaltReader`'s Postgres connection."""
 _SYNCED: Final = "__synced__"
 
 
@@ -124,6 +126,45 @@ class HaltReader:
         self._client = redis_client(redis_url, retries=1)
         self._verify_every = verify_every
         self._reads = 0
+        self._pg: psycopg.Connection[dict[str, Any]] | None = None
+
+    def _read_postgres(self) -> HaltSet:
+        """:func:`read_postgres` on one kept connection (reopened once if it broke).
+
+        The reader runs in risk's per-signal step: opening a connection for
+        every verifying read stalled the flow for tens of milliseconds.
+        """
+        try:
+            return self._query_halts()
+        except psycopg.Error:
+            self._close_postgres()  # e.g. Postgres restarted: reopen once
+        try:
+            return self._query_halts()
+        except psycopg.Error as err:
+            self._close_postgres()
+            where = redact_url(self._postgres_url)
+            msg = f"read halts: Postgres at {where}: {type(err).__name__}: {err}"
+            raise PostgresConnectorError(msg) from err
+
+    def _query_halts(self) -> HaltSet:
+        if self._pg is None or self._pg.closed:
+            self._pg = psycopg.connect(
+                self._postgres_url,
+                connect_timeout=5,
+                autocommit=True,
+                row_factory=dict_row,
+                application_name=READER_APPLICATION,
+            )
+        rows = self._pg.execute("SELECT broker, strategy_id, reason FROM trading_halts").fetchall()
+        return HaltSet.of(Halt(r["broker"], r["strategy_id"], r["reason"]) for r in rows)
+
+    def _close_postgres(self) -> None:
+        if self._pg is not None:
+            try:
+                self._pg.close()
+            except psycopg.Error:
+                pass
+            self._pg = None
 
     def __call__(self) -> HaltSet:
         """The halts in force.
@@ -139,11 +180,11 @@ class HaltReader:
                 redact_url(self._redis_url),
                 type(err).__name__,
             )
-            return read_postgres(self._postgres_url)
+            return self._read_postgres()
         self._reads += 1
         if _SYNCED.encode() in raw and self._reads % self._verify_every:
             return _from_hash(raw)
-        halts = read_postgres(self._postgres_url)
+        halts = self._read_postgres()
         if _SYNCED.encode() in raw and _from_hash(raw) == halts:
             return halts
         try:
@@ -154,5 +195,6 @@ class HaltReader:
         return halts
 
     def close(self) -> None:
-        """Close the Redis client."""
+        """Close the Redis client and the Postgres connection."""
         self._client.close()
+        self._close_postgres()

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
-from connectors.kite.halts import HALTS_KEY, HaltReader, clear_halts, mirror_to_redis, set_halt
+from connectors.kite.halts import (
+    HALTS_KEY,
+    READER_APPLICATION,
+    HaltReader,
+    clear_halts,
+    mirror_to_redis,
+    set_halt,
+)
 from connectors.kite.placer import order_tag, trading_day
 from connectors.redis_portfolio import redis_client
 from operators.halts import Halt, HaltFlags, HaltSet
@@ -87,3 +95,33 @@ def test_halt_flags_survive_redis_losing_them(migrated_postgres: str, redis_url:
     finally:
         clear_halts(migrated_postgres, redis_url, None, strategy)
         reader.close()
+
+
+@pytest.mark.integration
+def test_the_reader_keeps_one_postgres_connection_and_reopens_it(
+    migrated_postgres: str, redis_url: str, unique: str
+) -> None:
+    strategy = f"conn_{unique}"
+
+    def readers_connected() -> int:
+        with psycopg.connect(migrated_postgres, autocommit=True) as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            return int(conn.execute(query, (READER_APPLICATION,)).fetchone()[0])  # type: ignore[index]
+
+    before = readers_connected()
+    reader = HaltReader(redis_url, migrated_postgres, verify_every=1)  # every read verifies against Postgres
+    try:
+        set_halt(migrated_postgres, redis_url, Halt("zerodha", strategy, "manual"), by="test")
+        assert all(reader().reason("zerodha", strategy) for _ in range(5))
+        assert readers_connected() == before + 1  # five reads, one connection
+        with psycopg.connect(migrated_postgres, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (READER_APPLICATION,),
+            )
+        assert reader().reason("zerodha", strategy) == f"halted: zerodha/{strategy} is halted: manual"
+        assert readers_connected() == 1  # reopened once
+    finally:
+        clear_halts(migrated_postgres, redis_url, None, strategy)
+        reader.close()
+    assert readers_connected() == 0
