@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from bytewax.operators import StatefulLogic
 
+from dataflows.delegating import Delegating
 from schemas.envelope import SignalEnvelope
 
 
@@ -68,9 +69,9 @@ def carrying(
     return _CarryTickTime(inner, stamp)
 
 
-class _CarryTickTime(StatefulLogic[Any, Any, Any]):
+class _CarryTickTime(Delegating):
     def __init__(self, inner: StatefulLogic[Any, Any, Any], stamp: Callable[[Any, int], Any]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._stamp = stamp
 
     def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
@@ -79,15 +80,3 @@ class _CarryTickTime(StatefulLogic[Any, Any, Any]):
         out, discard = self._inner.on_item(value.item)
         created, stamp = value.tick_created_ms, self._stamp
         return [stamp(o, created) for o in out], discard
-
-    def on_notify(self) -> tuple[Iterable[Any], bool]:
-        return self._inner.on_notify()
-
-    def on_eof(self) -> tuple[Iterable[Any], bool]:
-        return self._inner.on_eof()
-
-    def notify_at(self) -> datetime | None:
-        return self._inner.notify_at()
-
-    def snapshot(self) -> Any:
-        return self._inner.snapshot()

@@ -9,34 +9,16 @@ replay (every strategy window copied once at end of input).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from bytewax.operators import StatefulLogic
 
+from dataflows.delegating import Delegating
 
-class WithoutSnapshots(StatefulLogic[Any, Any, None]):
+
+class WithoutSnapshots(Delegating):
     """``inner`` unchanged, except that its snapshot is ``None`` (never copied, never resumed from)."""
-
-    def __init__(self, inner: StatefulLogic[Any, Any, Any]) -> None:
-        self._inner = inner
-
-    def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
-        """The inner logic's."""
-        return self._inner.on_item(value)
-
-    def on_notify(self) -> tuple[Iterable[Any], bool]:
-        """The inner logic's."""
-        return self._inner.on_notify()
-
-    def on_eof(self) -> tuple[Iterable[Any], bool]:
-        """The inner logic's."""
-        return self._inner.on_eof()
-
-    def notify_at(self) -> datetime | None:
-        """The inner logic's."""
-        return self._inner.notify_at()
 
     def snapshot(self) -> None:
         """Nothing to resume from: the flow never resumes."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from operators.fills import FillSimulator
 from schemas.envelope import SCHEMA_VERSION, FilledEnvelope, SubmittedEnvelope, ValidatedEnvelope, uuid5_of
 
 Clock = Callable[[datetime], datetime]
+EnvelopeT = TypeVar("EnvelopeT", SubmittedEnvelope, FilledEnvelope)
 
 
 def order_id_of(validated: ValidatedEnvelope) -> str:
@@ -45,28 +46,23 @@ class SimulatedExecution:
         )
         filled = self._simulator.fill(order_id, data, broker=broker, execution_mode=mode)
         ts = self._clock(data.timestamp)
-        correlation, cause, source, key = validated.correlation_id, validated.id, self._source, validated.key
         return [
-            SubmittedEnvelope(
-                id=uuid5_of(f"order_submitted|{order_id}"),
-                ts=ts,
-                broker=broker,
-                correlation_id=correlation,
-                causation_id=cause,
-                source=source,
-                version=SCHEMA_VERSION,
-                key=key,
-                data=submitted,
-            ),
-            FilledEnvelope(
-                id=uuid5_of(f"order_filled|{order_id}"),
-                ts=ts,
-                broker=broker,
-                correlation_id=correlation,
-                causation_id=cause,
-                source=source,
-                version=SCHEMA_VERSION,
-                key=key,
-                data=filled,
-            ),
+            self._envelope(SubmittedEnvelope, f"order_submitted|{order_id}", submitted, validated, ts),
+            self._envelope(FilledEnvelope, f"order_filled|{order_id}", filled, validated, ts),
         ]
+
+    def _envelope(
+        self, kind: type[EnvelopeT], name: str, data: Any, cause: ValidatedEnvelope, ts: datetime
+    ) -> EnvelopeT:
+        """An order event of ``cause``, its id the UUIDv5 of ``name``."""
+        return kind(
+            id=uuid5_of(name),
+            ts=ts,
+            broker=cause.broker,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.id,
+            source=self._source,
+            version=SCHEMA_VERSION,
+            key=cause.key,
+            data=data,
+        )
