@@ -16,7 +16,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.dlq import Resilience, SinkGuard
 from connectors.errors import PostgresConnectorError, SinkInputError, redact_url
 from connectors.postgres.connection import POSTGRES_RULES, ReopeningConnection
-from schemas.envelope import Outbound, PnlEnvelope
+from schemas.envelope import Outbound, PnlEnvelope, Published, messages_of
 
 _SINK_STEP: Final = "equity_history_sink"
 
@@ -57,7 +57,7 @@ def write_equity(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> 
         conn.execute(_INSERT, [list(column) for column in zip(*rows, strict=True)])
 
 
-class _EquityPartition(StatelessSinkPartition[Outbound]):
+class _EquityPartition(StatelessSinkPartition[Published]):
     """One connection, reopened after a failure; the guard retries and dead-letters."""
 
     def __init__(self, url: str, guard: SinkGuard | None) -> None:
@@ -68,13 +68,14 @@ class _EquityPartition(StatelessSinkPartition[Outbound]):
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         self._conn.run(lambda conn: write_equity(conn, rows))
 
-    def write_batch(self, items: list[Outbound]) -> None:
+    def write_batch(self, items: list[Published]) -> None:
         """Write the batch's snapshots in one transaction (one statement)."""
-        rows = equity_rows(items)
+        messages = messages_of(items)
+        rows = equity_rows(messages)
         if not rows:
             return
         if self._guard is not None:
-            self._guard.write(items, lambda: self._write(rows))
+            self._guard.write(messages, lambda: self._write(rows))
             return
         try:
             self._write(rows)
@@ -88,10 +89,10 @@ class _EquityPartition(StatelessSinkPartition[Outbound]):
         self._conn.close()
 
 
-class EquityHistorySink(DynamicSink[Outbound]):
+class EquityHistorySink(DynamicSink[Published]):
     """A bytewax sink appending P&L snapshots to ``equity_history``.
 
-    In: ``Outbound`` items with a :class:`PnlEnvelope`. Out: per batch one
+    In: ``Outbound`` items with a :class:`PnlEnvelope`, or lists of them. Out: per batch one
     transaction with one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
     NOTHING``, so a redelivered snapshot adds no row. With ``resilience``,
     failures retry per its policy and then go to ``<broker>.pnl.snapshots.dlq``.

@@ -19,7 +19,7 @@ from redis.retry import Retry
 
 from connectors.dlq import Resilience, SinkGuard
 from connectors.errors import RedisConnectorError, SinkInputError, describe_error, redact_url
-from schemas.envelope import Outbound, PnlEnvelope
+from schemas.envelope import Outbound, PnlEnvelope, Published, messages_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def latest_snapshots(items: list[Outbound]) -> dict[str, bytes]:
     return latest
 
 
-class _PortfolioPartition(StatelessSinkPartition[Outbound]):
+class _PortfolioPartition(StatelessSinkPartition[Published]):
     def __init__(self, client: redis.Redis, url_for_log: str, guard: SinkGuard | None = None) -> None:
         self._client = client
         self._url_for_log = url_for_log
@@ -96,13 +96,14 @@ class _PortfolioPartition(StatelessSinkPartition[Outbound]):
             pipe.set(key, value)
         pipe.execute()
 
-    def write_batch(self, items: list[Outbound]) -> None:
+    def write_batch(self, items: list[Published]) -> None:
         """Write the latest snapshot per key of this batch in one pipeline round trip."""
-        latest = latest_snapshots(items)
+        messages = messages_of(items)
+        latest = latest_snapshots(messages)
         if not latest:
             return
         if self._guard is not None:
-            self._guard.write(items, lambda: self._write(latest))
+            self._guard.write(messages, lambda: self._write(latest))
             return
         try:
             self._write(latest)
@@ -119,10 +120,10 @@ class _PortfolioPartition(StatelessSinkPartition[Outbound]):
         self._client.close()
 
 
-class RedisPortfolioSink(DynamicSink[Outbound]):
+class RedisPortfolioSink(DynamicSink[Published]):
     """A bytewax sink storing P&L snapshots in Redis.
 
-    In: ``Outbound`` items with a :class:`PnlEnvelope`. Out: per batch, one
+    In: ``Outbound`` items with a :class:`PnlEnvelope`, or lists of them. Out: per batch, one
     non-transactional pipeline of ``SET <broker>:portfolio:<strategy_id>
     <snapshot data JSON>``, only the batch's latest snapshot per key.
     Re-writing a snapshot is harmless, so at-least-once delivery is enough.

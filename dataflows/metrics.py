@@ -13,6 +13,7 @@ for the duration of a whole epoch or recovery write.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from schemas.envelope import (
     FilledEnvelope,
     Outbound,
     PnlEnvelope,
+    Published,
     RejectedEnvelope,
     SignalEnvelope,
     SubmittedEnvelope,
@@ -141,37 +143,48 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host)
 
 
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set (nothing here ever removes a child)."""
+    return metric.labels(*labels)
+
+
 def _latency(stage: str, created: datetime, exchange: datetime) -> None:
-    EXCHANGE_LATENCY.labels(stage).observe(max(0.0, (created - exchange).total_seconds()))
+    _child(EXCHANGE_LATENCY, stage).observe(max(0.0, (created - exchange).total_seconds()))
 
 
-def observe_published(item: Outbound) -> None:
-    """Count one published message: per topic, and by kind (signal, decision, order, fill).
+def observe_published(item: Published) -> None:
+    """Count published messages (one, or a list): per topic, and by kind (signal, decision, order, fill).
 
     A message with headers (per-stage flows) also has its latency from its
     tick's Kafka create time observed, from ``ap-tick-created-ms``; the
     all-in-one flow does that per batch (:func:`observe_batch_create_latency`).
     """
-    EVENTS_OUT.labels(item.topic).inc()
+    for message in item if isinstance(item, list) else (item,):
+        _observe_one(message)
+
+
+def _observe_one(item: Outbound) -> None:
+    _child(EVENTS_OUT, item.topic).inc()
     envelope = item.envelope
     broker = envelope.broker
     if isinstance(envelope, SignalEnvelope):
-        SIGNALS.labels(broker, envelope.data.strategy_id).inc()
+        _child(SIGNALS, broker, envelope.data.strategy_id).inc()
         _latency("signal", envelope.ts, envelope.data.timestamp)
     elif isinstance(envelope, ValidatedEnvelope):
-        VALIDATED.labels(broker).inc()
+        _child(VALIDATED, broker).inc()
         _latency("validated", envelope.ts, envelope.data.timestamp)
     elif isinstance(envelope, RejectedEnvelope):
         for rule, passed in envelope.data.risk_checks.items():
             if not passed:
-                REJECTED.labels(broker, rule).inc()
+                _child(REJECTED, broker, rule).inc()
         _latency("rejected", envelope.ts, envelope.data.timestamp)
     elif isinstance(envelope, SubmittedEnvelope | FailedEnvelope):
         stage = "submitted" if isinstance(envelope, SubmittedEnvelope) else "failed"
-        ORDERS.labels(broker, stage).inc()
+        _child(ORDERS, broker, stage).inc()
     elif isinstance(envelope, FilledEnvelope):
-        ORDERS.labels(broker, "filled").inc()
-        FILLS.labels(broker, envelope.data.execution_mode).inc()
+        _child(ORDERS, broker, "filled").inc()
+        _child(FILLS, broker, envelope.data.execution_mode).inc()
         _latency("filled", envelope.ts, envelope.data.timestamp)
     elif isinstance(envelope, PnlEnvelope):
         _latency("pnl", envelope.ts, envelope.data.timestamp)

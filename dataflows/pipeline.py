@@ -37,7 +37,7 @@ from operators.errors import ConfigError
 from operators.shard import ShardState, TradingShard
 from operators.strategy import InstrumentStrategies, StrategyConfig
 from schemas.codec import RawBatch, TimeCache, decode_tick_batch
-from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound
+from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, Published
 from schemas.topics import MARKET_TICKS
 
 
@@ -286,7 +286,7 @@ def live_flow(settings: Any) -> Dataflow:
         config_updates=live.config_updates(flow, servers, settings),
         order_updates=updates,
     )
-    published = op.flat_map("messages", batches, lambda batch: batch)
+    published: Stream[Published] = batches  # each batch one item, all the way to the sinks
     if dead_updates is not None:
         published = op.merge("messages_and_update_dlq", published, dead_updates)
     live.attach_sinks(published, servers, redis=True, ledger=True)

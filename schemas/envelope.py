@@ -339,6 +339,23 @@ class Outbound(msgspec.Struct, frozen=True):
     headers: tuple[tuple[str, bytes], ...] | None = None
 
 
+Published: TypeAlias = Outbound | list[Outbound]
+"""What the live sinks take: one message, or a whole batch of the hot path as one item."""
+
+
+def messages_of(items: list[Published]) -> list[Outbound]:
+    """The messages of a sink's batch, in order, whatever mix of messages and lists it holds."""
+    if not any(item.__class__ is list for item in items):
+        return items  # type: ignore[return-value]  # all messages already
+    messages: list[Outbound] = []
+    for item in items:
+        if isinstance(item, list):
+            messages += item
+        else:
+            messages.append(item)
+    return messages
+
+
 def envelop(
     data: AnyEvent,
     *,

@@ -12,13 +12,13 @@ from connectors.errors import SinkInputError
 from connectors.kafka.config import producer_config
 from connectors.kafka.delivery import DeliveryReport, produce_message
 from schemas.codec import encode
-from schemas.envelope import Outbound
+from schemas.envelope import Outbound, Published, messages_of
 
 _SINK_STEP: Final = "kafka_sink"
 
 
-class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
-    """Produces one batch of :class:`Outbound` items, then flushes once."""
+class _OutboundKafkaPartition(StatelessSinkPartition[Published]):
+    """Produces one batch of :class:`Outbound` items (or lists of them), then flushes once."""
 
     def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
         self._producer = producer
@@ -42,10 +42,10 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
             count = self._partitions[topic] = len(metadata.topics[topic].partitions) or 1
         return zlib.crc32(partition_key.encode("utf-8")) % count
 
-    def write_batch(self, items: list[Outbound]) -> None:
-        """Produce every item, wait for all acknowledgements, raise if any failed."""
+    def write_batch(self, items: list[Published]) -> None:
+        """Produce every message, wait for all acknowledgements, raise if any failed."""
         report = DeliveryReport()
-        for item in items:
+        for item in messages_of(items):
             if not isinstance(item, Outbound):
                 raise SinkInputError(_SINK_STEP, "Outbound", item)
             partition = self._partition(item.topic, item.partition_key)
@@ -61,10 +61,10 @@ class _OutboundKafkaPartition(StatelessSinkPartition[Outbound]):
         self._producer.flush(self._flush_timeout_s)
 
 
-class OutboundKafkaSink(DynamicSink[Outbound]):
+class OutboundKafkaSink(DynamicSink[Published]):
     """A bytewax sink writing :class:`Outbound` items to their own topics.
 
-    In: ``Outbound(topic, key, envelope)``. Out: a Kafka message on ``topic``
+    In: ``Outbound(topic, key, envelope)`` items, or lists of them. Out: a Kafka message on ``topic``
     with key ``key`` (UTF-8), value ``schemas.codec.encode(envelope)`` and
     the item's ``headers``, if any.
     Each worker owns one idempotent producer; a batch is acknowledged as a

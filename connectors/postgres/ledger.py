@@ -22,7 +22,14 @@ from connectors.postgres.connection import (
     connection_pool,
     with_retry,
 )
-from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, SubmittedEnvelope
+from schemas.envelope import (
+    FailedEnvelope,
+    FilledEnvelope,
+    Outbound,
+    Published,
+    SubmittedEnvelope,
+    messages_of,
+)
 
 _SINK_STEP: Final = "ledger_sink"
 
@@ -120,14 +127,14 @@ def write_ledger(conn: psycopg.Connection[Any], batch: LedgerBatch) -> None:
         conn.execute(_FILLS_INSERT, _columns(batch.fills))
 
 
-class _LedgerPartition(StatelessSinkPartition[Outbound]):
+class _LedgerPartition(StatelessSinkPartition[Published]):
     def __init__(self, pool: ConnectionPool, retry_s: float) -> None:
         self._pool = pool
         self._retry_s = retry_s
 
-    def write_batch(self, items: list[Outbound]) -> None:
+    def write_batch(self, items: list[Published]) -> None:
         """Write one batch in one transaction: one statement for orders, one for fills."""
-        batch = ledger_batch(items)
+        batch = ledger_batch(messages_of(items))
         if batch.orders:
             with_retry(self._pool, "ledger_sink", self._retry_s, lambda c: write_ledger(c, batch))
 
@@ -135,29 +142,30 @@ class _LedgerPartition(StatelessSinkPartition[Outbound]):
         self._pool.close()
 
 
-class _GuardedLedgerPartition(StatelessSinkPartition[Outbound]):
+class _GuardedLedgerPartition(StatelessSinkPartition[Published]):
     """One connection, reopened on failure; retries and dead letters come from the guard."""
 
     def __init__(self, url: str, guard: SinkGuard) -> None:
         self._conn = ReopeningConnection(url)
         self._guard = guard
 
-    def write_batch(self, items: list[Outbound]) -> None:
+    def write_batch(self, items: list[Published]) -> None:
         """Write one batch in one transaction, or dead-letter it when retries run out."""
-        batch = ledger_batch(items)
+        messages = messages_of(items)
+        batch = ledger_batch(messages)
         if batch.orders:
-            self._guard.write(items, lambda: self._conn.run(lambda conn: write_ledger(conn, batch)))
+            self._guard.write(messages, lambda: self._conn.run(lambda conn: write_ledger(conn, batch)))
 
     def close(self) -> None:
         self._guard.close()
         self._conn.close()
 
 
-class LedgerSink(DynamicSink[Outbound]):
+class LedgerSink(DynamicSink[Published]):
     """A bytewax sink recording order events in the Postgres ledger.
 
     In: ``Outbound`` items with an ``order_submitted``, ``order_filled`` or
-    ``order_failed`` envelope. Out: per batch one transaction with one
+    ``order_failed`` envelope, or lists of them. Out: per batch one transaction with one
     ``INSERT ... SELECT FROM unnest(...)`` into ``orders`` and one into
     ``fills``. Idempotent: replaying a batch adds no row (unique on
     ``(broker, order_id)``); a terminal status is never moved back.
