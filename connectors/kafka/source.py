@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka.admin import AdminClient
 
 from connectors.errors import OffsetOutOfRangeError, TopicAdminError
@@ -45,7 +46,12 @@ class _KafkaSource(KafkaSource):
         return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
-        """Build the partition's consumer; refuse to resume past the end of its log.
+        """Build the partition's consumer; refuse to resume past the end of its log (:meth:`check_resume`)."""
+        self.check_resume(step_id, for_part, resume_state)
+        return super().build_part(step_id, for_part, resume_state)
+
+    def check_resume(self, step_id: str, for_part: str, resume_state: int | None) -> None:
+        """Refuse a resume position beyond the end of the partition's log.
 
         A broker that lost data (Tansu keeps topics in memory) or a recreated
         topic ends before the snapshotted position; a consumer there would wait
@@ -64,54 +70,98 @@ class _KafkaSource(KafkaSource):
                     "Refusing to skip: reset the flow's recovery state deliberately"
                 )
                 raise OffsetOutOfRangeError(msg)
-        return super().build_part(step_id, for_part, resume_state)
 
 
-class _BatchingPartition(StatefulSourcePartition[RawBatch, Any]):
-    """A Kafka partition whose every poll becomes one :class:`RawBatch` (errors are logged)."""
+class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
+    """One Kafka partition, read with confluent-kafka directly: every poll becomes one :class:`RawBatch`.
 
-    def __init__(self, inner: Any, topic: str) -> None:
-        self._inner = inner
+    The columns are filled straight from the client's messages (no object
+    per message on the way). The resume state is the next offset to read,
+    as bytewax's own partition keeps it. A consumer error is logged and
+    skipped, except a lost position, which stops the flow
+    (:func:`raise_if_offset_lost`); with ``enable.partition.eof`` the
+    partition ends after the batch that reached the end of the log.
+    """
+
+    def __init__(self, consumer: Consumer, topic: str, partition: int, offset: int, batch_size: int) -> None:
+        self._consumer = consumer
         self._topic = topic
+        self._partition = partition
+        self._offset = offset
+        self._batch_size = batch_size
+        self._eof = False
+        self._last_stamp: tuple[int, int] | None = None
+        self._last_at: datetime | None = None
+        consumer.assign([TopicPartition(topic, partition, offset)])
 
     def next_batch(self) -> list[RawBatch]:
+        if self._eof:
+            raise StopIteration
         values: list[bytes] = []
         offsets: list[int] = []
         keys: list[bytes | None] = []
-        partitions: list[int] = []
         stamps: list[datetime | None] = []
-        for message in self._inner.next_batch():
-            if not isinstance(message, KafkaSourceMessage):
-                raise_if_offset_lost(self._topic, message)
-                log.warning("Kafka consumer error on %s: %s", self._topic, message)
+        for message in self._consumer.consume(self._batch_size, 0.001):
+            error = message.error()
+            if error is not None:
+                if error.code() == ConfluentKafkaError._PARTITION_EOF:
+                    self._eof = True
+                    break
+                where = _Position(self._topic, self._partition, message.offset())
+                raise_if_offset_lost(self._topic, _ErrorItem(error, where))
+                log.warning("Kafka consumer error on %s[%d]: %s", self._topic, self._partition, error)
                 continue
-            raw = raw_message(message)
-            values.append(raw.value)
-            offsets.append(raw.offset if raw.offset is not None else -1)
-            keys.append(raw.key)
-            partitions.append(raw.partition if raw.partition is not None else -1)
-            stamps.append(raw.timestamp)
+            values.append(message.value() or b"")  # a tombstone is poison to the codec
+            offsets.append(message.offset())  # type: ignore[arg-type]  # set on every consumed message
+            keys.append(message.key())
+            stamps.append(self._timestamp(message.timestamp()))
         if not values:
             return []
-        return [RawBatch(self._topic, values, offsets, None, keys, partitions, stamps)]
+        self._offset = offsets[-1] + 1
+        return [RawBatch(self._topic, values, offsets, self._partition, keys, None, stamps)]
 
-    def next_awake(self) -> datetime | None:
-        return self._inner.next_awake()  # type: ignore[no-any-return]
+    def _timestamp(self, kind_and_ms: tuple[int, int]) -> datetime | None:
+        """The Kafka timestamp as a UTC datetime (None if absent); a burst shares one per millisecond."""
+        if kind_and_ms != self._last_stamp:
+            self._last_stamp = kind_and_ms
+            self._last_at = _timestamp(kind_and_ms)
+        return self._last_at
 
-    def snapshot(self) -> Any:
-        return self._inner.snapshot()
+    def snapshot(self) -> int:
+        return self._offset
 
     def close(self) -> None:
-        self._inner.close()
+        self._consumer.close()
+
+
+class _Position(NamedTuple):
+    topic: str
+    partition: int
+    offset: int | None
+
+
+class _ErrorItem(NamedTuple):
+    """A consumer error in the shape :func:`raise_if_offset_lost` reads (``err``, ``msg``)."""
+
+    err: Any
+    msg: _Position
 
 
 class _BatchingKafkaSource(_KafkaSource):
     """:class:`_KafkaSource` emitting one :class:`RawBatch` per poll of a partition."""
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _BatchingPartition:
-        """Wrap bytewax's partition reader."""
-        topic = for_part.split("-", 1)[1]
-        return _BatchingPartition(super().build_part(step_id, for_part, resume_state), topic)
+    def __init__(self, bootstrap: str, topics: list[str], config: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(bootstrap, topics, add_config=config, **kwargs)
+        self._consumer_config = {**config, "bootstrap.servers": bootstrap}
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchingPartition:
+        """The partition's own consumer, at ``resume_state`` or the starting offset."""
+        self.check_resume(step_id, for_part, resume_state)
+        index, topic = for_part.split("-", 1)
+        offset = self._starting_offset if resume_state is None else resume_state
+        return _BatchingPartition(
+            Consumer(self._consumer_config), topic, int(index), offset, self._batch_size
+        )
 
 
 def kafka_source(
@@ -136,12 +186,16 @@ def kafka_source(
     ``starting_offset`` is ``OFFSET_BEGINNING`` (default) or ``OFFSET_END``;
     after a recovery resume, bytewax's stored offsets win.
     """
-    config = consumer_config(bootstrap, eof=not tail)
+    config = {**consumer_config(bootstrap, eof=not tail), **(add_config or {})}
+    if batched:
+        config.pop("bootstrap.servers")
+        return _BatchingKafkaSource(
+            bootstrap, list(topics), config, tail=tail, starting_offset=starting_offset, batch_size=batch_size
+        )
     # bytewax sets these itself per partition; keep its values.
     for key in ("bootstrap.servers", "group.id", "enable.partition.eof", "enable.auto.commit"):
         config.pop(key)
-    config.update(add_config or {})
-    return (_BatchingKafkaSource if batched else _KafkaSource)(
+    return _KafkaSource(
         bootstrap,
         list(topics),
         tail=tail,

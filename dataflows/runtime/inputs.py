@@ -74,6 +74,8 @@ def kafka_batches(
         if batch.partitions is not None:
             for partition, offset in zip(batch.partitions, batch.offsets, strict=True):
                 INPUT_POSITIONS[(batch.topic, partition)] = offset
+        elif batch.offsets:  # one poll of one partition
+            INPUT_POSITIONS[(batch.topic, batch.partition or 0)] = batch.offsets[-1]
         return batch
 
     return op.map(f"{step_id}_counted", batches, count)
