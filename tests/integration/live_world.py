@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from alpha_panda.localstack import LocalStack
@@ -67,7 +68,8 @@ class World:
         seed_strategies(self.urls.postgres, rows)
         return rows
 
-    def produce_ticks(self, lines: list[bytes]) -> None:
+    def produce_ticks(self, lines: list[bytes], producer: Producer | None = None) -> None:
+        """Produce ``lines`` to the ticks topic, keyed by instrument; ``producer`` is reused if given."""
         items = []
         for line in lines:
             try:
@@ -75,7 +77,7 @@ class World:
             except Exception:  # bad lines are produced as they are
                 key = None
             items.append((key, line))
-        produce(self.urls.kafka, MARKET_TICKS, items)
+        produce(self.urls.kafka, MARKET_TICKS, items, producer=producer)
 
     def topic(self, name: str) -> list[dict[str, Any]]:
         return [orjson.loads(r.value) for r in consume_all(self.urls.kafka, name, 15) if r.value]
