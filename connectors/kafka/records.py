@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentError
 
 from connectors.errors import ConsumeTimeoutError, TopicAdminError
@@ -79,8 +79,8 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Kafka
     records: list[KafkaRecord] = []
     pending = set(range(partitions))
     try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
         deadline = time.monotonic() + timeout
+        consumer.assign(_log_starts(consumer, topic, sorted(pending), deadline))
         while pending and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.1):
                 err = message.error()
@@ -98,6 +98,31 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Kafka
         raise ConsumeTimeoutError(msg)
     records.sort(key=lambda r: (r.partition, r.offset))
     return records
+
+
+def _log_starts(
+    consumer: Consumer, topic: str, partitions: list[int], deadline: float
+) -> list[TopicPartition]:
+    """Each partition of ``topic`` at its first offset, asked of the broker before assigning.
+
+    The same ListOffsets answer that ``OFFSET_BEGINNING`` resolves to, but
+    asked directly: assigned a logical offset before the partition's leader
+    is connected, librdkafka retries the lookup on a fixed 500 ms timer,
+    which made every read of a topic take at least half a second.
+
+    Raises:
+        ConsumeTimeoutError: a partition's first offset was not known by ``deadline``.
+    """
+    starts = []
+    for partition in partitions:
+        remaining = max(deadline - time.monotonic(), 0.1)
+        try:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=remaining)
+        except KafkaException as exc:
+            msg = f"consume_all: the first offset of {topic}[{partition}] is unknown: {exc}"
+            raise ConsumeTimeoutError(msg) from exc
+        starts.append(TopicPartition(topic, partition, low))
+    return starts
 
 
 def _record(msg: Message) -> KafkaRecord:
