@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 from alpha_panda.localstack import LocalStack
 from connectors.kafka.admin import create_pipeline_topics, create_topics
+from connectors.kafka.config import producer_config
 from connectors.kafka.records import consume_all, produce
 from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_fills, seed_strategies
@@ -67,6 +68,15 @@ class World:
         rows = rows if rows is not None else self.strategy_rows()
         seed_strategies(self.urls.postgres, rows)
         return rows
+
+    def tick_producer(self) -> Producer:
+        """A producer to pass to repeated :meth:`produce_ticks` calls.
+
+        A new idempotent producer waits ~0.5 s for its producer id before its
+        first delivery; one kept for a test's batches waits once. Not across
+        a broker restart that loses the broker's producer state.
+        """
+        return Producer(producer_config(self.urls.kafka))
 
     def produce_ticks(self, lines: list[bytes], producer: Producer | None = None) -> None:
         """Produce ``lines`` to the ticks topic, keyed by instrument; ``producer`` is reused if given."""

@@ -18,7 +18,6 @@ import pytest
 from confluent_kafka import Producer
 
 from alpha_panda import orchestration
-from connectors.kafka.config import producer_config
 from connectors.localstack import KAFKA
 from tests.integration.live_world import World, simulated_ticks, wait_until
 from tests.integration.test_live_pipeline import replay_reference, without_time
@@ -56,7 +55,7 @@ def test_a_broker_paused_past_the_delivery_timeout_loses_and_doubles_nothing(
     assert broker is not None
     # Keep ticks arriving so that the flow has output in flight when the broker stops.
     # One producer for every batch: a new one waits ~0.5 s for its producer id.
-    producer = Producer(producer_config(world.urls.kafka))
+    producer = world.tick_producer()
     world.produce_ticks(lines[third : third + FEED_BATCH], producer)
     feeder = threading.Thread(target=_feed, args=(world, lines[third + FEED_BATCH :], producer))
     feeder.start()
