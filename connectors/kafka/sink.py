@@ -20,12 +20,12 @@ _SINK_STEP: Final = "kafka_sink"
 class _OutboundKafkaPartition(StatelessSinkPartition[Published]):
     """Produces one batch of :class:`Outbound` items (or lists of them), then flushes once."""
 
-    def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
+    def __init__(self, producer: Producer, flush_timeout_s: float, metadata_timeout_s: float = 10.0) -> None:
         self._producer = producer
         self._flush_timeout_s = flush_timeout_s
         self._partitions: dict[str, int] = {}
         try:  # every topic's partition count in one request, so a first message never waits for one
-            metadata = producer.list_topics(timeout=10)
+            metadata = producer.list_topics(timeout=metadata_timeout_s)
         except KafkaException:
             return  # asked per topic on first use instead
         for name, topic in metadata.topics.items():
@@ -78,11 +78,14 @@ class OutboundKafkaSink(DynamicSink[Published]):
     def __init__(self, bootstrap: str, add_config: dict[str, Any] | None = None) -> None:
         self._config = {**producer_config(bootstrap), **(add_config or {})}
         self._flush_timeout_s = self._config["delivery.timeout.ms"] / 1000 + 5
+        # No message can wait longer than the delivery timeout, so neither does the
+        # optional up-front metadata request (10 s at most, as before).
+        self._metadata_timeout_s = min(10.0, self._config["delivery.timeout.ms"] / 1000)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutboundKafkaPartition:
         """Build this worker's producer."""
         config = {**self._config, "client.id": f"alpha-panda-{step_id}-{worker_index}"}
-        return _OutboundKafkaPartition(Producer(config), self._flush_timeout_s)
+        return _OutboundKafkaPartition(Producer(config), self._flush_timeout_s, self._metadata_timeout_s)
 
 
 def kafka_sink(bootstrap: str, add_config: dict[str, Any] | None = None) -> OutboundKafkaSink:

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from alpha_panda.localstack import LocalStack
 from connectors.kafka.admin import create_pipeline_topics, create_topics
+from connectors.kafka.config import producer_config
 from connectors.kafka.records import consume_all, produce
 from connectors.localstack import StackUrls
 from connectors.postgres import apply_migrations, ledger_fills, seed_strategies
@@ -67,7 +69,17 @@ class World:
         seed_strategies(self.urls.postgres, rows)
         return rows
 
-    def produce_ticks(self, lines: list[bytes]) -> None:
+    def tick_producer(self) -> Producer:
+        """A producer to pass to repeated :meth:`produce_ticks` calls.
+
+        A new idempotent producer waits ~0.5 s for its producer id before its
+        first delivery; one kept for a test's batches waits once. Not across
+        a broker restart that loses the broker's producer state.
+        """
+        return Producer(producer_config(self.urls.kafka))
+
+    def produce_ticks(self, lines: list[bytes], producer: Producer | None = None) -> None:
+        """Produce ``lines`` to the ticks topic, keyed by instrument; ``producer`` is reused if given."""
         items = []
         for line in lines:
             try:
@@ -75,7 +87,7 @@ class World:
             except Exception:  # bad lines are produced as they are
                 key = None
             items.append((key, line))
-        produce(self.urls.kafka, MARKET_TICKS, items)
+        produce(self.urls.kafka, MARKET_TICKS, items, producer=producer)
 
     def topic(self, name: str) -> list[dict[str, Any]]:
         return [orjson.loads(r.value) for r in consume_all(self.urls.kafka, name, 15) if r.value]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from alpha_panda import orchestration
 from connectors.localstack import KAFKA
@@ -27,6 +28,15 @@ pytestmark = pytest.mark.integration
 
 DELIVERY_TIMEOUT_MS = 3_000
 PAUSE_S = 8.0  # well past the delivery timeout
+FEED_BATCH = 40
+FEED_EVERY_S = 0.05  # ~800 ticks/s: ticks keep arriving before, during and after the pause
+
+
+def _feed(world: World, lines: list[bytes], producer: Producer) -> None:
+    """Produce ``lines`` in small paced batches, each acknowledged before the next."""
+    for i in range(0, len(lines), FEED_BATCH):
+        world.produce_ticks(lines[i : i + FEED_BATCH], producer)
+        time.sleep(FEED_EVERY_S)
 
 
 def test_a_broker_paused_past_the_delivery_timeout_loses_and_doubles_nothing(
@@ -44,9 +54,10 @@ def test_a_broker_paused_past_the_delivery_timeout_loses_and_doubles_nothing(
     broker = world.stack.process(KAFKA)
     assert broker is not None
     # Keep ticks arriving so that the flow has output in flight when the broker stops.
-    feeder = threading.Thread(
-        target=lambda: [world.produce_ticks(lines[i : i + 40]) for i in range(third, len(lines), 40)]
-    )
+    # One producer for every batch: a new one waits ~0.5 s for its producer id.
+    producer = world.tick_producer()
+    world.produce_ticks(lines[third : third + FEED_BATCH], producer)
+    feeder = threading.Thread(target=_feed, args=(world, lines[third + FEED_BATCH :], producer))
     feeder.start()
     time.sleep(0.3)
     os.kill(broker.pid, signal.SIGSTOP)
@@ -65,7 +76,7 @@ def test_a_broker_paused_past_the_delivery_timeout_loses_and_doubles_nothing(
             restarts += 1
             assert restarts <= 3, "the flow keeps failing after the broker came back"
             orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env)
-        time.sleep(1)
+        time.sleep(0.5)
     assert world.fills() == fills, "the ledger equals an uninterrupted run"
     wait_until(
         lambda: without_time(world.portfolios()) == without_time(reference), 60, "portfolios to equal replay"

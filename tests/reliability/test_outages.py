@@ -98,8 +98,9 @@ def test_chaos_sigkill_the_pipeline_five_times(world: World, tmp_path: Path) -> 
     chunks = [lines[i * len(lines) // kills : (i + 1) * len(lines) // kills] for i in range(kills)]
     env = {"STRATEGY_RELOAD_S": "0.5"}
     moments = []
+    producer = world.tick_producer()
     for chunk in chunks:
-        world.produce_ticks(chunk)
+        world.produce_ticks(chunk, producer)
         orchestration.start_dataflow(world.stack, "pipeline", world.urls, env=env, snapshot_s=1)
         moment = rng.uniform(1.0, 4.0)  # start-up takes ~1.5 s: some kills land before it runs
         moments.append(round(moment, 2))
@@ -136,8 +137,9 @@ def test_chaos_sigkill_the_per_stage_flows(world: World, tmp_path: Path) -> None
     kills = 6
     chunks = [lines[i * len(lines) // kills : (i + 1) * len(lines) // kills] for i in range(kills)]
     killed = []
+    producer = world.tick_producer()
     for chunk in chunks:
-        world.produce_ticks(chunk)
+        world.produce_ticks(chunk, producer)
         time.sleep(rng.uniform(0.5, 2.5))
         victim = rng.choice([*STATEFUL_STAGES, "trading_engine"])
         assert world.stack.kill_process(victim), f"{victim} was not running"
