@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka.admin import AdminClient
 
@@ -92,7 +92,7 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
         self._eof = False
         self._last_stamp: tuple[int, int] | None = None
         self._last_at: datetime | None = None
-        consumer.assign([TopicPartition(topic, partition, offset)])
+        consumer.assign([TopicPartition(topic, partition, _concrete(consumer, topic, partition, offset))])
 
     def next_batch(self) -> list[RawBatch]:
         if self._eof:
@@ -132,6 +132,25 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def _concrete(consumer: Consumer, topic: str, partition: int, offset: int) -> int:
+    """``offset``, with the log's first offset looked up first when it is ``OFFSET_BEGINNING``.
+
+    Assigned a logical offset before the partition leader is connected,
+    librdkafka retries the lookup on a fixed 500 ms timer: every flow start
+    waited half a second. The resume state stays the logical offset until
+    a message is read, as bytewax keeps it. If the lookup fails, the
+    logical offset is assigned as before. ``OFFSET_END`` stays logical: on
+    Tansu the high watermark can trail the log end.
+    """
+    if offset != OFFSET_BEGINNING:
+        return offset
+    try:
+        low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+    except KafkaException:
+        return offset
+    return int(low)
 
 
 class _Position(NamedTuple):
