@@ -164,8 +164,11 @@ def observe_published(item: Published) -> None:
     that per batch (:func:`observe_batch_create_latency`).
     """
     counts: collections.Counter[tuple[Any, ...]] = collections.Counter()
-    for message in item if isinstance(item, list) else (item,):
-        _observe_one(message, counts)
+    if isinstance(item, list):
+        for message in item:
+            _observe_one(message, counts)
+    else:
+        _observe_one(item, counts)
     for (metric, *labels), count in counts.items():
         _child(metric, *labels).inc(count)
 

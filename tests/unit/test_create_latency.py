@@ -213,3 +213,55 @@ def test_snapshot_timer_counts_each_call() -> None:
     with snapshot_timer("unit").time():
         pass
     assert _sample("alpha_panda_state_snapshot_seconds_count", step="unit") == before + 2
+
+
+def _published_samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    names = {
+        "alpha_panda_events_total",
+        "alpha_panda_signals_total",
+        "alpha_panda_signals_validated_total",
+        "alpha_panda_signals_rejected_total",
+        "alpha_panda_orders_total",
+        "alpha_panda_fills_total",
+        "alpha_panda_stage_latency_seconds_count",
+    }
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name in names
+    }
+
+
+def _moved(
+    before: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+    after: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key, 0.0)
+    }
+
+
+def test_a_batch_observed_at_once_moves_every_metric_as_its_messages_one_by_one() -> None:
+    batch = decode_tick_batch(RAW)
+    out = _shard(snapshot_s=60).on_batch(batch.ticks, batch.times)
+    assert len(out) == 8  # buy and sell: signal, validated, submitted, filled each
+    start = _published_samples()
+    for message in out:
+        observe_published(message)
+    one_by_one = _moved(start, middle := _published_samples())
+    observe_published(list(out))
+    at_once = _moved(middle, _published_samples())
+    assert at_once == one_by_one
+    events = {
+        dict(labels)["topic"]: n
+        for (name, labels), n in at_once.items()
+        if name == "alpha_panda_events_total"
+    }
+    assert events == {
+        "paper.signals.raw": 2,
+        "paper.signals.validated": 2,
+        "paper.orders.submitted": 2,
+        "paper.orders.filled": 2,
+    }
+    assert at_once["alpha_panda_orders_total", (("broker", "paper"), ("stage", "filled"))] == 2
