@@ -25,7 +25,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.parquet_ticks import is_parquet, iter_parquet_ticks, parquet_row_count
 from schemas.codec import RawBatch, encode_lines
-from schemas.envelope import Outbound, PnlEnvelope
+from schemas.envelope import Outbound, PnlEnvelope, messages_of
 from schemas.topics import MARKET_TICKS
 
 ProgressCallback = Callable[[int], None]
@@ -231,12 +231,11 @@ class _JsonlTopicPartition(StatelessSinkPartition[Any]):
 
     def write_batch(self, items: list[Any]) -> None:
         by_topic: dict[str, list[Outbound]] = {}
-        for item in items:
-            for message in item if isinstance(item, list) else (item,):
-                group = by_topic.get(message.topic)
-                if group is None:
-                    group = by_topic[message.topic] = []
-                group.append(message)
+        for message in messages_of(items):
+            group = by_topic.get(message.topic)
+            if group is None:
+                group = by_topic[message.topic] = []
+            group.append(message)
         for topic, group in by_topic.items():
             self._file(topic).write(encode_lines([m.envelope for m in group]))
         self._counts.add(by_topic)

@@ -276,9 +276,6 @@ def batch_create_latencies(
     return found
 
 
-_tick_children: dict[str, Any] = {}
-
-
 def observe_batch_create_latency(
     out: Sequence[Outbound],
     ticks: Sequence[Any],
@@ -297,10 +294,7 @@ def observe_batch_create_latency(
 
 
 def _tick_child(stage: str) -> Any:
-    child = _tick_children.get(stage)
-    if child is None:
-        child = _tick_children[stage] = CREATE_LATENCY.labels(stage, "market.ticks")
-    return child
+    return _child(CREATE_LATENCY, stage, "market.ticks")
 
 
 def _observe_tick_created(item: Outbound) -> None:
@@ -320,15 +314,9 @@ def _observe_tick_created(item: Outbound) -> None:
 # --- snapshot durations -----------------------------------------------------------
 
 
-_snapshot_children: dict[str, Any] = {}
-
-
 def snapshot_timer(step: str) -> Any:
     """The ``alpha_panda_state_snapshot_seconds{step}`` child; time a call in its ``time()``.
 
     Created on first use, so a flow exports only the steps it snapshots.
     """
-    child = _snapshot_children.get(step)
-    if child is None:
-        child = _snapshot_children[step] = STATE_SNAPSHOT.labels(step)
-    return child
+    return _child(STATE_SNAPSHOT, step)

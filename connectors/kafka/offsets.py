@@ -25,17 +25,45 @@ def raise_if_offset_lost(step_id: str, item: Any) -> None:
             ``_AUTO_OFFSET_RESET`` (raised instead of a reset, see consumer_config).
     """
     err = getattr(item, "err", None)
-    if err is None or err.code() not in _OFFSET_LOST:
+    if err is None:
         return
     where = getattr(item, "msg", None)
-    topic = getattr(where, "topic", None)
-    partition = getattr(where, "partition", None)
-    offset = getattr(where, "offset", None)
+    raise_if_position_lost(
+        step_id,
+        err,
+        getattr(where, "topic", None),
+        getattr(where, "partition", None),
+        getattr(where, "offset", None),
+    )
+
+
+def raise_if_position_lost(step_id: str, err: Any, topic: Any, partition: Any, offset: Any) -> None:
+    """:func:`raise_if_offset_lost` for a confluent ``KafkaError`` read at ``topic[partition]``, ``offset``.
+
+    Raises:
+        OffsetOutOfRangeError: ``err`` is ``OFFSET_OUT_OF_RANGE`` or ``_AUTO_OFFSET_RESET``.
+    """
+    if err.code() not in _OFFSET_LOST:
+        return
     msg = (
         f"{step_id}: the position of {topic}[{partition}] (offset {offset}) is not in the log "
         f"({err.name()}); refusing to skip to another offset"
     )
     raise OffsetOutOfRangeError(msg)
+
+
+def log_start(consumer: Consumer, topic: str, partition: int, timeout_s: float) -> int:
+    """The first offset of ``topic[partition]``, asked of the broker (its low watermark).
+
+    The answer ``OFFSET_BEGINNING`` resolves to, asked directly: assigned a
+    logical offset before the partition's leader is connected, librdkafka
+    retries the lookup on a fixed 500 ms timer.
+
+    Raises:
+        KafkaException: the broker did not answer within ``timeout_s``.
+    """
+    low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+    return int(low)
 
 
 def log_end(bootstrap: str, topic: str, partition: int, timeout_s: float = 10.0) -> int:

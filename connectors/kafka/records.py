@@ -13,6 +13,7 @@ from connectors.errors import ConsumeTimeoutError, TopicAdminError
 from connectors.kafka.admin import list_topics
 from connectors.kafka.config import consumer_config, producer_config
 from connectors.kafka.delivery import DeliveryReport, produce_message
+from connectors.kafka.offsets import log_start
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,7 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Kafka
 def _log_starts(
     consumer: Consumer, topic: str, partitions: list[int], deadline: float
 ) -> list[TopicPartition]:
-    """Each partition of ``topic`` at its first offset, asked of the broker before assigning.
-
-    The same ListOffsets answer that ``OFFSET_BEGINNING`` resolves to, but
-    asked directly: assigned a logical offset before the partition's leader
-    is connected, librdkafka retries the lookup on a fixed 500 ms timer,
-    which made every read of a topic take at least half a second.
+    """Each partition of ``topic`` at its first offset (:func:`log_start`), before assigning.
 
     Raises:
         ConsumeTimeoutError: a partition's first offset was not known by ``deadline``.
@@ -117,7 +113,7 @@ def _log_starts(
     for partition in partitions:
         remaining = max(deadline - time.monotonic(), 0.1)
         try:
-            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=remaining)
+            low = log_start(consumer, topic, partition, remaining)
         except KafkaException as exc:
             msg = f"consume_all: the first offset of {topic}[{partition}] is unknown: {exc}"
             raise ConsumeTimeoutError(msg) from exc

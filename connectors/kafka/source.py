@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from connectors.errors import OffsetOutOfRangeError, TopicAdminError
 from connectors.kafka.config import consumer_config, kafka_config
-from connectors.kafka.offsets import log_end, raise_if_offset_lost
+from connectors.kafka.offsets import log_end, log_start, raise_if_position_lost
 from schemas.codec import RawBatch, RawMessage
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
     per message on the way). The resume state is the next offset to read,
     as bytewax's own partition keeps it. A consumer error is logged and
     skipped, except a lost position, which stops the flow
-    (:func:`raise_if_offset_lost`); with ``enable.partition.eof`` the
+    (:func:`raise_if_position_lost`); with ``enable.partition.eof`` the
     partition ends after the batch that reached the end of the log.
     """
 
@@ -107,8 +107,7 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
                 if error.code() == ConfluentKafkaError._PARTITION_EOF:
                     self._eof = True
                     break
-                where = _Position(self._topic, self._partition, message.offset())
-                raise_if_offset_lost(self._topic, _ErrorItem(error, where))
+                raise_if_position_lost(self._topic, error, self._topic, self._partition, message.offset())
                 log.warning("Kafka consumer error on %s[%d]: %s", self._topic, self._partition, error)
                 continue
             values.append(message.value() or b"")  # a tombstone is poison to the codec
@@ -135,35 +134,18 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
 
 
 def _concrete(consumer: Consumer, topic: str, partition: int, offset: int) -> int:
-    """``offset``, with the log's first offset looked up first when it is ``OFFSET_BEGINNING``.
+    """``offset``, with ``OFFSET_BEGINNING`` looked up as the log's first offset (:func:`log_start`).
 
-    Assigned a logical offset before the partition leader is connected,
-    librdkafka retries the lookup on a fixed 500 ms timer: every flow start
-    waited half a second. The resume state stays the logical offset until
-    a message is read, as bytewax keeps it. If the lookup fails, the
-    logical offset is assigned as before. ``OFFSET_END`` stays logical: on
-    Tansu the high watermark can trail the log end.
+    The resume state stays the logical offset until a message is read, as
+    bytewax keeps it; if the lookup fails, the logical offset is assigned.
+    ``OFFSET_END`` stays logical: on Tansu the high watermark can trail the log end.
     """
     if offset != OFFSET_BEGINNING:
         return offset
     try:
-        low, _high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+        return log_start(consumer, topic, partition, 5.0)
     except KafkaException:
         return offset
-    return int(low)
-
-
-class _Position(NamedTuple):
-    topic: str
-    partition: int
-    offset: int | None
-
-
-class _ErrorItem(NamedTuple):
-    """A consumer error in the shape :func:`raise_if_offset_lost` reads (``err``, ``msg``)."""
-
-    err: Any
-    msg: _Position
 
 
 class _BatchingKafkaSource(_KafkaSource):
@@ -171,7 +153,7 @@ class _BatchingKafkaSource(_KafkaSource):
 
     def __init__(self, bootstrap: str, topics: list[str], config: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(bootstrap, topics, add_config=config, **kwargs)
-        self._consumer_config = {**config, "bootstrap.servers": bootstrap}
+        self._consumer_config = config
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchingPartition:
         """The partition's own consumer, at ``resume_state`` or the starting offset."""
@@ -207,7 +189,6 @@ def kafka_source(
     """
     config = {**consumer_config(bootstrap, eof=not tail), **(add_config or {})}
     if batched:
-        config.pop("bootstrap.servers")
         return _BatchingKafkaSource(
             bootstrap, list(topics), config, tail=tail, starting_offset=starting_offset, batch_size=batch_size
         )

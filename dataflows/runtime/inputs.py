@@ -71,10 +71,7 @@ def kafka_batches(
         if counter is None:
             counter = counters[batch.topic] = MESSAGES_IN.labels(batch.topic)
         counter.inc(len(batch.values))
-        if batch.partitions is not None:
-            for partition, offset in zip(batch.partitions, batch.offsets, strict=True):
-                INPUT_POSITIONS[(batch.topic, partition)] = offset
-        elif batch.offsets:  # one poll of one partition
+        if batch.offsets:  # one poll of one partition
             INPUT_POSITIONS[(batch.topic, batch.partition or 0)] = batch.offsets[-1]
         return batch
 
