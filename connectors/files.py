@@ -23,6 +23,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.file_writer import BackgroundWriter
 from connectors.parquet_ticks import is_parquet, iter_parquet_ticks, parquet_row_count
 from schemas.codec import RawBatch, encode_lines
 from schemas.envelope import Outbound, PnlEnvelope, messages_of
@@ -221,6 +222,7 @@ class _JsonlTopicPartition(StatelessSinkPartition[Any]):
         self._suffix = "" if worker_count == 1 else f".worker{worker_index}"
         self._files: dict[str, io.BufferedWriter] = {}
         self._counts = counts
+        self._writer = BackgroundWriter(name=f"jsonl-writer-{worker_index}")
 
     def _file(self, topic: str) -> io.BufferedWriter:
         handle = self._files.get(topic)
@@ -236,13 +238,13 @@ class _JsonlTopicPartition(StatelessSinkPartition[Any]):
             if group is None:
                 group = by_topic[message.topic] = []
             group.append(message)
+        write = self._writer.write
         for topic, group in by_topic.items():
-            self._file(topic).write(encode_lines([m.envelope for m in group]))
+            write(self._file(topic), encode_lines([m.envelope for m in group]))
         self._counts.add(by_topic)
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
+        self._writer.close()
 
 
 class JsonlTopicSink(DynamicSink[Any]):
@@ -251,7 +253,9 @@ class JsonlTopicSink(DynamicSink[Any]):
     Items are messages or lists of messages (a batch of the hot path).
     Files are created only for topics that receive messages. With several
     workers each writes its own ``<topic>.workerN.jsonl``. ``counts``
-    tallies what was written, as it is written.
+    tallies what was written, as it is written. The bytes reach the disk
+    from a thread of their own (:class:`connectors.file_writer.BackgroundWriter`),
+    in order, all of them by the time the flow has ended.
     """
 
     def __init__(self, out_dir: Path, counts: OutputCounts | None = None) -> None:
