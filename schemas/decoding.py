@@ -28,7 +28,7 @@ NaiveZone = tzinfo | str
 """How to read a time without a UTC offset: a zone, or :data:`REJECT_NAIVE`."""
 
 
-class _TickIn(msgspec.Struct, frozen=True, tag_field="type", tag="market_tick"):
+class _TickIn(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="market_tick"):
     """The producer form of a tick: only ``type`` and ``data`` are required."""
 
     data: MarketTick

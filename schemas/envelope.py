@@ -195,7 +195,7 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-class Envelope(msgspec.Struct, frozen=True, tag_field="type"):
+class Envelope(msgspec.Struct, frozen=True, gc=False, tag_field="type"):
     """Fields common to every message; subclasses add a typed ``data``."""
 
     id: str
@@ -321,7 +321,7 @@ STAGE_TOPIC: Final[dict[type[Envelope], str]] = {
 """The stage topic of each broker event type, before its broker's prefix (``broker_topic``)."""
 
 
-class Outbound(msgspec.Struct, frozen=True):
+class Outbound(msgspec.Struct, frozen=True, gc=False):
     """A message on its way to a topic: what every sink consumes.
 
     ``partition_key`` picks the Kafka partition when set (else ``key`` does):

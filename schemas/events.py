@@ -4,6 +4,12 @@ Prices and money are JSON numbers (``float``) on the wire; operators that
 keep money (fills, portfolio) convert to :class:`decimal.Decimal` inside.
 Timestamps are ISO-8601; a tick's ``timestamp`` is exchange time and is the
 only clock strategies and risk use.
+
+Every event struct here and in :mod:`schemas.envelope` is ``gc=False``: an
+event is an immutable tree of values that can never be part of a reference
+cycle, so reference counting frees it, and keeping it out of CPython's cyclic
+collector saves the collector's bookkeeping on every one of the millions a
+replay makes (and the collections their allocations would trigger).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ def _check_price(name: str, value: float) -> None:
         raise ValueError(msg)
 
 
-class Ohlc(msgspec.Struct, frozen=True):
+class Ohlc(msgspec.Struct, frozen=True, gc=False):
     """Session open, high, low and close of an instrument."""
 
     open: float
@@ -43,7 +49,7 @@ class Ohlc(msgspec.Struct, frozen=True):
     close: float
 
 
-class MarketTick(msgspec.Struct, frozen=True, omit_defaults=True):
+class MarketTick(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One market-data update of one instrument."""
 
     instrument_token: PositiveInt
@@ -59,7 +65,7 @@ class MarketTick(msgspec.Struct, frozen=True, omit_defaults=True):
         _check_price("last_price", self.last_price)
 
 
-class TradingSignal(msgspec.Struct, frozen=True):
+class TradingSignal(msgspec.Struct, frozen=True, gc=False):
     """A strategy's wish to trade, before risk checks."""
 
     strategy_id: str
@@ -76,7 +82,7 @@ class TradingSignal(msgspec.Struct, frozen=True):
         _check_price("price", self.price)
 
 
-class ValidatedSignal(msgspec.Struct, frozen=True):
+class ValidatedSignal(msgspec.Struct, frozen=True, gc=False):
     """A signal that passed every risk check."""
 
     original_signal: TradingSignal
@@ -86,7 +92,7 @@ class ValidatedSignal(msgspec.Struct, frozen=True):
     timestamp: datetime
 
 
-class RejectedSignal(msgspec.Struct, frozen=True):
+class RejectedSignal(msgspec.Struct, frozen=True, gc=False):
     """A signal that failed one or more risk checks; the reason names each."""
 
     original_signal: TradingSignal
@@ -95,7 +101,7 @@ class RejectedSignal(msgspec.Struct, frozen=True):
     timestamp: datetime
 
 
-class OrderSubmitted(msgspec.Struct, frozen=True):
+class OrderSubmitted(msgspec.Struct, frozen=True, gc=False):
     """An order sent to (or, in dry run, withheld from) a broker."""
 
     order_id: str
@@ -110,7 +116,7 @@ class OrderSubmitted(msgspec.Struct, frozen=True):
     status: str
 
 
-class OrderFilled(msgspec.Struct, frozen=True):
+class OrderFilled(msgspec.Struct, frozen=True, gc=False):
     """An executed order with its fill price and fees (money, account currency)."""
 
     order_id: str
@@ -125,7 +131,7 @@ class OrderFilled(msgspec.Struct, frozen=True):
     fees: float
 
 
-class OrderFailed(msgspec.Struct, frozen=True):
+class OrderFailed(msgspec.Struct, frozen=True, gc=False):
     """An order the broker refused or could not execute."""
 
     order_id: str
@@ -139,7 +145,7 @@ class OrderFailed(msgspec.Struct, frozen=True):
     error_message: str
 
 
-class Position(msgspec.Struct, frozen=True):
+class Position(msgspec.Struct, frozen=True, gc=False):
     """One instrument's holding inside a P&L snapshot."""
 
     quantity: int
@@ -149,7 +155,7 @@ class Position(msgspec.Struct, frozen=True):
     unrealized_pnl: float
 
 
-class PnlSnapshot(msgspec.Struct, frozen=True):
+class PnlSnapshot(msgspec.Struct, frozen=True, gc=False):
     """The whole account of one strategy at one broker, marked to market.
 
     ``positions`` is keyed by instrument token as a string (JSON object keys).
@@ -167,7 +173,7 @@ class PnlSnapshot(msgspec.Struct, frozen=True):
     timestamp: datetime
 
 
-class DlqMetadata(msgspec.Struct, frozen=True):
+class DlqMetadata(msgspec.Struct, frozen=True, gc=False):
     """Where a dead letter came from and when it died."""
 
     original_topic: str
@@ -178,7 +184,7 @@ class DlqMetadata(msgspec.Struct, frozen=True):
     service_name: str
 
 
-class FailureInfo(msgspec.Struct, frozen=True):
+class FailureInfo(msgspec.Struct, frozen=True, gc=False):
     """Why a message died."""
 
     error_type: ErrorType
@@ -187,7 +193,7 @@ class FailureInfo(msgspec.Struct, frozen=True):
     retry_count: int = 0
 
 
-class OriginalMessage(msgspec.Struct, frozen=True):
+class OriginalMessage(msgspec.Struct, frozen=True, gc=False):
     """The message as it arrived: text value, or base64 when not UTF-8.
 
     ``value_length`` (bytes) and ``value_sha256`` describe the whole
@@ -204,14 +210,14 @@ class OriginalMessage(msgspec.Struct, frozen=True):
     value_sha256: str | None = None
 
 
-class ReplayMetadata(msgspec.Struct, frozen=True):
+class ReplayMetadata(msgspec.Struct, frozen=True, gc=False):
     """Whether ``alpha-panda dlq replay`` may republish this record."""
 
     can_replay: bool
     requires_manual_review: bool
 
 
-class DlqRecord(msgspec.Struct, frozen=True):
+class DlqRecord(msgspec.Struct, frozen=True, gc=False):
     """A dead letter: the original message with its failure."""
 
     dlq_metadata: DlqMetadata

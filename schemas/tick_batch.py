@@ -28,7 +28,7 @@ from schemas.events import MAX_PRICE, Ohlc
 from schemas.topics import MARKET_TICKS
 
 
-class _HotTick(msgspec.Struct, frozen=True):
+class _HotTick(msgspec.Struct, frozen=True, gc=False):
     """A tick's ``data`` as the hot path decodes it: range checks in the parser, time as text.
 
     Same fields and bounds as :class:`schemas.events.MarketTick`; the timestamp is parsed
@@ -45,7 +45,7 @@ class _HotTick(msgspec.Struct, frozen=True):
     depth: dict[str, Any] | None = None
 
 
-class _HotTickIn(msgspec.Struct, frozen=True, tag_field="type", tag="market_tick"):
+class _HotTickIn(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="market_tick"):
     data: _HotTick
     id: str | None = None
     ts: datetime | None = None
