@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -20,7 +21,15 @@ from schemas.codec import (
     original_value,
     poison_letter,
 )
-from schemas.envelope import FilledEnvelope, SignalEnvelope, TickEnvelope, envelop, tick_id
+from schemas.envelope import (
+    FilledEnvelope,
+    SignalEnvelope,
+    TickEnvelope,
+    envelop,
+    event_id,
+    tick_id,
+    uuid5_of,
+)
 from schemas.errors import DecodeError
 from schemas.events import MarketTick, OrderFilled, TradingSignal
 from schemas.topics import all_topics, dlq_topic, original_topic, topic_broker
@@ -137,6 +146,28 @@ def test_tick_ids_are_deterministic_and_distinct() -> None:
     assert tick_id(a) == tick_id(MarketTick(1, 100.0, when))
     assert tick_id(a) != tick_id(b)
     assert decode_tick(tick_bytes(GOOD)).id == decode_tick(tick_bytes(GOOD)).id
+
+
+NAMESPACE = uuid.UUID("6f1c6a52-4d1e-5b8e-9a57-a1f4a9d0a7e1")
+
+
+@given(st.text())
+def test_event_ids_are_the_standard_uuid5_of_their_name(name: str) -> None:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 name, no id
+        return
+    assert uuid5_of(name) == str(uuid.uuid5(NAMESPACE, name))
+    assert event_id("order", name) == str(uuid.uuid5(NAMESPACE, f"order|{name}"))
+
+
+def test_the_tick_id_of_a_known_tick_is_fixed() -> None:
+    when = datetime(2024, 1, 2, 9, 15, tzinfo=UTC)
+    expected = uuid.uuid5(NAMESPACE, "market_tick|1|2024-01-02T09:15:00+00:00|100.0")
+    assert tick_id(MarketTick(1, 100.0, when)) == str(expected)
+    assert tick_id(MarketTick(1, 100.0, when), 2) == str(
+        uuid.uuid5(NAMESPACE, "market_tick|1|2024-01-02T09:15:00+00:00|100.0|2")
+    )
 
 
 def test_producer_supplied_id_is_kept() -> None:
