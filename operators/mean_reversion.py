@@ -12,9 +12,12 @@ are no losses (a flat window included). The strategy wants to BUY when
 
 Most ticks of a random walk have an RSI between the two levels, so no signal
 is possible: once warm, a tick first tests a running estimate of the RSI (O(1))
-with a margin wider than its rounding error, and only when that cannot rule a
-signal out computes the bands and the RSI exactly, as a plain loop would (the
-decisions and every float they carry are the same as without the test).
+with a margin wider than its rounding error. When that cannot rule a signal
+out (a trend keeps the RSI beyond a level), a second test asks whether the
+price is clearly inside its band (the window's spread from ``math.dist``, in
+C, with a margin far wider than its rounding). Only a tick both tests leave
+open is decided exactly, as a plain loop would (the decisions and every float
+they carry are the same as without the tests).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from math import dist
 from typing import Any
 
 from operators.decision import Decision
@@ -132,6 +136,13 @@ def _rsi_of(changes: deque[float]) -> float:
 _POSITIVE = (0.0).__lt__
 _NOT_POSITIVE = (0.0).__ge__
 
+_BAND_NARROWED = 1.0 - 1e-9
+"""The band pre-test's relative margin (see :meth:`MeanReversionRule._decide`)."""
+_BAND_SLACK = 1e-12
+"""Its absolute margin, per unit of price."""
+_BAND_RANGE = (1e-140, 1e140)
+"""Where it is used: the squares of the deviations stay normal floats (no underflow, no overflow)."""
+
 _TINY = 1e-280
 """Below this sum of ``|changes|`` the pre-test is not used (no subnormal quotients)."""
 _HUGE = 1e280
@@ -183,6 +194,7 @@ class MeanReversionRule:
         self._low = (config.oversold - 50.0) / 50.0 + margin
         self._high = (config.overbought - 50.0) / 50.0 - margin
         self._back = -1 - config.rsi_period
+        self._sqrt_dof = math.sqrt(config.lookback_period - 1)
 
     def new_state(self) -> MeanReversionState:
         """Return the state of an instrument that has seen no prices yet."""
@@ -268,6 +280,19 @@ class MeanReversionRule:
         n = self._lookback
         sma = sum(closes) / n
         if price == sma:
+            return None
+        # A signal needs the price beyond a band, |price - sma| > k * std. math.dist
+        # gives sqrt(sum((p - sma)^2)) in C to within a few ulps; the plain sum below
+        # is within (n + 2) ulps of the same value while no square under- or
+        # overflows (hence the range), so with a relative margin of 1e-9 and an
+        # absolute one of 1e-12 of the prices (both far wider than the two
+        # computations can differ, and than the band's own roundings), a price
+        # clearly inside the band is inside the exact one too: no RSI, no std needed.
+        spread = dist(closes, [sma] * n)
+        if _BAND_RANGE[0] < spread < _BAND_RANGE[1] and (
+            abs(price - sma) + _BAND_SLACK * (sma + price)
+            < self._k * spread / self._sqrt_dof * _BAND_NARROWED
+        ):
             return None
         strength = _rsi_of(state.changes)
         wants: Side | None = None

@@ -7,12 +7,14 @@ import math
 import pickle
 import random
 import statistics
+from collections import deque
 from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from operators import mean_reversion
 from operators.decision import Decision
 from operators.errors import ConfigError
 from operators.mean_reversion import (
@@ -401,6 +403,34 @@ def test_pre_test_decides_most_ticks_of_a_random_walk(monkeypatch: pytest.Monkey
     for p in prices:
         rule.on_price(state, p)
     assert exact < len(prices) / 2
+
+
+def test_band_pre_test_spares_the_rsi_of_most_ticks_the_rsi_pre_test_cannot_rule_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A trending walk keeps the RSI beyond a level, so the RSI pre-test passes most
+    # ticks on; the price is still inside its band on most of them.
+    rule = MeanReversionRule(MeanReversionConfig())
+    counts = {"exact": 0, "rsi": 0}
+    decide = rule._decide
+    rsi_of = mean_reversion._rsi_of
+
+    def counting_decide(state: MeanReversionState, price: float) -> Decision | None:
+        counts["exact"] += 1
+        return decide(state, price)
+
+    def counting_rsi(changes: deque[float]) -> float:
+        counts["rsi"] += 1
+        return rsi_of(changes)
+
+    monkeypatch.setattr(rule, "_decide", counting_decide)
+    monkeypatch.setattr(mean_reversion, "_rsi_of", counting_rsi)
+    state = rule.new_state()
+    prices = walk(3, 20_000, 1.0, "trend")
+    for p in prices:
+        rule.on_price(state, p)
+    assert counts["exact"] > len(prices) / 4
+    assert counts["rsi"] < counts["exact"] / 2  # without the band pre-test: equal
 
 
 def test_rsi_exactly_50_with_levels_just_around_it() -> None:
