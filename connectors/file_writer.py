@@ -42,7 +42,6 @@ class BackgroundWriter:
     ) -> None:
         self._chunk_bytes = chunk_bytes
         self._gathered: dict[IO[bytes], list[bytes]] = {}
-        self._sizes: dict[IO[bytes], int] = {}
         self._queue: queue.Queue[tuple[IO[bytes], bytes] | None] = queue.Queue(maxsize=queued)
         self._error: tuple[BaseException, str] | None = None
         self._closed = False
@@ -52,16 +51,10 @@ class BackgroundWriter:
     def write(self, handle: IO[bytes], data: bytes) -> None:
         """Append ``data`` to ``handle`` (later: on the thread, once a chunk is full or at close)."""
         self._raise_if_failed()
-        parts = self._gathered.get(handle)
-        if parts is None:
-            parts = self._gathered[handle] = []
-            self._sizes[handle] = 0
+        parts = self._gathered.setdefault(handle, [])
         parts.append(data)
-        size = self._sizes[handle] + len(data)
-        if size >= self._chunk_bytes:
+        if sum(map(len, parts)) >= self._chunk_bytes:  # a chunk holds a few batches' bytes
             self._hand_over(handle, parts)
-            size = 0
-        self._sizes[handle] = size
 
     def close(self) -> None:
         """Write everything gathered, stop the thread, close the files; raise the thread's failure if any."""

@@ -33,6 +33,7 @@ from schemas.envelope import (
     SignalEnvelope,
     SubmittedEnvelope,
     ValidatedEnvelope,
+    messages_in,
 )
 from schemas.headers import HeaderError, tick_created_ms
 
@@ -164,11 +165,8 @@ def observe_published(item: Published) -> None:
     that per batch (:func:`observe_batch_create_latency`).
     """
     counts: collections.Counter[tuple[Any, ...]] = collections.Counter()
-    if isinstance(item, list):
-        for message in item:
-            _observe_one(message, counts)
-    else:
-        _observe_one(item, counts)
+    for message in messages_in(item):
+        _observe_one(message, counts)
     for (metric, *labels), count in counts.items():
         _child(metric, *labels).inc(count)
 

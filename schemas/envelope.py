@@ -333,16 +333,18 @@ Published: TypeAlias = Outbound | list[Outbound]
 """What the live sinks take: one message, or a whole batch of the hot path as one item."""
 
 
+def messages_in(item: Published) -> list[Outbound]:
+    """The messages of one published item: the list itself, or the one message in a list."""
+    return item if isinstance(item, list) else [item]
+
+
 def messages_of(items: list[Published]) -> list[Outbound]:
     """The messages of a sink's batch, in order, whatever mix of messages and lists it holds."""
     if not any(item.__class__ is list for item in items):
         return items  # type: ignore[return-value]  # all messages already
     messages: list[Outbound] = []
     for item in items:
-        if isinstance(item, list):
-            messages += item
-        else:
-            messages.append(item)
+        messages += messages_in(item)
     return messages
 
 

@@ -171,7 +171,7 @@ class LedgerSink(DynamicSink[Published]):
 
     In: ``Outbound`` items with an ``order_submitted``, ``order_filled`` or
     ``order_failed`` envelope, or lists of them. Out: per batch one transaction with one
-    ``INSERT ... SELECT FROM unnest(...)`` into ``orders`` and one into
+    ``INSERT ... SELECT FROM json_array_elements(...)`` into ``orders`` and one into
     ``fills``. Idempotent: replaying a batch adds no row (unique on
     ``(broker, order_id)``); a terminal status is never moved back.
     Without ``resilience``, a batch is retried for ``retry_s`` s while

@@ -26,6 +26,7 @@ from schemas.envelope import (
     PnlEnvelope,
     Published,
     SubmittedEnvelope,
+    messages_in,
 )
 
 
@@ -86,8 +87,7 @@ def _only(*kinds: type[Any]) -> Callable[[Published], list[Outbound] | None]:
     """The messages of an item whose envelope is one of ``kinds``, as one list; None when there are none."""
 
     def pick(item: Published) -> list[Outbound] | None:
-        messages = item if isinstance(item, list) else [item]
-        return [m for m in messages if isinstance(m.envelope, kinds)] or None
+        return [m for m in messages_in(item) if isinstance(m.envelope, kinds)] or None
 
     return pick
 
