@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
@@ -19,6 +19,13 @@ from connectors.kafka.offsets import log_end, log_start, raise_if_position_lost
 from schemas.codec import RawBatch, RawMessage
 
 log = logging.getLogger(__name__)
+
+IDLE_POLL: Final = timedelta(milliseconds=1)
+"""How long a batching partition that found nothing waits before its next poll.
+
+Its poll never blocks: a blocking poll of an empty partition held the
+worker, and every other partition with it, for its whole timeout.
+"""
 
 
 class _KafkaSource(KafkaSource):
@@ -81,6 +88,11 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
     skipped, except a lost position, which stops the flow
     (:func:`raise_if_position_lost`); with ``enable.partition.eof`` the
     partition ends after the batch that reached the end of the log.
+
+    A poll takes what the client has fetched already and never waits; after
+    an empty one, the partition asks to be polled again :data:`IDLE_POLL`
+    later (``next_awake``), so the worker sleeps instead of spinning and a
+    tick on another partition is never held behind this one's wait.
     """
 
     def __init__(self, consumer: Consumer, topic: str, partition: int, offset: int, batch_size: int) -> None:
@@ -92,6 +104,7 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
         self._eof = False
         self._last_stamp: tuple[int, int] | None = None
         self._last_at: datetime | None = None
+        self._awake: datetime | None = None
         consumer.assign([TopicPartition(topic, partition, _concrete(consumer, topic, partition, offset))])
 
     def next_batch(self) -> list[RawBatch]:
@@ -101,7 +114,7 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
         offsets: list[int] = []
         keys: list[bytes | None] = []
         stamps: list[datetime | None] = []
-        for message in self._consumer.consume(self._batch_size, 0.001):
+        for message in self._consumer.consume(self._batch_size, 0):
             error = message.error()
             if error is not None:
                 if error.code() == ConfluentKafkaError._PARTITION_EOF:
@@ -115,7 +128,9 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
             keys.append(message.key())
             stamps.append(self._timestamp(message.timestamp()))
         if not values:
+            self._awake = None if self._eof else datetime.now(UTC) + IDLE_POLL
             return []
+        self._awake = None
         self._offset = offsets[-1] + 1
         return [RawBatch(self._topic, values, offsets, self._partition, keys, None, stamps)]
 
@@ -125,6 +140,9 @@ class _BatchingPartition(StatefulSourcePartition[RawBatch, int]):
             self._last_stamp = kind_and_ms
             self._last_at = _timestamp(kind_and_ms)
         return self._last_at
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def snapshot(self) -> int:
         return self._offset

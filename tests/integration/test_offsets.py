@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from connectors.kafka.admin import create_pipeline_topics, create_topics
 from connectors.kafka.config import consumer_config
 from connectors.kafka.offsets import log_end, raise_if_offset_lost
 from connectors.kafka.records import produce
-from connectors.kafka.source import kafka_source
+from connectors.kafka.source import IDLE_POLL, kafka_source
 from connectors.localstack import KAFKA
 from schemas.topics import MARKET_TICKS
 from tests.integration.live_world import World, live_world, simulated_ticks, wait_until
@@ -59,6 +60,34 @@ def test_a_resume_past_the_log_end_is_refused_by_name(kafka_bootstrap: str, uniq
     got = [m for m in _batches(at_end, 2.0) if isinstance(m, KafkaSourceMessage)]
     at_end.close()
     assert [(m.offset, m.value) for m in got] == [(5, b"new")]
+
+
+def test_a_batching_partition_never_blocks_and_sleeps_after_an_empty_poll(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic = f"idle-{unique}"
+    create_topics(kafka_bootstrap, [topic], 1, 3_600_000)
+    part = kafka_source(kafka_bootstrap, [topic], batched=True).build_part("in", f"0-{topic}", None)
+    try:
+        before = datetime.now(UTC)
+        started = time.perf_counter()
+        assert part.next_batch() == []
+        assert time.perf_counter() - started < IDLE_POLL.total_seconds()  # it did not wait
+        awake = part.next_awake()
+        assert awake is not None
+        assert before + IDLE_POLL <= awake <= datetime.now(UTC) + IDLE_POLL
+
+        produce(kafka_bootstrap, topic, [(b"k", b"v0"), (b"k", b"v1")])
+        got: list = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = part.next_batch()
+        (batch,) = got
+        assert (batch.values, batch.offsets) == ([b"v0", b"v1"], [0, 1])
+        assert part.next_awake() is None  # data came: poll again at once
+        assert part.snapshot() == 2
+    finally:
+        part.close()
 
 
 def test_consumers_never_reset_their_position() -> None:
