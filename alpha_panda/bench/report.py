@@ -121,16 +121,17 @@ def live_table(rows: list[dict[str, Any]]) -> Table:
     table = _table(
         "Live, local stack (Tansu, Redis, PostgreSQL), 20 instruments",
         ("measurement", "mode", "offered", "ticks/s", "signal p50/p95/p99 ms", "fill p50/p95/p99 ms")
-        + ("RSS MiB (growth)",),
+        + ("broker hop p50/p95/p99 ms", "RSS MiB (growth)"),
         left=("measurement", "mode"),
     )
     for row in rows:
         if row["kind"] == "raw_broker":
             rates = f"{_rate(row['produce_per_s'])} / {_rate(row['consume_per_s'])}"
-            table.add_row("raw broker", "produce / consume", "-", rates, "-", "-", "-")
+            table.add_row("raw broker", "produce / consume", "-", rates, "-", "-", "-", "-")
         elif row["kind"] == "sustained":
             rss = sum(row["rss_kib"].values()) / 1024
-            table.add_row("sustained", row["mode"], "max", _rate(row["ticks_per_s"]), "-", "-", f"{rss:.0f}")
+            rate = _rate(row["ticks_per_s"])
+            table.add_row("sustained", row["mode"], "max", rate, "-", "-", "-", f"{rss:.0f}")
         else:
             rss = sum(row["rss_kib_end"].values()) / 1024
             growth = sum(row["rss_growth_kib"].values()) / 1024
@@ -141,6 +142,7 @@ def live_table(rows: list[dict[str, Any]]) -> Table:
                 "-",
                 _percentiles(row["tick_to_signal_ms"]),
                 _percentiles(row["tick_to_fill_ms"]),
+                _percentiles(row.get("broker_hop_ms", {})),
                 f"{rss:.0f} ({growth:+.1f})",
             )
     return table

@@ -177,6 +177,9 @@ def test_live_scenario_measures_on_real_servers() -> None:
     assert latency["ticks"] > 0
     assert latency["tick_to_signal_ms"]["count"] > 0
     assert 0 < latency["tick_to_signal_ms"]["p50"] <= latency["tick_to_signal_ms"]["p99"]
+    # The probe times exactly the feed's ticks (300 ticks/s for 2 s), none of the warm-up's.
+    assert latency["broker_hop_ms"]["count"] == 600
+    assert 0 < latency["broker_hop_ms"]["p50"] <= latency["broker_hop_ms"]["p99"]
     assert set(latency["rss_growth_kib"]) == {"pipeline"}
 
 

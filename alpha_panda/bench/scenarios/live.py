@@ -11,6 +11,10 @@ Measures, each on a fresh local stack (Tansu, Redis, PostgreSQL):
   market; tick-to-signal and tick-to-fill are the signal's / fill's envelope
   creation time (wall clock, in the flow) minus the tick's Kafka create time,
   joined by correlation id; p50/p95/p99 in milliseconds;
+- the broker hop in the same latency run: a plain consumer with the
+  pipeline's settings, in the bench process, follows ``market.ticks`` and
+  times each tick's arrival against its Kafka create time. No pipeline can
+  be faster than this hop, since its ticks take the same one;
 - RSS of every dataflow process at the start and end of each latency run.
 
 Every tick the bench produces itself (warm-up, sustained runs) is dated from
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -31,9 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import Consumer, TopicPartition
 
 from alpha_panda import orchestration
 from alpha_panda.localstack import LocalStack
+from connectors.kafka.admin import list_topics
+from connectors.kafka.config import consumer_config
+from connectors.kafka.offsets import log_end
 from connectors.kafka.records import consume_all, produce
 from connectors.localstack import StackUrls
 from connectors.postgres import ledger_counts
@@ -184,6 +193,71 @@ def sustained(mode: str, flows: Sequence[str], ticks: int, log: Log) -> dict[str
         world.close()
 
 
+class _HopProbe:
+    """Times every new message of ``topic`` from its Kafka create time to its arrival here, in ms.
+
+    A daemon thread with its own consumer (the pipeline's settings), each
+    partition assigned at its current end: only messages produced after
+    :meth:`start` returns are timed.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hop-probe", daemon=True)
+        self._error: Exception | None = None
+        self.hops_ms: list[float] = []
+
+    def start(self, timeout_s: float = 30) -> _HopProbe:
+        """Start following; return once every partition is assigned.
+
+        Raises:
+            TimeoutError: the partitions were not assigned within ``timeout_s``.
+            RuntimeError: the probe could not list or assign them (the cause chained).
+        """
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            msg = f"hop probe: {self._topic} was not assigned within {timeout_s:.0f} s"
+            raise TimeoutError(msg)
+        if self._error is not None:
+            msg = f"hop probe: cannot follow {self._topic}: {self._error}"
+            raise RuntimeError(msg) from self._error
+        return self
+
+    def stop(self) -> list[float]:
+        """Stop following; return the hops seen, in arrival order."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.hops_ms
+
+    def _run(self) -> None:
+        consumer = Consumer(consumer_config(self._bootstrap))
+        try:
+            try:
+                partitions = list_topics(self._bootstrap)[self._topic]
+                ends = [log_end(self._bootstrap, self._topic, p) for p in range(partitions)]
+                consumer.assign([TopicPartition(self._topic, p, end) for p, end in enumerate(ends)])
+            except Exception as err:
+                self._error = err
+                return
+            finally:
+                self._ready.set()
+            record = self.hops_ms.append
+            while not self._stop.is_set():
+                # poll, not consume(n, timeout): that waits for n messages or the timeout.
+                message = consumer.poll(0.05)
+                if message is None:
+                    continue
+                now_ms = time.time() * 1000
+                kind, created_ms = message.timestamp()
+                if message.error() is None and kind != 0:
+                    record(now_ms - created_ms)
+        finally:
+            consumer.close()
+
+
 def _ms(later: datetime, earlier_ms: int) -> float:
     return later.timestamp() * 1000 - earlier_ms
 
@@ -197,6 +271,7 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
         rss_start = world.rss(flows)
         limit = int(rate * seconds)
         env = orchestration.simulated_feed_env(rate, INSTRUMENTS, limit)
+        probe = _HopProbe(world.urls.kafka, MARKET_TICKS).start()
         orchestration.start_dataflow(world.stack, "market_feed", world.urls, env=env, recovery=False)
         deadline = time.monotonic() + seconds + 120
         while world.stack.process("market_feed") is not None and time.monotonic() < deadline:
@@ -204,6 +279,7 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
         while world.lag(flows) and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2)
+        hops = probe.stop()
         rss_end = world.rss(flows)
         produced: dict[str, int] = {}
         for record in consume_all(world.urls.kafka, MARKET_TICKS, 30):
@@ -220,8 +296,11 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
                 if sent is not None:
                     values.append(_ms(datetime.fromisoformat(envelope["ts"]), sent))
             stats[label] = _percentiles(values)
+        stats["broker_hop_ms"] = _percentiles(hops)
         p99 = stats["tick_to_fill_ms"].get("p99", float("nan"))
-        log(f"live {mode} at {rate:,.0f} ticks/s: tick-to-fill p99 {p99:.1f} ms")
+        hop_p99 = stats["broker_hop_ms"].get("p99", float("nan"))
+        hop = f"the broker hop's {hop_p99:.1f} ms"
+        log(f"live {mode} at {rate:,.0f} ticks/s: tick-to-fill p99 {p99:.1f} ms, {hop}")
         return {
             "kind": "latency",
             "mode": mode,
