@@ -272,14 +272,16 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
         limit = int(rate * seconds)
         env = orchestration.simulated_feed_env(rate, INSTRUMENTS, limit)
         probe = _HopProbe(world.urls.kafka, MARKET_TICKS).start()
-        orchestration.start_dataflow(world.stack, "market_feed", world.urls, env=env, recovery=False)
-        deadline = time.monotonic() + seconds + 120
-        while world.stack.process("market_feed") is not None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        while world.lag(flows) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(2)
-        hops = probe.stop()
+        try:
+            orchestration.start_dataflow(world.stack, "market_feed", world.urls, env=env, recovery=False)
+            deadline = time.monotonic() + seconds + 120
+            while world.stack.process("market_feed") is not None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            while world.lag(flows) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2)
+        finally:
+            hops = probe.stop()  # before the stack goes down, whatever happened
         rss_end = world.rss(flows)
         produced: dict[str, int] = {}
         for record in consume_all(world.urls.kafka, MARKET_TICKS, 30):
