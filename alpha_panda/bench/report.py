@@ -142,7 +142,7 @@ def live_table(rows: list[dict[str, Any]]) -> Table:
                 "-",
                 _percentiles(row["tick_to_signal_ms"]),
                 _percentiles(row["tick_to_fill_ms"]),
-                _percentiles(row.get("broker_hop_ms", {})),
+                _percentiles(row["broker_hop_ms"]),
                 f"{rss:.0f} ({growth:+.1f})",
             )
     return table

@@ -196,58 +196,39 @@ def sustained(mode: str, flows: Sequence[str], ticks: int, log: Log) -> dict[str
 class _HopProbe:
     """Times every new message of ``topic`` from its Kafka create time to its arrival here, in ms.
 
-    A daemon thread with its own consumer (the pipeline's settings), each
-    partition assigned at its current end: only messages produced after
+    Its own consumer (the pipeline's settings), each partition assigned at
+    its current end, polled on a daemon thread: only messages produced after
     :meth:`start` returns are timed.
     """
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
+        self._consumer = Consumer(consumer_config(bootstrap))
         self._stop = threading.Event()
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hop-probe", daemon=True)
-        self._error: Exception | None = None
         self.hops_ms: list[float] = []
 
-    def start(self, timeout_s: float = 30) -> _HopProbe:
-        """Start following; return once every partition is assigned.
-
-        Raises:
-            TimeoutError: the partitions were not assigned within ``timeout_s``.
-            RuntimeError: the probe could not list or assign them (the cause chained).
-        """
+    def start(self) -> _HopProbe:
+        """Assign every partition at its end, then start polling."""
+        partitions = list_topics(self._bootstrap)[self._topic]
+        ends = [log_end(self._bootstrap, self._topic, p) for p in range(partitions)]
+        self._consumer.assign([TopicPartition(self._topic, p, end) for p, end in enumerate(ends)])
         self._thread.start()
-        if not self._ready.wait(timeout_s):
-            msg = f"hop probe: {self._topic} was not assigned within {timeout_s:.0f} s"
-            raise TimeoutError(msg)
-        if self._error is not None:
-            msg = f"hop probe: cannot follow {self._topic}: {self._error}"
-            raise RuntimeError(msg) from self._error
         return self
 
     def stop(self) -> list[float]:
-        """Stop following; return the hops seen, in arrival order."""
+        """Stop polling, close the consumer; return the hops seen, in arrival order."""
         self._stop.set()
         self._thread.join(timeout=10)
         return self.hops_ms
 
     def _run(self) -> None:
-        consumer = Consumer(consumer_config(self._bootstrap))
+        record = self.hops_ms.append
         try:
-            try:
-                partitions = list_topics(self._bootstrap)[self._topic]
-                ends = [log_end(self._bootstrap, self._topic, p) for p in range(partitions)]
-                consumer.assign([TopicPartition(self._topic, p, end) for p, end in enumerate(ends)])
-            except Exception as err:
-                self._error = err
-                return
-            finally:
-                self._ready.set()
-            record = self.hops_ms.append
             while not self._stop.is_set():
                 # poll, not consume(n, timeout): that waits for n messages or the timeout.
-                message = consumer.poll(0.05)
+                message = self._consumer.poll(0.05)
                 if message is None:
                     continue
                 now_ms = time.time() * 1000
@@ -255,7 +236,7 @@ class _HopProbe:
                 if message.error() is None and kind != 0:
                     record(now_ms - created_ms)
         finally:
-            consumer.close()
+            self._consumer.close()
 
 
 def _ms(later: datetime, earlier_ms: int) -> float:
