@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from operators.decision import Decision
 from operators.errors import ConfigError
-from operators.momentum import Momentum, MomentumConfig
+from operators.momentum import Momentum, MomentumConfig, MomentumRule
+from operators.strategy_api import EdgeTriggered
 
 
 def run(strategy: Momentum, prices: list[float]) -> list[tuple[int, Decision]]:
@@ -125,3 +128,24 @@ def test_threshold_is_strict_at_the_exact_boundary(oldest: float, now: float, ex
     logic.on_price(state, oldest)
     decision = logic.on_price(state, now)
     assert (decision.side if decision else None) == expected
+
+
+def _two_steps(config: MomentumConfig, prices: list[float]) -> list[tuple[int, Decision]]:
+    """The rule and the framework's edge as two calls, the way a user-written strategy runs."""
+    strategy = EdgeTriggered(config, MomentumRule)
+    return run(strategy, prices)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("lookback", [2, 5, 20])
+def test_the_fused_step_decides_like_the_rule_and_the_edge_apart(seed: int, lookback: int) -> None:
+    rng = random.Random(seed)
+    prices = [100.0]
+    for _ in range(3_000):
+        # Cent-rounded walks hit moves of exactly 1% (101.00 after 100.00), the exact-decimal case.
+        prices.append(max(1.0, round(prices[-1] * (1 + rng.gauss(0, 0.006)), 2)))
+    prices += [100.0] * lookback + [101.0, 101.0, 99.0, 100.0]
+    config = MomentumConfig(lookback_period=lookback, momentum_threshold=0.01, position_size=3)
+    fused = run(Momentum(config), prices)
+    assert fused == _two_steps(config, prices)
+    assert len(fused) > 10
