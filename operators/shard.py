@@ -82,7 +82,7 @@ class TradingShard:
         self._emit_dead = emit_dead_letters
         self.state = state if state is not None else ShardState()
         self._books = AccountBooks(config, risk, portfolio, execute, clock, self.state.accounts, halts=halts)
-        self._runs: dict[int, list[tuple[StrategyConfig, Any, Any]]] = {}
+        self._runs: dict[int, tuple[InstrumentBook, list[tuple[StrategyConfig, Any, Any]]]] = {}
         self.reload(configs)
 
     # --- configuration --------------------------------------------------------
@@ -117,45 +117,57 @@ class TradingShard:
         """
         out: list[Outbound] = []
         state = self.state
-        instruments = state.instruments
         runs = self._runs
         skew = self.config.max_tick_skew
+        # Ticks of one second share one datetime (the decoder's cache): once a time has passed the
+        # checks against the newest time and the snapshot boundary, the same object passes again.
+        # Not with a zero interval, where every tick is a boundary.
+        recheck = not self.config.snapshot_interval
         newest = state.newest
         due = state.next_snapshot_at
+        checked: datetime | None = None
         position = -1
         for tick_in, at in zip(ticks, times, strict=True):
             position += 1
-            if newest is None or at > newest:
+            if at is not checked and (newest is None or at > newest):
                 if newest is not None and at - newest > skew:
                     state.newest, state.next_snapshot_at = newest, due
                     self._hold(out, tick_in, at, origins, position)
-                    newest, due = state.newest, state.next_snapshot_at
+                    newest, due, checked = state.newest, state.next_snapshot_at, None
                     continue
                 newest = at
             if state.held:
                 state.since_held += 1
                 if state.since_held > REFUTE_AFTER:
                     self._refute(out, newest)
-            if due is None or at >= due:
-                # Before this tick: the books as of the boundary, the same in every shard.
-                state.newest = newest
-                self._snapshots(out, at)
-                due = state.next_snapshot_at
+            if at is not checked:
+                if due is None or at >= due:
+                    # Before this tick: the books as of the boundary, the same in every shard.
+                    state.newest = newest
+                    self._snapshots(out, at)
+                    due = state.next_snapshot_at
+                if not recheck:
+                    checked = at
             tick = tick_in.data
             token = tick.instrument_token
             price = tick.last_price
-            book = instruments.get(token)
-            if book is None:
-                if not self._strategies.strategies_for(token):
+            traded = runs.get(token)
+            if traded is None:
+                traded = self._run_for(token)
+                if traded is None:
                     continue  # valid, but no strategy trades it
-                book = instruments[token] = InstrumentBook(self._strategies.new_state())
-            occurrence = book.occurrences.next(at, price)
+            book, run = traded
+            occurrences = book.occurrences
+            last = occurrences.at
+            if last is None or at > last:
+                # TickOccurrences.next for a new second of the instrument (nearly every tick), inline.
+                occurrences.at, occurrences.first_price, occurrences.same = at, price, None
+                book.tick_id = tick_in.id or ""
+            else:
+                occurrence = occurrences.next(at, price)
+                book.tick_id = tick_in.id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
             book.price = price
-            book.tick_id = tick_in.id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
             book.tick_at = at
-            run = runs.get(token)
-            if run is None:
-                run = self._run_for(token, book)
             signals = None
             for config, on_price, strategy_state in run:
                 decision = on_price(strategy_state, price)
@@ -168,14 +180,24 @@ class TradingShard:
         state.newest = newest
         return out
 
-    def _run_for(self, token: int, book: InstrumentBook) -> list[tuple[StrategyConfig, Any, Any]]:
-        """The strategies of ``token`` with their states, cached until the next reload or restore."""
+    def _run_for(self, token: int) -> tuple[InstrumentBook, list[tuple[StrategyConfig, Any, Any]]] | None:
+        """The book of ``token`` and its strategies with their states (None if none trades it).
+
+        Creates the book of an instrument seen for the first time; cached
+        until the next reload or restore.
+        """
+        strategies = self._strategies.strategies_for(token)
+        if not strategies:
+            return None
+        book = self.state.instruments.get(token)
+        if book is None:
+            book = self.state.instruments[token] = InstrumentBook(self._strategies.new_state())
         run = []
-        for config in self._strategies.strategies_for(token):
+        for config in strategies:
             logic, strategy_state = self._strategies.runner_state(book.strategies, config.id)
             run.append((config, logic.on_price, strategy_state))
-        self._runs[token] = run
-        return run
+        traded = self._runs[token] = (book, run)
+        return traded
 
     def _tick_id(self, book: InstrumentBook, token: int, price: float) -> str:
         if not book.tick_id and book.tick_at is not None:

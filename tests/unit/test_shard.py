@@ -154,3 +154,31 @@ def test_a_gap_in_the_market_longer_than_the_skew_moves_time_on() -> None:
     buys = [m.envelope.data for m in out if m.topic == "paper.signals.raw"]
     assert [(b.signal_type, b.price) for b in buys] == [("BUY", 102.0)]
     assert logic.state.newest == datetime(2024, 1, 5, 3, 45, 2, tzinfo=UTC)
+
+
+def test_with_a_zero_interval_every_tick_of_a_second_is_a_boundary() -> None:
+    # Ticks of one second share one decoded datetime; each is still a boundary of its own.
+    logic = shard(interval_s=0)
+    prices = [(100.0, 0), (102.0, 1), (102.0, 1), (102.0, 1)]
+    batch = decode_tick_batch([tick_line(256265, p, s) for p, s in prices])
+    assert batch.times[1] is batch.times[3]
+    out = logic.on_batch(batch.ticks, batch.times) + logic.flush()
+    snapshots = [m.envelope.data for m in out if m.topic == "paper.pnl.snapshots"]
+    assert [s.timestamp for s in snapshots] == [T0 + timedelta(seconds=1)] * 2
+    assert [m.topic for m in out].index("paper.orders.filled") < [m.topic for m in out].index(
+        "paper.pnl.snapshots"
+    )
+
+
+def test_ticks_of_one_second_beyond_the_skew_are_held_together_and_confirm_the_jump() -> None:
+    logic = shard()
+    day = 86_400
+    lines = [tick_line(256265, 100.0, 0)] + [tick_line(256265, 100.0 + 2 * i, 3 * day) for i in range(4)]
+    batch = decode_tick_batch(lines)
+    assert batch.times[1] is batch.times[4]
+    out = logic.on_batch(batch.ticks, batch.times)
+    assert "market.ticks.dlq" not in [m.topic for m in out]
+    buys = [m.envelope.data for m in out if m.topic == "paper.signals.raw"]
+    assert [(b.signal_type, b.price, b.timestamp) for b in buys] == [("BUY", 102.0, T0 + timedelta(days=3))]
+    assert logic.state.newest == T0 + timedelta(days=3)
+    assert logic.state.held == []
