@@ -150,15 +150,22 @@ def decode_tick_batch(values: list[bytes], times: TimeCache | None = None) -> Ti
     index: list[int] = []
     failed: list[tuple[int, DecodeError]] = []
     get_time = times.get
+    # The last good time string and its time: ticks of one second come together.
+    text: str | None = None
+    moment = datetime.min.replace(tzinfo=UTC)  # never appended: the first good time replaces it
     for position, item in enumerate(decoded):
         if item.__class__ is not _HotTickIn:
             failed.append((position, item if isinstance(item, DecodeError) else wrong_type(item)))
             continue
-        try:
-            stamps.append(get_time(item.data.timestamp))
-        except DecodeError as err:
-            failed.append((position, err))
-            continue
+        stamp = item.data.timestamp
+        if stamp != text:
+            try:
+                moment = get_time(stamp)
+            except DecodeError as err:
+                failed.append((position, err))
+                continue
+            text = stamp
+        stamps.append(moment)
         ticks.append(item)
         index.append(position)
     if max(map(len, values), default=0) > MAX_MESSAGE_BYTES:
