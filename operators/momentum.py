@@ -150,7 +150,11 @@ class MomentumRule:
         """
         lookback = self._lookback
         threshold = self._threshold
-        near = _NEAR * threshold
+        # The band of on_price's exact comparison, as bounds: below `inside` neither side is
+        # wanted, above `outside` the sign's side is. At the bounds, a relative 1e-9 from the
+        # threshold, floats and decimals agree, so an ulp either way changes no decision.
+        inside = threshold - _NEAR * threshold
+        outside = threshold + _NEAR * threshold
         size = self._size
         exact_side = self._exact_side
 
@@ -161,12 +165,14 @@ class MomentumRule:
             if len(prices) >= lookback:
                 oldest = prices[0]
                 momentum = (price - oldest) / oldest
-                if abs(abs(momentum) - threshold) <= near:
-                    side = exact_side(price, oldest)
-                elif momentum > threshold:
+                if -inside < momentum < inside:
+                    pass  # most ticks: neither side
+                elif momentum > outside:
                     side = "BUY"
-                elif momentum < -threshold:
+                elif momentum < -outside:
                     side = "SELL"
+                else:
+                    side = exact_side(price, oldest)
             if side is None:
                 if state.active is not None:
                     state.active = None

@@ -137,15 +137,17 @@ def _two_steps(config: MomentumConfig, prices: list[float]) -> list[tuple[int, D
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("lookback", [2, 5, 20])
-def test_the_fused_step_decides_like_the_rule_and_the_edge_apart(seed: int, lookback: int) -> None:
+@pytest.mark.parametrize(("lookback", "threshold"), [(2, 0.01), (5, 0.01), (20, 0.01), (3, 0.0), (4, 0.005)])
+def test_the_fused_step_decides_like_the_rule_and_the_edge_apart(
+    seed: int, lookback: int, threshold: float
+) -> None:
     rng = random.Random(seed)
     prices = [100.0]
     for _ in range(3_000):
         # Cent-rounded walks hit moves of exactly 1% (101.00 after 100.00), the exact-decimal case.
         prices.append(max(1.0, round(prices[-1] * (1 + rng.gauss(0, 0.006)), 2)))
     prices += [100.0] * lookback + [101.0, 101.0, 99.0, 100.0]
-    config = MomentumConfig(lookback_period=lookback, momentum_threshold=0.01, position_size=3)
+    config = MomentumConfig(lookback_period=lookback, momentum_threshold=threshold, position_size=3)
     fused = run(Momentum(config), prices)
     assert fused == _two_steps(config, prices)
     assert len(fused) > 10
