@@ -22,11 +22,11 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from operators.account_books import trading_signal
 from operators.decision import Decision
-from operators.shard_state import InstrumentBook
+from operators.shard_state import InstrumentBook, Run, traded_book
 from operators.strategy import InstrumentStrategies, StrategyConfig
 from operators.timeline import GroupTicks
 from schemas.envelope import tick_id_of
@@ -112,7 +112,7 @@ class InstrumentGroup:
         self.shards = shards
         self._every_step = report_every_step
         self.state = state if state is not None else GroupState()
-        self._runs: dict[int, list[tuple[StrategyConfig, Any, Any]]] = {}
+        self._runs: dict[int, tuple[InstrumentBook, Run]] = {}
         self._shard_of: dict[str, int] = {}
         self.reload(configs)
 
@@ -161,24 +161,30 @@ class InstrumentGroup:
                 moved = {}
                 upcoming += 1
                 next_boundary = boundaries[upcoming][0] if upcoming < len(boundaries) else -1
-            book = instruments.get(token)
-            if book is None:
-                if not self._strategies.strategies_for(token):
+            traded = runs.get(token)
+            if traded is None:
+                traded = traded_book(self._strategies, instruments, token)
+                if traded is None:
                     continue  # valid, but no strategy trades it
-                book = instruments[token] = InstrumentBook(self._strategies.new_state())
-            occurrence = book.occurrences.next(at, price)
+                runs[token] = traded
+            book, run = traded
             tick_id = ids[i] if ids is not None else None
+            occurrences = book.occurrences
+            last = occurrences.at
+            if last is None or at > last:
+                # TickOccurrences.next for a new second of the instrument (nearly every tick), inline.
+                occurrences.at, occurrences.first_price, occurrences.same = at, price, None
+                book.tick_id = tick_id or ""
+            else:
+                occurrence = occurrences.next(at, price)
+                book.tick_id = tick_id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
             book.price = price
-            book.tick_id = tick_id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
             book.tick_at = at
             moved[token] = price
-            run = runs.get(token)
-            if run is None:
-                run = self._run_for(token, book)
             for config, on_price, strategy_state in run:
                 decision = on_price(strategy_state, price)
                 if decision is not None:
-                    cause = self._tick_id(book, token, price)
+                    cause = book.cause_id(token)
                     correlation = (correlations[i] if correlations is not None else None) or cause
                     shard = signals[self._shard_of[config.id]]
                     shard.append(
@@ -200,20 +206,6 @@ class InstrumentGroup:
         """The prices moved since the last report, one part per account shard."""
         moved, self.state.moved = self.state.moved, {}
         return [AccountPart(END_OF_INPUT, self.group, [], [], [moved], None) for _ in range(self.shards)]
-
-    def _run_for(self, token: int, book: InstrumentBook) -> list[tuple[StrategyConfig, Any, Any]]:
-        run = []
-        for config in self._strategies.strategies_for(token):
-            logic, strategy_state = self._strategies.runner_state(book.strategies, config.id)
-            run.append((config, logic.on_price, strategy_state))
-        self._runs[token] = run
-        return run
-
-    @staticmethod
-    def _tick_id(book: InstrumentBook, token: int, price: float) -> str:
-        if not book.tick_id and book.tick_at is not None:
-            book.tick_id = tick_id_of(token, book.tick_at, price, 0)
-        return book.tick_id
 
     def snapshot(self) -> GroupState:
         """A copy of the recoverable state."""

@@ -32,9 +32,11 @@ from operators.shard_state import (
     AccountState,
     HeldTick,
     InstrumentBook,
+    Run,
     ShardConfig,
     ShardState,
     too_far_ahead,
+    traded_book,
 )
 from operators.strategy import InstrumentStrategies, StrategyConfig
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, tick_id_of
@@ -82,7 +84,7 @@ class TradingShard:
         self._emit_dead = emit_dead_letters
         self.state = state if state is not None else ShardState()
         self._books = AccountBooks(config, risk, portfolio, execute, clock, self.state.accounts, halts=halts)
-        self._runs: dict[int, tuple[InstrumentBook, list[tuple[StrategyConfig, Any, Any]]]] = {}
+        self._runs: dict[int, tuple[InstrumentBook, Run]] = {}
         self.reload(configs)
 
     # --- configuration --------------------------------------------------------
@@ -153,9 +155,10 @@ class TradingShard:
             price = tick.last_price
             traded = runs.get(token)
             if traded is None:
-                traded = self._run_for(token)
+                traded = traded_book(self._strategies, state.instruments, token)
                 if traded is None:
                     continue  # valid, but no strategy trades it
+                runs[token] = traded
             book, run = traded
             occurrences = book.occurrences
             last = occurrences.at
@@ -180,30 +183,6 @@ class TradingShard:
         state.newest = newest
         return out
 
-    def _run_for(self, token: int) -> tuple[InstrumentBook, list[tuple[StrategyConfig, Any, Any]]] | None:
-        """The book of ``token`` and its strategies with their states (None if none trades it).
-
-        Creates the book of an instrument seen for the first time; cached
-        until the next reload or restore.
-        """
-        strategies = self._strategies.strategies_for(token)
-        if not strategies:
-            return None
-        book = self.state.instruments.get(token)
-        if book is None:
-            book = self.state.instruments[token] = InstrumentBook(self._strategies.new_state())
-        run = []
-        for config in strategies:
-            logic, strategy_state = self._strategies.runner_state(book.strategies, config.id)
-            run.append((config, logic.on_price, strategy_state))
-        traded = self._runs[token] = (book, run)
-        return traded
-
-    def _tick_id(self, book: InstrumentBook, token: int, price: float) -> str:
-        if not book.tick_id and book.tick_at is not None:
-            book.tick_id = tick_id_of(token, book.tick_at, price, 0)
-        return book.tick_id
-
     def _on_decisions(
         self,
         out: list[Outbound],
@@ -214,7 +193,7 @@ class TradingShard:
         decisions: list[tuple[StrategyConfig, Decision]],
     ) -> None:
         token = tick.instrument_token
-        cause = self._tick_id(book, token, tick.last_price)
+        cause = book.cause_id(token)
         correlation = tick_in.correlation_id or cause
         for config, decision in decisions:
             signal = trading_signal(config.id, token, decision, tick.last_price, at)

@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple
 from operators.errors import ConfigError
 from operators.portfolio import PortfolioState
 from operators.risk import RiskState
-from operators.strategy import InstrumentState
+from operators.strategy import InstrumentState, InstrumentStrategies, StrategyConfig
 from schemas.codec import dead_letter
 from schemas.envelope import (
     STAGE_TOPIC,
@@ -26,6 +26,7 @@ from schemas.envelope import (
     RejectedEnvelope,
     TickOccurrences,
     ValidatedEnvelope,
+    tick_id_of,
 )
 from schemas.topics import ORDERS_SUBMITTED, SIGNALS_RAW, broker_topic, dlq_topic
 
@@ -99,6 +100,36 @@ class InstrumentBook:
         return InstrumentBook(
             self.strategies.copy(), self.occurrences.copy(), self.price, self.tick_id, self.tick_at
         )
+
+    def cause_id(self, token: int) -> str:
+        """The id of the latest tick, made on first use: most ticks cause nothing and never need one."""
+        if not self.tick_id and self.tick_at is not None:
+            self.tick_id = tick_id_of(token, self.tick_at, self.price, 0)
+        return self.tick_id
+
+
+Run = list[tuple[StrategyConfig, Any, Any]]
+"""The strategies trading one instrument: each one's config, ``on_price`` and state for the instrument."""
+
+
+def traded_book(
+    strategies: InstrumentStrategies, instruments: dict[int, InstrumentBook], token: int
+) -> tuple[InstrumentBook, Run] | None:
+    """The book of ``token`` (made on its first tick) and its strategies' steps; None if none trades it.
+
+    The per-tick loops keep the result until the next reload or restore.
+    """
+    configs = strategies.strategies_for(token)
+    if not configs:
+        return None
+    book = instruments.get(token)
+    if book is None:
+        book = instruments[token] = InstrumentBook(strategies.new_state())
+    run = []
+    for config in configs:
+        logic, strategy_state = strategies.runner_state(book.strategies, config.id)
+        run.append((config, logic.on_price, strategy_state))
+    return book, run
 
 
 @dataclass
