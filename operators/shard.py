@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from operators.account_books import AccountBooks, Execute, trading_signal
+from operators.account_calls import AccountCall, RecordedBooks
 from operators.decision import Decision
 from operators.portfolio import Portfolio
 from operators.risk import RiskFilter
@@ -78,12 +79,20 @@ class TradingShard:
         *,
         emit_dead_letters: bool = True,
         halts: Callable[[str, str], str | None] | None = None,
+        accounts_apart: bool = False,
     ) -> None:
         self.config = config
         self._clock = clock
         self._emit_dead = emit_dead_letters
         self.state = state if state is not None else ShardState()
-        self._books = AccountBooks(config, risk, portfolio, execute, clock, self.state.accounts, halts=halts)
+        self._books: AccountBooks | RecordedBooks
+        if accounts_apart:
+            # The books run elsewhere (operators.account_calls): their calls are recorded for take_calls.
+            self._books = RecordedBooks(self.state.instruments)
+        else:
+            self._books = AccountBooks(
+                config, risk, portfolio, execute, clock, self.state.accounts, halts=halts
+            )
         self._runs: dict[int, tuple[InstrumentBook, Run]] = {}
         self.reload(configs)
 
@@ -102,8 +111,12 @@ class TradingShard:
 
     @property
     def account_names(self) -> list[str]:
-        """Every account of the shard, ``broker:strategy_id``."""
-        return self._books.names
+        """Every account of the shard, ``broker:strategy_id`` (none when the accounts run apart)."""
+        return self._books.names if isinstance(self._books, AccountBooks) else []
+
+    def take_calls(self) -> list[AccountCall]:
+        """With the accounts apart: the calls on the books since the last take, for :class:`RemoteBooks`."""
+        return self._books.take() if isinstance(self._books, RecordedBooks) else []
 
     # --- the hot path ---------------------------------------------------------
 
