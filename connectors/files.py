@@ -27,10 +27,16 @@ from connectors.file_writer import BackgroundWriter
 from connectors.parquet_ticks import is_parquet, iter_parquet_ticks, parquet_row_count
 from schemas.codec import RawBatch, encode_lines
 from schemas.envelope import Outbound, PnlEnvelope, messages_of
+from schemas.errors import AlphaPandaError
 from schemas.topics import MARKET_TICKS
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes consumed since the previous call."""
+
+
+class OutputRoutingError(AlphaPandaError):
+    """A message reached a sink partition that writes nothing: a flow's wiring is wrong."""
+
 
 READ_BYTES: Final = 1 << 20
 """Bytes a tick file is read in, split at newlines into lines."""
@@ -208,6 +214,10 @@ def read_tick_batches(path: Path, step_id: str = "read") -> Iterator[RawBatch]:
         partition.close()
 
 
+PortableCounts = tuple[dict[tuple[str, str | None], int], int, dict[tuple[str, str], Any]]
+"""An :class:`OutputCounts` as plain values: messages, lines read, last snapshots."""
+
+
 class OutputCounts:
     """What a sink wrote, counted as it streams (nothing re-reads the files).
 
@@ -236,6 +246,21 @@ class OutputCounts:
                         data = item.envelope.data
                         self.last_snapshots[data.broker, data.strategy_id] = data
 
+    def portable(self) -> PortableCounts:
+        """The counts as plain values, for :meth:`merge` in another process."""
+        with self._lock:
+            return dict(self.messages), self.lines_read, dict(self.last_snapshots)
+
+    def merge(
+        self, portable: tuple[dict[tuple[str, str | None], int], int, dict[tuple[str, str], Any]]
+    ) -> None:
+        """Add another sink's counts (:meth:`portable`); the other's snapshot wins for an account in both."""
+        messages, lines_read, last_snapshots = portable
+        with self._lock:
+            self.messages.update(messages)
+            self.lines_read += lines_read
+            self.last_snapshots.update(last_snapshots)
+
     def topic_counts(self) -> dict[str, int]:
         """Messages per topic."""
         totals: Counter[str] = Counter()
@@ -245,9 +270,13 @@ class OutputCounts:
 
 
 class _JsonlTopicPartition(StatelessSinkPartition[Any]):
-    def __init__(self, out_dir: Path, worker_index: int, worker_count: int, counts: OutputCounts) -> None:
+    def __init__(
+        self, out_dir: Path, worker_index: int, worker_count: int, counts: OutputCounts, writer: int | None
+    ) -> None:
         self._out_dir = out_dir
-        self._suffix = "" if worker_count == 1 else f".worker{worker_index}"
+        self._suffix = "" if worker_count == 1 or writer is not None else f".worker{worker_index}"
+        self._refuse = writer is not None and worker_index != writer
+        self._worker = worker_index
         self._files: dict[str, io.BufferedWriter] = {}
         self._counts = counts
         self._writer = BackgroundWriter(name=f"jsonl-writer-{worker_index}")
@@ -260,6 +289,9 @@ class _JsonlTopicPartition(StatelessSinkPartition[Any]):
         return handle
 
     def write_batch(self, items: list[Any]) -> None:
+        if self._refuse and items:
+            msg = f"JSONL sink: worker {self._worker} got messages, but one other worker writes every file"
+            raise OutputRoutingError(msg)
         by_topic: dict[str, list[Outbound]] = {}
         for message in messages_of(items):
             group = by_topic.get(message.topic)
@@ -280,17 +312,23 @@ class JsonlTopicSink(DynamicSink[Any]):
 
     Items are messages or lists of messages (a batch of the hot path).
     Files are created only for topics that receive messages. With several
-    workers each writes its own ``<topic>.workerN.jsonl``. ``counts``
-    tallies what was written, as it is written. The bytes reach the disk
-    from a thread of their own (:class:`connectors.file_writer.BackgroundWriter`),
-    in order, all of them by the time the flow has ended.
+    workers each writes its own ``<topic>.workerN.jsonl``, unless the flow
+    brings every message to one worker, ``writer``: that one then writes
+    ``<topic>.jsonl`` and a message on another worker is an error.
+    ``counts`` tallies what was written, as it is written. The bytes reach
+    the disk from a thread of their own
+    (:class:`connectors.file_writer.BackgroundWriter`), in order, all of
+    them by the time the flow has ended.
     """
 
-    def __init__(self, out_dir: Path, counts: OutputCounts | None = None) -> None:
+    def __init__(
+        self, out_dir: Path, counts: OutputCounts | None = None, *, writer: int | None = None
+    ) -> None:
         self._out_dir = Path(out_dir)
         self._out_dir.mkdir(parents=True, exist_ok=True)
         self.counts = counts if counts is not None else OutputCounts()
+        self._writer = writer
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonlTopicPartition:
         """One writer per worker."""
-        return _JsonlTopicPartition(self._out_dir, worker_index, worker_count, self.counts)
+        return _JsonlTopicPartition(self._out_dir, worker_index, worker_count, self.counts, self._writer)

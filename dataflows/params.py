@@ -49,6 +49,9 @@ class PipelineParams:
     """Live Zerodha orders (:func:`dataflows.zerodha.zerodha_route`); None: ``zerodha_mode`` simulated."""
     halts: Callable[[str, str], str | None] | None = None
     """The kill switch: ``(broker, strategy_id)`` -> the ``halted`` reason, or None to trade."""
+    accounts_apart: bool = False
+    """The trading shard's accounts (risk, execution, books) as a step of their own on worker 1 of
+    two, the shard on worker 0 (``alpha-panda replay --processes 2``): the same messages, two cores."""
     recoverable: bool = True
     """False for flows that never resume (replays, sweeps, the bench): their stateful steps
     skip copying their state for the snapshot Bytewax asks at each epoch close

@@ -7,6 +7,11 @@ dead letters included), one list per input batch. Sinks are attached by the
 caller. The per-tick work is :class:`operators.shard.TradingShard`; this
 module only wires it.
 
+``PipelineParams(accounts_apart=True)`` (``alpha-panda replay --processes
+2``) runs the shard's accounts as a step of their own on a second worker:
+the shard records what it asks of its books (:mod:`operators.account_calls`)
+and the accounts step applies it there, so the messages are the same.
+
 ``python -m bytewax.run dataflows.pipeline`` runs the live flow (Kafka in,
 Kafka/Redis/Postgres out); the module attribute ``flow`` is built on first
 access so that importing this module reads no settings.
@@ -19,7 +24,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -32,7 +37,12 @@ from dataflows.ingest import dead_tick
 from dataflows.instrument_groups import grouped_trading
 from dataflows.metrics import DLQ_MESSAGES, observe_batch_create_latency, snapshot_timer
 from dataflows.params import PipelineParams
-from dataflows.unrecovered import logic_builder
+from dataflows.placement import worker_key
+from dataflows.runtime.backlog import Backlog, GatedSource
+from dataflows.runtime.failures import NotingSink, NotingSource, noting
+from dataflows.unrecovered import WithoutSnapshots, logic_builder
+from operators.account_books import AccountBooks
+from operators.account_calls import AccountCall, RemoteBooks
 from operators.errors import ConfigError
 from operators.shard import ShardState, TradingShard
 from operators.strategy import InstrumentStrategies, StrategyConfig
@@ -134,8 +144,12 @@ def build_pipeline(
     dlq_clock: Callable[[Any], datetime],
     config_updates: Stream[Sequence[StrategyConfig]] | None = None,
     order_updates: Stream[FilledEnvelope | FailedEnvelope] | None = None,
+    backlog: Backlog | None = None,
 ) -> Stream[list[Outbound]]:
     """Wire every stage; return every published message, a list per input batch.
+
+    ``params.accounts_apart``: the accounts as a step of their own on worker
+    1, throttled by ``backlog``, which the caller's source must wait on.
 
     ``params.groups > 1`` splits the trading part by instrument group
     (:func:`dataflows.instrument_groups.grouped_trading`): a list per step an
@@ -164,6 +178,17 @@ def build_pipeline(
         return grouped_trading(
             raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, config_updates=config_updates
         )
+    if params.accounts_apart:
+        if order_updates is not None or params.shards > 1 or params.idle_mark_after is not None:
+            msg = (
+                "accounts apart (replay --processes 2) take one trading shard, no live order "
+                "updates and no idle flush"
+            )
+            raise ConfigError(msg)
+        if backlog is None:
+            msg = "accounts apart need the backlog their source waits on"
+            raise ConfigError(msg)
+        return _accounts_apart(raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, backlog=backlog)
     shards = max(1, params.shards)
     risk, portfolio, execute = params.trading_collaborators(clock)
     shard_config = params.shard_config()
@@ -184,21 +209,7 @@ def build_pipeline(
             halts=params.halts,
         )
 
-    times = TimeCache(params.naive_tz)
-
-    def decode(batch: RawBatch) -> list[Any]:
-        decoded = decode_tick_batch(batch.values, times)
-        items: list[Any] = []
-        if decoded.ticks:
-            items.append(DecodedTicks(decoded.ticks, decoded.times, batch, decoded.positions))
-        if decoded.failed:
-            items.append(
-                [dead_tick(batch.message(i), err, params.service, dlq_clock) for i, err in decoded.failed]
-            )
-        return items
-
-    parts = op.flat_map("ingest_decode", raw_ticks, decode)
-    split = op.branch("ingest_ok", parts, lambda item: isinstance(item, DecodedTicks))
+    split = _decoded(raw_ticks, params, dlq_clock)
     keyed = op.flat_map(
         "to_shards", split.trues, lambda ticks: [(str(i), ShardItem(i, ticks)) for i in range(shards)]
     )
@@ -230,6 +241,158 @@ def build_pipeline(
     return op.merge("published", published, split.falses)
 
 
+def _decoded(
+    raw_ticks: Stream[RawBatch], params: PipelineParams, dlq_clock: Callable[[Any], datetime]
+) -> op.BranchOut[Any, Any]:
+    """Raw batches decoded: ``trues`` the :class:`DecodedTicks`, ``falses`` lists of dead letters."""
+    times = TimeCache(params.naive_tz)
+
+    def decode(batch: RawBatch) -> list[Any]:
+        decoded = decode_tick_batch(batch.values, times)
+        items: list[Any] = []
+        if decoded.ticks:
+            items.append(DecodedTicks(decoded.ticks, decoded.times, batch, decoded.positions))
+        if decoded.failed:
+            items.append(
+                [dead_tick(batch.message(i), err, params.service, dlq_clock) for i, err in decoded.failed]
+            )
+        return items
+
+    parts = op.flat_map("ingest_decode", raw_ticks, decode)
+    return op.branch("ingest_ok", parts, lambda item: isinstance(item, DecodedTicks))
+
+
+class Calls(NamedTuple):
+    """What a trading shard asked of its books during one step, for the accounts step (accounts apart)."""
+
+    calls: list[AccountCall]
+
+
+class _ApartShardLogic(_ShardLogic):
+    """:class:`_ShardLogic` whose shard records its book calls: its dead letters, then its :class:`Calls`.
+
+    Every step hands over one :class:`Calls`, empty or not, counted in ``backlog``.
+    """
+
+    def __init__(self, build: Callable[[int, ShardState | None], TradingShard], backlog: Backlog) -> None:
+        super().__init__(build, None, None)
+        self._backlog = backlog
+
+    def on_item(self, value: ShardItem) -> tuple[Iterable[Any], bool]:
+        out, retain = super().on_item(value)
+        return self._with_calls(out), retain
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        out, retain = super().on_eof()
+        return self._with_calls(out), retain
+
+    def _with_calls(self, out: Iterable[Any]) -> list[Any]:
+        items = list(out)
+        items.append(Calls(self._shard.take_calls() if self._shard is not None else []))
+        self._backlog.hand_over()
+        return items
+
+
+class _RemoteBooksLogic(StatefulLogic[Calls, list[Outbound], None]):
+    """The accounts step (accounts apart): a shard's recorded book calls in, what the books publish out."""
+
+    def __init__(self, books: RemoteBooks, backlog: Backlog) -> None:
+        self._books = books
+        self._backlog = backlog
+
+    def on_item(self, value: Calls) -> tuple[Iterable[list[Outbound]], bool]:
+        out = self._books.apply(value.calls)
+        self._backlog.finish_one()
+        return ((out,) if out else ()), StatefulLogic.RETAIN
+
+    def snapshot(self) -> None:
+        return None  # only replays run accounts apart, and they never resume
+
+
+ACCOUNTS_WORKER: Final = 1
+"""The worker of the accounts step (and of every message) when the accounts are apart."""
+
+
+def _accounts_apart(
+    raw_ticks: Stream[RawBatch],
+    configs: Sequence[StrategyConfig],
+    params: PipelineParams,
+    *,
+    clock: Clock,
+    dlq_clock: Callable[[Any], datetime],
+    backlog: Backlog,
+) -> Stream[list[Outbound]]:
+    """The one-shard pipeline with its accounts as a step of their own, on another worker.
+
+    The shard (decode, time order, strategies) runs on worker 0 and records
+    every call on its books (:mod:`operators.account_calls`); worker 1
+    applies them, in order, to the real books. The messages are those of
+    the one-shard flow: every topic in the same order. ``backlog`` counts
+    the steps handed over and done; the flow's source waits on it.
+    """
+    risk, portfolio, execute = params.trading_collaborators(clock)
+    shard_config = params.shard_config()
+    active = [c for c in configs if c.is_active]
+    trading_key = worker_key("trading", 0)
+    accounts_key = worker_key("accounts", ACCOUNTS_WORKER)
+
+    def build(shard: int, state: ShardState | None) -> TradingShard:
+        return TradingShard(
+            active,
+            shard_config,
+            risk,
+            portfolio,
+            execute,
+            clock,
+            state,
+            halts=params.halts,
+            accounts_apart=True,
+        )
+
+    split = _decoded(raw_ticks, params, dlq_clock)
+    keyed = op.map("to_shard", split.trues, lambda ticks: (trading_key, ShardItem(0, ticks)))
+    traded = op.key_rm(
+        "unkey",
+        op.stateful("trading", keyed, noting(lambda _r: WithoutSnapshots(_ApartShardLogic(build, backlog)))),
+    )
+    calls = op.branch("calls_or_letters", traded, lambda item: isinstance(item, Calls))
+
+    def books(_resume: None) -> _RemoteBooksLogic:
+        return _RemoteBooksLogic(
+            RemoteBooks(AccountBooks(shard_config, risk, portfolio, execute, clock, {}, halts=params.halts)),
+            backlog,
+        )
+
+    booked = op.key_rm(
+        "accounts_unkey",
+        op.stateful(
+            "accounts", op.key_on("to_accounts", calls.trues, lambda _c: accounts_key), noting(books)
+        ),
+    )
+    # Dead letters of ticks join the accounts' messages on worker 1, the one worker that writes.
+    letters = op.merge("letters", calls.falses, split.falses)
+    moved = op.key_rm(
+        "letters_unkey",
+        op.stateful(
+            "letters_to_writer", op.key_on("to_writer", letters, lambda _l: accounts_key), noting(_Pass)
+        ),
+    )
+    return op.merge("published", booked, moved)
+
+
+class _Pass(StatefulLogic[Any, Any, None]):
+    """Items through unchanged: a keyed step only to bring them to the worker of their key."""
+
+    def __init__(self, _resume: None) -> None:
+        pass
+
+    def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
+        return (value,), StatefulLogic.RETAIN
+
+    def snapshot(self) -> None:
+        return None
+
+
 def _replay_dlq_clock(msg: Any) -> datetime:
     # Dead letters of a replay are stamped with a fixed time so that two runs
     # over the same file are byte-identical.
@@ -245,15 +408,30 @@ def replay_flow(
     on_progress: ProgressCallback | None = None,
     batch_size: int = 4096,
     counts: OutputCounts | None = None,
+    backlog: Backlog | None = None,
 ) -> Dataflow:
-    """The no-server flow: a tick file in, ``out_dir/<topic>.jsonl`` out (tallied in ``counts``)."""
+    """The no-server flow: a tick file in, ``out_dir/<topic>.jsonl`` out (tallied in ``counts``).
+
+    With ``params.accounts_apart`` (two workers, two processes), worker 1
+    writes every file, the source waits on ``backlog`` (one is made if
+    none is given: build it before a fork so both processes share it), and
+    the steps note their errors (:mod:`dataflows.runtime.failures`).
+    """
     flow = Dataflow("alpha_panda_replay")
-    source = TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress, tally=counts)
+    params = params or PipelineParams()
+    source: Any = TickFileSource(ticks_path, batch_size=batch_size, on_progress=on_progress, tally=counts)
+    sink: Any = JsonlTopicSink(out_dir, counts)
+    if params.accounts_apart:
+        backlog = backlog if backlog is not None else Backlog()
+        source = NotingSource(GatedSource(source, backlog))
+        sink = NotingSink(JsonlTopicSink(out_dir, counts, writer=ACCOUNTS_WORKER))
     raw = op.input("ticks", flow, source)
     # A replay never resumes: its stateful steps need not copy their state at epoch closes.
-    params = dataclasses.replace(params or PipelineParams(), recoverable=False)
-    out = build_pipeline(raw, configs, params, clock=event_time_clock, dlq_clock=_replay_dlq_clock)
-    op.output("topics", out, JsonlTopicSink(out_dir, counts))
+    params = dataclasses.replace(params, recoverable=False)
+    out = build_pipeline(
+        raw, configs, params, clock=event_time_clock, dlq_clock=_replay_dlq_clock, backlog=backlog
+    )
+    op.output("topics", out, sink)
     return flow
 
 
