@@ -7,19 +7,25 @@ accounts included), and returns a :class:`ReplaySummary`.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
+from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 from alpha_panda.outdir import check_out_dir, clear_previous_outputs
+from alpha_panda.two_processes import can_fork, run_on_two_processes
 from connectors.files import OutputCounts
 from dataflows.pipeline import PipelineParams, replay_flow
+from dataflows.runtime.backlog import Backlog
 from dataflows.runtime.collector import tune_collector
+from operators.errors import ConfigError
 from operators.portfolio import Portfolio
 from operators.strategy import StrategyConfig
 from schemas.codec import to_builtins
@@ -59,6 +65,22 @@ class ReplaySummary:
     topic_counts: dict[str, int] = field(default_factory=dict)
 
 
+AUTO_TWO_PROCESSES_BYTES: Final = 8 << 20
+"""Tick files from this size up replay on two processes by default (where the machine has two cores)."""
+
+
+def auto_processes(ticks: Path, params: PipelineParams) -> int:
+    """The processes ``replay`` uses unless told: 2 for a big file on a machine that can, else 1.
+
+    Two need two cores, a fork without other threads alive, the plain
+    layout (one shard, one instrument group) and a file big enough for the
+    second process to pay for itself.
+    """
+    if (os.cpu_count() or 1) < 2 or not can_fork() or params.groups > 1 or params.shards > 1:
+        return 1
+    return 2 if ticks.stat().st_size >= AUTO_TWO_PROCESSES_BYTES else 1
+
+
 def run_replay(
     ticks: Path,
     configs: Sequence[StrategyConfig],
@@ -67,28 +89,55 @@ def run_replay(
     *,
     on_progress: Any = None,
     keep_topics: Collection[str] | None = None,
+    processes: int = 1,
 ) -> ReplaySummary:
     """Replay ``ticks`` through every stage; write the outputs; summarise them.
 
     The summary comes from counts the sink kept while writing: nothing is
     read back, so memory stays flat in the length of the file.
     ``keep_topics`` (a sweep's): write and count only those topics.
+    ``processes`` 2: the accounts run on a second process
+    (:mod:`alpha_panda.two_processes`); the files and the summary are the
+    same as with 1.
+
+    Raises:
+        ConfigError: ``processes`` other than 1 or 2, or 2 with a layout
+            it cannot run (instrument groups, several shards, kept topics).
     """
     params = params or PipelineParams()
     check_out_dir(ticks, out_dir)
     clear_previous_outputs(out_dir)  # a previous replay's files only, never anything else
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = OutputCounts()
-    if keep_topics is None:
-        flow = replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts)
-    else:
-        from dataflows.sweep import kept_replay_flow  # only sweeps use it
+    if processes == 2:
+        if keep_topics is not None or params.groups > 1 or params.shards > 1:
+            msg = "replay --processes 2 runs one trading shard and one instrument group, every topic kept"
+            raise ConfigError(msg)
+        apart = dataclasses.replace(params, accounts_apart=True)
+        backlog = Backlog()  # before the fork: both processes count in it
 
-        flow = kept_replay_flow(
-            ticks, configs, out_dir, params, keep_topics, on_progress=on_progress, counts=counts
-        )
-    tune_collector()
-    run_main(flow)
+        def build() -> tuple[Dataflow, OutputCounts]:
+            built = OutputCounts()
+            flow = replay_flow(
+                ticks, configs, out_dir, apart, on_progress=on_progress, counts=built, backlog=backlog
+            )
+            return flow, built
+
+        counts = run_on_two_processes(build)
+    elif processes == 1:
+        counts = OutputCounts()
+        if keep_topics is None:
+            flow = replay_flow(ticks, configs, out_dir, params, on_progress=on_progress, counts=counts)
+        else:
+            from dataflows.sweep import kept_replay_flow  # only sweeps use it
+
+            flow = kept_replay_flow(
+                ticks, configs, out_dir, params, keep_topics, on_progress=on_progress, counts=counts
+            )
+        tune_collector()
+        run_main(flow)
+    else:
+        msg = f"replay: processes must be 1 or 2, got {processes}"
+        raise ConfigError(msg)
 
     topic_counts = counts.topic_counts()
     dead = topic_counts.get(dlq_topic(MARKET_TICKS), 0)

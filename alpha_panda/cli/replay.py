@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -75,10 +77,21 @@ def replay(
     ),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     report: Annotated[bool, typer.Option(help="Then write DIR/report.html and DIR/report.json.")] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=2,
+            help=(
+                "1, or 2: the accounts (risk, execution, books, the files) on a second process, the same "
+                "outputs in less time. Default: 2 for a file of 8 MiB or more on a machine with two cores."
+            ),
+        ),
+    ] = None,
 ) -> None:
-    """Run the whole pipeline over a tick file in one process, with no servers."""
+    """Run the whole pipeline over a tick file, with no servers (on one process, or two for big files)."""
     from alpha_panda.outdir import check_out_dir
-    from alpha_panda.replay import run_replay
+    from alpha_panda.replay import auto_processes, run_replay
     from alpha_panda.strategy_file import load_strategy_file
     from connectors.parquet_ticks import is_parquet, parquet_row_count
     from dataflows.pipeline import PipelineParams
@@ -98,9 +111,17 @@ def replay(
             TransferSpeedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=err_console, disable=quiet, transient=True) as progress:
+        if processes is None:
+            processes = auto_processes(ticks, params)
+        # Drawn from the progress callback, never from a thread of its own: a two-process
+        # replay forks, and a fork wants no other thread alive.
+        with Progress(
+            *columns, console=err_console, disable=quiet, transient=True, auto_refresh=False
+        ) as progress:
             task = progress.add_task("replay", total=ticks.stat().st_size)
-            summary = run_replay(ticks, configs, out, params, on_progress=lambda n: progress.advance(task, n))
+            summary = run_replay(
+                ticks, configs, out, params, on_progress=_drawn(progress, task), processes=processes
+            )
     except AlphaPandaError as err:
         raise fail(err) from err
     print_replay_summary(summary, out)
@@ -111,6 +132,25 @@ def replay(
             console.print(f"report: {write_report(out)}")
         except AlphaPandaError as err:
             raise fail(err) from err
+
+
+PROGRESS_REDRAW_S = 0.1
+"""Seconds between two redraws of the replay's progress bar."""
+
+
+def _drawn(progress: Progress, task: Any) -> Callable[[int], None]:
+    """A progress callback that advances ``task`` and redraws at most every :data:`PROGRESS_REDRAW_S`."""
+    drawn_at = 0.0
+
+    def advance(consumed: int) -> None:
+        nonlocal drawn_at
+        progress.advance(task, consumed)
+        now = time.monotonic()
+        if now - drawn_at >= PROGRESS_REDRAW_S:
+            drawn_at = now
+            progress.refresh()
+
+    return advance
 
 
 def simulate(
