@@ -190,24 +190,11 @@ def build_pipeline(
             raise ConfigError(msg)
         return _accounts_apart(raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, backlog=backlog)
     shards = max(1, params.shards)
-    risk, portfolio, execute = params.trading_collaborators(clock)
-    shard_config = params.shard_config()
 
     def mine(shard: int, strategy_set: Iterable[StrategyConfig]) -> list[StrategyConfig]:
         return [c for c in strategy_set if shard_of(c.id, shards) == shard]
 
-    def build(shard: int, state: ShardState | None) -> TradingShard:
-        return TradingShard(
-            mine(shard, configs),
-            shard_config,
-            risk,
-            portfolio,
-            execute,
-            clock,
-            state,
-            emit_dead_letters=shard == 0,
-            halts=params.halts,
-        )
+    build = _shard_builder(lambda shard: mine(shard, configs), params, clock)
 
     split = _decoded(raw_ticks, params, dlq_clock)
     keyed = op.flat_map(
@@ -239,6 +226,34 @@ def build_pipeline(
         ),
     )
     return op.merge("published", published, split.falses)
+
+
+def _shard_builder(
+    configs_of: Callable[[int], list[StrategyConfig]],
+    params: PipelineParams,
+    clock: Clock,
+    *,
+    accounts_apart: bool = False,
+) -> Callable[[int, ShardState | None], TradingShard]:
+    """How a trading step builds shard ``i`` (over ``configs_of(i)``), afresh or from a saved state."""
+    risk, portfolio, execute = params.trading_collaborators(clock)
+    shard_config = params.shard_config()
+
+    def build(shard: int, state: ShardState | None) -> TradingShard:
+        return TradingShard(
+            configs_of(shard),
+            shard_config,
+            risk,
+            portfolio,
+            execute,
+            clock,
+            state,
+            emit_dead_letters=shard == 0,
+            halts=params.halts,
+            accounts_apart=accounts_apart,
+        )
+
+    return build
 
 
 def _decoded(
@@ -330,24 +345,10 @@ def _accounts_apart(
     the one-shard flow: every topic in the same order. ``backlog`` counts
     the steps handed over and done; the flow's source waits on it.
     """
-    risk, portfolio, execute = params.trading_collaborators(clock)
-    shard_config = params.shard_config()
     active = [c for c in configs if c.is_active]
     trading_key = worker_key("trading", 0)
     accounts_key = worker_key("accounts", ACCOUNTS_WORKER)
-
-    def build(shard: int, state: ShardState | None) -> TradingShard:
-        return TradingShard(
-            active,
-            shard_config,
-            risk,
-            portfolio,
-            execute,
-            clock,
-            state,
-            halts=params.halts,
-            accounts_apart=True,
-        )
+    build = _shard_builder(lambda _shard: active, params, clock, accounts_apart=True)
 
     split = _decoded(raw_ticks, params, dlq_clock)
     keyed = op.map("to_shard", split.trues, lambda ticks: (trading_key, ShardItem(0, ticks)))
@@ -358,10 +359,11 @@ def _accounts_apart(
     calls = op.branch("calls_or_letters", traded, lambda item: isinstance(item, Calls))
 
     def books(_resume: None) -> _RemoteBooksLogic:
-        return _RemoteBooksLogic(
-            RemoteBooks(AccountBooks(shard_config, risk, portfolio, execute, clock, {}, halts=params.halts)),
-            backlog,
+        risk, portfolio, execute = params.trading_collaborators(clock)
+        accounts = AccountBooks(
+            params.shard_config(), risk, portfolio, execute, clock, {}, halts=params.halts
         )
+        return _RemoteBooksLogic(RemoteBooks(accounts), backlog)
 
     booked = op.key_rm(
         "accounts_unkey",

@@ -9,15 +9,17 @@ here, so that the replay can say what went wrong.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from dataflows.delegating import Delegating
+
+T = TypeVar("T")
 
 _first: list[BaseException] = []
 
@@ -43,40 +45,33 @@ class NotesFailures(Delegating):
 
     def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
         """The inner logic's."""
-        try:
-            return self._inner.on_item(value)
-        except BaseException as err:
-            note_failure(err)
-            raise
+        return noted(self._inner.on_item, value)
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
         """The inner logic's."""
-        try:
-            return self._inner.on_eof()
-        except BaseException as err:
-            note_failure(err)
-            raise
+        return noted(self._inner.on_eof)
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         """The inner logic's."""
-        try:
-            return self._inner.on_notify()
-        except BaseException as err:
-            note_failure(err)
-            raise
+        return noted(self._inner.on_notify)
+
+
+def noted(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``; an exception it raises is noted, then raised."""
+    try:
+        return call(*args)
+    except BaseException as err:
+        note_failure(err)
+        raise
 
 
 def noting(build: Any) -> Any:
     """A stateful step's builder whose logics note their failures."""
 
-    def noted(resume: Any) -> StatefulLogic[Any, Any, Any]:
-        try:
-            return NotesFailures(build(resume))
-        except BaseException as err:
-            note_failure(err)
-            raise
+    def built(resume: Any) -> StatefulLogic[Any, Any, Any]:
+        return NotesFailures(noted(build, resume))
 
-    return noted
+    return built
 
 
 class _NotingSourcePartition(StatefulSourcePartition[Any, Any]):
@@ -114,11 +109,7 @@ class NotingSource(FixedPartitionedSource[Any, Any]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition[Any, Any]:
         """The inner source's partition, noting its errors."""
-        try:
-            return _NotingSourcePartition(self._inner.build_part(step_id, for_part, resume_state))
-        except BaseException as err:
-            note_failure(err)
-            raise
+        return _NotingSourcePartition(noted(self._inner.build_part, step_id, for_part, resume_state))
 
 
 class _NotingSinkPartition(StatelessSinkPartition[Any]):
@@ -126,18 +117,10 @@ class _NotingSinkPartition(StatelessSinkPartition[Any]):
         self._inner = inner
 
     def write_batch(self, items: list[Any]) -> None:
-        try:
-            self._inner.write_batch(items)
-        except BaseException as err:
-            note_failure(err)
-            raise
+        noted(self._inner.write_batch, items)
 
     def close(self) -> None:
-        try:
-            self._inner.close()
-        except BaseException as err:
-            note_failure(err)
-            raise
+        noted(self._inner.close)
 
 
 class NotingSink(DynamicSink[Any]):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from alpha_panda.bench.harness import CountingSink, MemorySource, market, pipeli
 from alpha_panda.bench.machine import rss
 from alpha_panda.bench.scenarios import Log
 from alpha_panda.bench.scenarios.replay import median_run
+from alpha_panda.two_processes import free_ports
 from dataflows.runtime.collector import tune_collector
 
 GROUPS = 3
@@ -47,17 +47,6 @@ MODES = (
 """(name, workers, processes, groups, shards) of the in-process layouts."""
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def two_processes(
     instruments: int, ticks: int, groups: int = GROUPS, shards: int = SHARDS, timeout: float = 600
 ) -> dict[str, Any]:
@@ -70,7 +59,7 @@ def two_processes(
     processes are done; ``seconds_with_startup`` from when both had called
     ``cluster_main``, so it includes connecting the two processes.
     """
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     children = []
