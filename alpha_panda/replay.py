@@ -76,7 +76,7 @@ def auto_processes(ticks: Path, params: PipelineParams) -> int:
     layout (one shard, one instrument group) and a file big enough for the
     second process to pay for itself.
     """
-    if (os.cpu_count() or 1) < 2 or not can_fork() or params.groups > 1 or params.shards > 1:
+    if (os.cpu_count() or 1) < 2 or not can_fork() or not params.one_shard:
         return 1
     return 2 if ticks.stat().st_size >= AUTO_TWO_PROCESSES_BYTES else 1
 
@@ -109,7 +109,7 @@ def run_replay(
     clear_previous_outputs(out_dir)  # a previous replay's files only, never anything else
     out_dir.mkdir(parents=True, exist_ok=True)
     if processes == 2:
-        if keep_topics is not None or params.groups > 1 or params.shards > 1:
+        if keep_topics is not None or not params.one_shard:
             msg = "replay --processes 2 runs one trading shard and one instrument group, every topic kept"
             raise ConfigError(msg)
         apart = dataclasses.replace(params, accounts_apart=True)

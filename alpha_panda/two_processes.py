@@ -97,6 +97,7 @@ def run_on_two_processes(build: Callable[[], tuple[Dataflow, OutputCounts]]) -> 
         # Bytewax panics in both processes when a worker fails, and loses the error: the
         # cause is what this process's steps noted, or else what the other process reports.
         lost = own is None and type(err).__name__ == "PanicException"
+        # The child is gone afterwards: given time to report only if its error is the cause.
         failure = _outcome(pid, read_end, child_err, within=CHILD_WAIT_S if lost else 0.0)[1]
         if own is not None:
             if isinstance(own, AlphaPandaError):
@@ -215,7 +216,7 @@ def await_listener(port: int, within: float = LISTENER_WAIT_S) -> bool:
                 rows = table.read().splitlines()[1:]
         except OSError:
             return False
-        if any(r.split()[1] == wanted and r.split()[3] == "0A" for r in rows):  # 0A: LISTEN
+        if any(fields[1] == wanted and fields[3] == "0A" for fields in map(str.split, rows)):  # 0A: LISTEN
             return True
         if time.monotonic() >= deadline:
             return False

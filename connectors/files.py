@@ -251,9 +251,7 @@ class OutputCounts:
         with self._lock:
             return dict(self.messages), self.lines_read, dict(self.last_snapshots)
 
-    def merge(
-        self, portable: tuple[dict[tuple[str, str | None], int], int, dict[tuple[str, str], Any]]
-    ) -> None:
+    def merge(self, portable: PortableCounts) -> None:
         """Add another sink's counts (:meth:`portable`); the other's snapshot wins for an account in both."""
         messages, lines_read, last_snapshots = portable
         with self._lock:

@@ -57,6 +57,11 @@ class PipelineParams:
     skip copying their state for the snapshot Bytewax asks at each epoch close
     (:mod:`dataflows.unrecovered`)."""
 
+    @property
+    def one_shard(self) -> bool:
+        """One trading shard and one instrument group: the layout whose accounts can run apart."""
+        return self.groups == 1 and self.shards <= 1
+
     @classmethod
     def from_settings(cls, settings: Any, *, live: bool = False) -> PipelineParams:
         """Build params from :class:`dataflows.settings.Settings`.

@@ -168,6 +168,17 @@ def build_pipeline(
             duplicated id), before the flow starts.
     """
     InstrumentStrategies([c for c in configs if c.is_active])  # fail fast on a bad set
+    if params.accounts_apart:
+        if order_updates is not None or not params.one_shard or params.idle_mark_after is not None:
+            msg = (
+                "accounts apart (replay --processes 2) take one trading shard and one instrument "
+                "group, no live order updates and no idle flush"
+            )
+            raise ConfigError(msg)
+        if backlog is None:
+            msg = "accounts apart need the backlog their source waits on"
+            raise ConfigError(msg)
+        return _accounts_apart(raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, backlog=backlog)
     if params.groups > 1:
         if order_updates is not None:
             msg = (
@@ -178,17 +189,6 @@ def build_pipeline(
         return grouped_trading(
             raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, config_updates=config_updates
         )
-    if params.accounts_apart:
-        if order_updates is not None or params.shards > 1 or params.idle_mark_after is not None:
-            msg = (
-                "accounts apart (replay --processes 2) take one trading shard, no live order "
-                "updates and no idle flush"
-            )
-            raise ConfigError(msg)
-        if backlog is None:
-            msg = "accounts apart need the backlog their source waits on"
-            raise ConfigError(msg)
-        return _accounts_apart(raw_ticks, configs, params, clock=clock, dlq_clock=dlq_clock, backlog=backlog)
     shards = max(1, params.shards)
 
     def mine(shard: int, strategy_set: Iterable[StrategyConfig]) -> list[StrategyConfig]:

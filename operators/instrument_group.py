@@ -29,7 +29,6 @@ from operators.decision import Decision
 from operators.shard_state import InstrumentBook, Run, traded_book
 from operators.strategy import InstrumentStrategies, StrategyConfig
 from operators.timeline import GroupTicks
-from schemas.envelope import tick_id_of
 from schemas.events import TradingSignal
 
 
@@ -168,18 +167,7 @@ class InstrumentGroup:
                     continue  # valid, but no strategy trades it
                 runs[token] = traded
             book, run = traded
-            tick_id = ids[i] if ids is not None else None
-            occurrences = book.occurrences
-            last = occurrences.at
-            if last is None or at > last:
-                # TickOccurrences.next for a new second of the instrument (nearly every tick), inline.
-                occurrences.at, occurrences.first_price, occurrences.same = at, price, None
-                book.tick_id = tick_id or ""
-            else:
-                occurrence = occurrences.next(at, price)
-                book.tick_id = tick_id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
-            book.price = price
-            book.tick_at = at
+            book.see(token, at, price, ids[i] if ids is not None else None)
             moved[token] = price
             for config, on_price, strategy_state in run:
                 decision = on_price(strategy_state, price)

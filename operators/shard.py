@@ -40,7 +40,7 @@ from operators.shard_state import (
     traded_book,
 )
 from operators.strategy import InstrumentStrategies, StrategyConfig
-from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound, tick_id_of
+from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound
 from schemas.topics import MARKET_TICKS
 
 Clock = Callable[[datetime], datetime]
@@ -173,17 +173,7 @@ class TradingShard:
                     continue  # valid, but no strategy trades it
                 runs[token] = traded
             book, run = traded
-            occurrences = book.occurrences
-            last = occurrences.at
-            if last is None or at > last:
-                # TickOccurrences.next for a new second of the instrument (nearly every tick), inline.
-                occurrences.at, occurrences.first_price, occurrences.same = at, price, None
-                book.tick_id = tick_in.id or ""
-            else:
-                occurrence = occurrences.next(at, price)
-                book.tick_id = tick_in.id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
-            book.price = price
-            book.tick_at = at
+            book.see(token, at, price, tick_in.id)
             signals = None
             for config, on_price, strategy_state in run:
                 decision = on_price(strategy_state, price)

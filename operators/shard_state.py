@@ -101,6 +101,25 @@ class InstrumentBook:
             self.strategies.copy(), self.occurrences.copy(), self.price, self.tick_id, self.tick_at
         )
 
+    def see(self, token: int, at: datetime, price: float, tick_id: str | None) -> None:
+        """Take a tick of the instrument as its latest: its time, price and occurrence-counted id.
+
+        The id is the producer's, or made now if earlier ticks had the same
+        time and price, or else left to :meth:`cause_id` (most ticks never
+        need one). A new second of the instrument, nearly every tick, is
+        counted here without a call to :meth:`TickOccurrences.next`.
+        """
+        occurrences = self.occurrences
+        last = occurrences.at
+        if last is None or at > last:
+            occurrences.at, occurrences.first_price, occurrences.same = at, price, None
+            self.tick_id = tick_id or ""
+        else:
+            occurrence = occurrences.next(at, price)
+            self.tick_id = tick_id or (tick_id_of(token, at, price, occurrence) if occurrence else "")
+        self.price = price
+        self.tick_at = at
+
     def cause_id(self, token: int) -> str:
         """The id of the latest tick, made on first use: most ticks cause nothing and never need one."""
         if not self.tick_id and self.tick_at is not None:
