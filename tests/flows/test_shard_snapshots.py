@@ -32,7 +32,7 @@ def test_snapshots_copy_changed_instruments_and_never_alias() -> None:
     shard.on_item(decode_tick(tick_line(1, 101.0, 1)))
     assert pickle.dumps(first) == frozen, "a later tick changed an earlier snapshot"
     second = shard.snapshot()
-    assert list(second.instruments[1].strategies.strategies["mom"].prices) == [100.0, 101.0]
+    assert list(second.instruments[1].strategies.strategies["mom"].window()) == [100.0, 101.0]
     assert second.instruments[2] is first.instruments[2], "an untouched instrument is not copied again"
 
 
@@ -45,4 +45,4 @@ def test_a_resumed_shard_continues_where_it_stopped() -> None:
     signals = [item for _, item in out if hasattr(item, "data")]
     assert [s.data.signal_type for s in signals] == ["BUY"]
     restored = resumed.snapshot()
-    assert list(restored.instruments[1].strategies.strategies["mom"].prices) == [100.0, 100.0, 102.0]
+    assert list(restored.instruments[1].strategies.strategies["mom"].window()) == [100.0, 100.0, 102.0]

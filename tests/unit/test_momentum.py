@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import random
+from collections import deque
 
 import pytest
 
 from operators.decision import Decision
 from operators.errors import ConfigError
-from operators.momentum import Momentum, MomentumConfig, MomentumRule
+from operators.momentum import Momentum, MomentumConfig, MomentumRule, MomentumState
 from operators.strategy_api import EdgeTriggered
 
 
@@ -79,10 +81,41 @@ def test_state_copy_does_not_alias() -> None:
         strategy.on_price(state, price)
     copy = state.copy()
     strategy.on_price(state, 110.0)
-    assert list(copy.prices) == [100.0, 101.0, 103.0]
-    assert copy.prices.maxlen == 3
+    assert copy.window() == [100.0, 101.0, 103.0]
+    assert state.window() == [101.0, 103.0, 110.0]
     assert copy.active == "BUY"
     assert copy.prices is not state.prices
+
+
+def test_the_window_is_a_ring_of_the_last_lookback_prices() -> None:
+    strategy = Momentum(MomentumConfig(lookback_period=3, momentum_threshold=0.5))
+    state = strategy.new_state()
+    seen = []
+    for price in (100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0):
+        strategy.on_price(state, price)
+        seen.append((state.window(), state.head))
+    assert seen == [
+        ([100.0], 0),
+        ([100.0, 101.0], 0),
+        ([100.0, 101.0, 102.0], 0),
+        ([101.0, 102.0, 103.0], 1),
+        ([102.0, 103.0, 104.0], 2),
+        ([103.0, 104.0, 105.0], 0),
+        ([104.0, 105.0, 106.0], 1),
+    ]
+    assert len(state.prices) == 3
+
+
+def test_a_state_pickled_before_the_ring_resumes_with_its_window() -> None:
+    # Recovery snapshots written before the ring hold the window as a deque, oldest first.
+    strategy = Momentum(MomentumConfig(lookback_period=3, momentum_threshold=0.01))
+    old = MomentumState.__new__(MomentumState)
+    old.__setstate__({"prices": deque([100.0, 100.0, 100.0], maxlen=3), "active": None})
+    assert old.window() == [100.0, 100.0, 100.0]
+    assert strategy.on_price(old, 102.0) == Decision("BUY", 100, 0.1, {"momentum": 0.02})
+    assert old.window() == [100.0, 100.0, 102.0]
+    again = pickle.loads(pickle.dumps(old))
+    assert (again.window(), again.head, again.active) == ([100.0, 100.0, 102.0], old.head, "BUY")
 
 
 def test_from_parameters_fills_defaults_and_converts() -> None:

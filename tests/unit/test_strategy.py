@@ -187,7 +187,7 @@ def test_instrument_state_copy_does_not_alias() -> None:
     logic.on_price(state, 1, 110.0)
     strategy_state = copy.strategies["a"]
     assert isinstance(strategy_state, MomentumState)
-    assert list(strategy_state.prices) == [100.0, 100.0]
+    assert strategy_state.window() == [100.0, 100.0]
     assert strategy_state.active is None
     assert copy.strategies is not state.strategies
     assert copy.built_for is not state.built_for
