@@ -85,7 +85,7 @@ class MeanReversionConfig:
         return build_config(cls, parameters)
 
 
-@dataclass
+@dataclass(slots=True)
 class MeanReversionState(StrategyState):
     """One instrument's mean-reversion state for one strategy.
 
@@ -121,6 +121,17 @@ class MeanReversionState(StrategyState):
             self.abs_floor,
             self.resync_in,
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Also a snapshot taken before slots, or before the pre-test's fields: they take their defaults.
+        for name in self.__slots__:
+            setattr(self, name, state.get(name, _FIELD_DEFAULTS.get(name)))
+
+
+_FIELD_DEFAULTS: dict[str, Any] = {"active": None, "abs_sum": 0.0, "abs_floor": 0.0, "resync_in": 0}
 
 
 def _rsi_of(changes: deque[float]) -> float:
