@@ -94,6 +94,8 @@ class TradingShard:
                 config, risk, portfolio, execute, clock, self.state.accounts, halts=halts
             )
         self._runs: dict[int, tuple[InstrumentBook, Run]] = {}
+        self._untraded: set[int] = set()
+        """Tokens seen that no strategy trades, until the next reload (most feeds carry some)."""
         self.reload(configs)
 
     # --- configuration --------------------------------------------------------
@@ -103,6 +105,7 @@ class TradingShard:
         active = [c for c in configs if c.is_active]
         self._strategies = InstrumentStrategies(active)
         self._runs.clear()
+        self._untraded.clear()
         self._books.reload(active)
         for token, book in list(self.state.instruments.items()):
             self._strategies.reconcile(book.strategies, token)
@@ -168,8 +171,11 @@ class TradingShard:
             price = tick.last_price
             traded = runs.get(token)
             if traded is None:
+                if token in self._untraded:
+                    continue
                 traded = traded_book(self._strategies, state.instruments, token)
                 if traded is None:
+                    self._untraded.add(token)
                     continue  # valid, but no strategy trades it
                 runs[token] = traded
             book, run = traded

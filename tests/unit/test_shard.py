@@ -182,3 +182,17 @@ def test_ticks_of_one_second_beyond_the_skew_are_held_together_and_confirm_the_j
     assert [(b.signal_type, b.price, b.timestamp) for b in buys] == [("BUY", 102.0, T0 + timedelta(days=3))]
     assert logic.state.newest == T0 + timedelta(days=3)
     assert logic.state.held == []
+
+
+def test_an_instrument_nobody_traded_is_traded_once_a_reload_adds_a_strategy_for_it() -> None:
+    logic = shard()
+    other = 738561
+    batch = decode_tick_batch([tick_line(other, p, s) for p, s in [(100.0, 0), (102.0, 1), (104.0, 2)]])
+    assert [m.topic for m in logic.on_batch(batch.ticks, batch.times)] == []
+    assert other not in logic.state.instruments
+    logic.reload([MOMENTUM, StrategyConfig("mom2", "momentum", (other,), MOMENTUM.parameters)])
+    batch = decode_tick_batch([tick_line(other, p, s) for p, s in [(100.0, 3), (102.0, 4)]])
+    out = logic.on_batch(batch.ticks, batch.times)
+    assert [(m.topic, m.envelope.data.strategy_id) for m in out if m.topic == "paper.signals.raw"] == [
+        ("paper.signals.raw", "mom2")
+    ]
