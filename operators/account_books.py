@@ -119,6 +119,20 @@ class AccountBooks:
             out.append(Outbound(account.signals_topic, key, envelope, account.key))
             self._decide(out, account, envelope)
 
+    def on_decision(
+        self,
+        out: list[Outbound],
+        config_id: str,
+        token: int,
+        decision: Any,
+        price: float,
+        at: datetime,
+        cause: str,
+        correlation: str,
+    ) -> None:
+        """:meth:`on_signal` for the signal a strategy's ``decision`` on one tick makes."""
+        self.on_signal(out, trading_signal(config_id, token, decision, price, at), cause, correlation)
+
     def _decide(self, out: list[Outbound], account: Account, signal: SignalEnvelope) -> None:
         """Risk, execution and books for one signal of one account."""
         state = self.states[account.name]

@@ -10,6 +10,11 @@ somewhere else (another worker, another process). The books get exactly the
 calls they would have got in the shard, so they publish exactly the same
 messages.
 
+A signal travels as a plain tuple of the signal's fields (:func:`signal_row`),
+the other calls as :class:`AccountCall`: a batch's calls are pickled when
+they cross to another process, and a plain tuple of strings, numbers and a
+time pickles in a sixth of the time of a named tuple holding a struct.
+
 A boundary or a flush carries the latest prices the books may mark held
 positions with: those of the instruments the account side has been sent a
 signal for (it can hold no other), and of those only the ones that changed
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from operators.account_books import AccountBooks, PriceOf
+from operators.decision import Decision
 from operators.shard_state import InstrumentBook
 from operators.strategy import StrategyConfig
 from schemas.envelope import FailedEnvelope, FilledEnvelope, Outbound
@@ -54,6 +60,30 @@ class AccountCall(NamedTuple):
     configs: tuple[StrategyConfig, ...] | None = None
 
 
+SignalRow = tuple[Any, ...]
+"""``(SIGNAL, strategy_id, token, side, quantity, confidence, metadata, price, at, cause, correlation)``."""
+
+
+def signal_row(
+    config_id: str, token: int, decision: Decision, price: float, at: datetime, cause: str, correlation: str
+) -> SignalRow:
+    """The recorded form of a strategy's decision on one tick (what :func:`trading_signal` is made of)."""
+    side, quantity, confidence, metadata = (
+        decision.side,
+        decision.quantity,
+        decision.confidence,
+        decision.metadata,
+    )
+    return (SIGNAL, config_id, token, side, quantity, confidence, metadata, price, at, cause, correlation)
+
+
+def signal_of(row: SignalRow) -> tuple[TradingSignal, str, str]:
+    """The signal a :func:`signal_row` records, with its cause and correlation ids."""
+    _kind, config_id, token, side, quantity, confidence, metadata, price, at, cause, correlation = row
+    signal = TradingSignal(config_id, token, side, quantity, price, at, confidence, metadata)
+    return signal, cause, correlation
+
+
 class AccountsApartError(AlphaPandaError):
     """Something the account part run apart cannot do (it exists for replays)."""
 
@@ -63,7 +93,7 @@ class RecordedBooks:
 
     def __init__(self, instruments: dict[int, InstrumentBook]) -> None:
         self._instruments = instruments
-        self._calls: list[AccountCall] = []
+        self._calls: list[AccountCall | SignalRow] = []
         self._signalled: set[int] = set()
         self._sent: dict[int, float] = {}
 
@@ -71,10 +101,20 @@ class RecordedBooks:
         """The books trade for ``active`` from now on."""
         self._calls.append(AccountCall(RELOAD, configs=tuple(active)))
 
-    def on_signal(self, out: list[Outbound], signal: TradingSignal, cause: str, correlation: str) -> None:
-        """Record ``signal``; ``out`` gets nothing here (the books publish where they run)."""
-        self._calls.append(AccountCall(SIGNAL, signal, cause, correlation))
-        self._signalled.add(signal.instrument_token)
+    def on_decision(
+        self,
+        out: list[Outbound],
+        config_id: str,
+        token: int,
+        decision: Decision,
+        price: float,
+        at: datetime,
+        cause: str,
+        correlation: str,
+    ) -> None:
+        """Record the signal of ``decision``; ``out`` gets nothing here (the books publish where they run)."""
+        self._calls.append(signal_row(config_id, token, decision, price, at, cause, correlation))
+        self._signalled.add(token)
 
     def snapshots(self, out: list[Outbound], at: datetime, price_of: PriceOf) -> None:
         """Record a snapshot boundary at ``at``."""
@@ -93,7 +133,7 @@ class RecordedBooks:
         msg = "accounts run apart take no live order updates: run live flows with the accounts in the shard"
         raise AccountsApartError(msg)
 
-    def take(self) -> list[AccountCall]:
+    def take(self) -> list[AccountCall | SignalRow]:
         """The calls recorded since the last take, in order."""
         calls, self._calls = self._calls, []
         return calls
@@ -115,16 +155,17 @@ class RemoteBooks:
         self.books = books
         self._prices: dict[int, float] = {}
 
-    def apply(self, calls: Sequence[AccountCall]) -> list[Outbound]:
+    def apply(self, calls: Sequence[AccountCall | SignalRow]) -> list[Outbound]:
         """Every message the calls make the books publish, in the order the shard's books would have."""
         out: list[Outbound] = []
         books = self.books
         price_of: Callable[[int], float | None] = self._prices.get
         for call in calls:
-            kind = call.kind
+            kind = call[0]
             if kind == SIGNAL:
-                books.on_signal(out, call.signal, call.cause, call.correlation)  # type: ignore[arg-type]
+                books.on_signal(out, *signal_of(call))
                 continue
+            assert isinstance(call, AccountCall)  # noqa: S101 - every other call is one
             if call.prices:
                 self._prices.update(call.prices)
             if kind == BOUNDARY:

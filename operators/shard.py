@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from operators.account_books import AccountBooks, Execute, trading_signal
+from operators.account_books import AccountBooks, Execute
 from operators.account_calls import AccountCall, RecordedBooks
 from operators.decision import Decision
 from operators.portfolio import Portfolio
@@ -204,9 +204,9 @@ class TradingShard:
         token = tick.instrument_token
         cause = book.cause_id(token)
         correlation = tick_in.correlation_id or cause
+        price = tick.last_price
         for config, decision in decisions:
-            signal = trading_signal(config.id, token, decision, tick.last_price, at)
-            self._books.on_signal(out, signal, cause, correlation)
+            self._books.on_decision(out, config.id, token, decision, price, at, cause, correlation)
 
     # --- later reports of live orders -------------------------------------------
 

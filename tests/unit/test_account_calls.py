@@ -8,7 +8,15 @@ from datetime import timedelta
 import pytest
 
 from operators.account_books import AccountBooks
-from operators.account_calls import BOUNDARY, FLUSH, RELOAD, SIGNAL, AccountsApartError, RemoteBooks
+from operators.account_calls import (
+    BOUNDARY,
+    FLUSH,
+    RELOAD,
+    SIGNAL,
+    AccountsApartError,
+    RemoteBooks,
+    signal_of,
+)
 from operators.execution import SimulatedExecution
 from operators.fills import FillConfig, FillSimulator
 from operators.portfolio import Portfolio, PortfolioConfig
@@ -98,14 +106,15 @@ def test_only_changed_prices_of_signalled_instruments_travel_with_a_boundary() -
         apart.on_batch(batch.ticks, batch.times)
     calls = apart.take_calls()
     assert calls[0].kind == RELOAD and calls[0].configs == tuple(CONFIGS)
-    boundaries = [c for c in calls if c.kind == BOUNDARY]
-    signals = [c for c in calls if c.kind == SIGNAL]
+    boundaries = [c for c in calls if c[0] == BOUNDARY]
+    signals = [c for c in calls if c[0] == SIGNAL]
     assert signals and boundaries
     signalled = set()
     sent: dict[int, float] = {}
     for call in calls:
-        if call.kind == SIGNAL:
-            signalled.add(call.signal.instrument_token)
+        if call[0] == SIGNAL:
+            assert type(call) is tuple  # plain values: what crosses processes pickles cheaply
+            signalled.add(signal_of(call)[0].instrument_token)
         elif call.kind == BOUNDARY:
             assert set(call.prices) <= signalled
             assert all(sent.get(t) != p for t, p in call.prices.items())
