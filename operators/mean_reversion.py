@@ -22,6 +22,7 @@ they carry are the same as without the tests).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections import deque
@@ -131,7 +132,9 @@ class MeanReversionState(StrategyState):
             setattr(self, name, state.get(name, _FIELD_DEFAULTS.get(name)))
 
 
-_FIELD_DEFAULTS: dict[str, Any] = {"active": None, "abs_sum": 0.0, "abs_floor": 0.0, "resync_in": 0}
+_FIELD_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(MeanReversionState) if f.default is not dataclasses.MISSING
+}
 
 
 def _rsi_of(changes: deque[float]) -> float:
