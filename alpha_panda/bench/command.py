@@ -59,6 +59,12 @@ def bench_command(
     live_seconds: Annotated[
         float | None, typer.Option(min=1, help="Seconds of each live latency run (default 20).")
     ] = None,
+    live_floor_batches: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="One-message record batches in the broker floor's aged partition (default 5000)."
+        ),
+    ] = None,
     quick: Annotated[bool, typer.Option(help="Small sizes, for a smoke test.")] = False,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")] = Path(
         "out/bench.json"
@@ -84,6 +90,8 @@ def bench_command(
         overrides["live_rates"] = tuple(float(rate) for rate in _int_list(live_rates))
     if live_seconds is not None:
         overrides["live_seconds"] = live_seconds
+    if live_floor_batches is not None:
+        overrides["live_floor_batches"] = live_floor_batches
     _run(replace(base, **overrides), json_path)
 
 

@@ -23,7 +23,8 @@ class BenchConfig:
     ``peer_instruments`` / ``peer_ticks``: sizes of the peers' tape (one
     tape per instrument count, ``peer_ticks`` ticks in total each).
     ``live_*``: the live scenario (ticks of the throughput runs, offered
-    rates and seconds of the latency runs, modes).
+    rates and seconds of the latency runs, modes; record batches the
+    broker floor's aged partition holds).
     """
 
     scenarios: tuple[str, ...] = OFFLINE_SCENARIOS
@@ -39,6 +40,7 @@ class BenchConfig:
     live_rates: tuple[float, ...] = (1_000.0, 5_000.0)
     live_seconds: float = 20.0
     live_modes: tuple[str, ...] = ("all-in-one", "per-stage")
+    live_floor_batches: int = 5_000
 
 
 QUICK = BenchConfig(
@@ -52,5 +54,6 @@ QUICK = BenchConfig(
     live_ticks=2_000,
     live_rates=(500.0,),
     live_seconds=3.0,
+    live_floor_batches=200,
 )
 """Small sizes for a smoke run (seconds, not minutes)."""

@@ -117,24 +117,42 @@ def _percentiles(stats: dict[str, Any]) -> str:
 
 
 def live_table(rows: list[dict[str, Any]]) -> Table:
-    """Raw broker, sustained and latency rows of the live scenario."""
+    """Raw broker, broker floor, sustained and latency rows of the live scenario."""
     table = _table(
         "Live, local stack (Tansu, Redis, PostgreSQL), 20 instruments",
         ("measurement", "mode", "offered", "ticks/s", "signal p50/p95/p99 ms", "fill p50/p95/p99 ms")
-        + ("broker hop p50/p95/p99 ms", "RSS MiB (growth)"),
+        + ("broker hop p50/p95/p99 ms", "broker CPU s/s", "RSS MiB (growth)"),
         left=("measurement", "mode"),
     )
     for row in rows:
         if row["kind"] == "raw_broker":
             rates = f"{_rate(row['produce_per_s'])} / {_rate(row['consume_per_s'])}"
-            table.add_row("raw broker", "produce / consume", "-", rates, "-", "-", "-", "-")
+            table.add_row("raw broker", "produce / consume", "-", rates, "-", "-", "-", "-", "-")
+        elif row["kind"] == "broker_floor":
+            for name, label in (
+                ("fresh", "fresh partition"),
+                ("aged", f"after {row['aged_batches']:,} batches"),
+            ):
+                part = row[name]
+                table.add_row(
+                    "broker floor",
+                    label,
+                    _rate(row["rate"]),
+                    "-",
+                    "-",
+                    "-",
+                    _percentiles(part["hop_ms"]),
+                    f"{part['broker_cpu_per_s']:.2f}",
+                    "-",
+                )
         elif row["kind"] == "sustained":
             rss = sum(row["rss_kib"].values()) / 1024
             rate = _rate(row["ticks_per_s"])
-            table.add_row("sustained", row["mode"], "max", rate, "-", "-", "-", f"{rss:.0f}")
+            table.add_row("sustained", row["mode"], "max", rate, "-", "-", "-", "-", f"{rss:.0f}")
         else:
             rss = sum(row["rss_kib_end"].values()) / 1024
             growth = sum(row["rss_growth_kib"].values()) / 1024
+            cpu = row.get("broker_cpu_per_s")  # absent from reports written before it was measured
             table.add_row(
                 f"latency ({row['seconds']:.0f} s)",
                 row["mode"],
@@ -143,6 +161,7 @@ def live_table(rows: list[dict[str, Any]]) -> Table:
                 _percentiles(row["tick_to_signal_ms"]),
                 _percentiles(row["tick_to_fill_ms"]),
                 _percentiles(row["broker_hop_ms"]),
+                "-" if cpu is None else f"{cpu:.2f}",
                 f"{rss:.0f} ({growth:+.1f})",
             )
     return table

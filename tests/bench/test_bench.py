@@ -12,11 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from alpha_panda.bench.config import SCENARIO_NAMES, BenchConfig
 from alpha_panda.bench.harness import CountingSink, bare_flow, bench_configs, market, pipeline_flow, run_timed
 from alpha_panda.bench.peer_tape import write_peer_tape
+from alpha_panda.bench.report import live_table
 from alpha_panda.bench.run import SCENARIOS, run_bench
 from alpha_panda.bench.scenarios.peers import run_replay_child
 from alpha_panda.cli import app
@@ -163,12 +165,24 @@ def test_two_processes_cluster() -> None:
 @pytest.mark.integration
 def test_live_scenario_measures_on_real_servers() -> None:
     config = BenchConfig(
-        scenarios=("live",), live_ticks=600, live_rates=(300.0,), live_seconds=2, live_modes=("all-in-one",)
+        scenarios=("live",),
+        live_ticks=600,
+        live_rates=(300.0,),
+        live_seconds=2,
+        live_modes=("all-in-one",),
+        live_floor_batches=200,
     )
     rows = run_bench(config)["scenarios"]["live"]
-    assert [row["kind"] for row in rows] == ["raw_broker", "sustained", "latency"]
-    raw, sustained, latency = rows
+    assert [row["kind"] for row in rows] == ["raw_broker", "broker_floor", "sustained", "latency"]
+    raw, floor, sustained, latency = rows
     assert raw["messages"] == 600
+    # The floor paces the first offered rate for the run's seconds on each partition, and times each message.
+    assert (floor["rate"], floor["seconds"], floor["aged_batches"]) == (300.0, 2, 200)
+    for part in (floor["fresh"], floor["aged"]):
+        assert part["messages"] == 600
+        assert part["hop_ms"]["count"] == 600
+        assert 0 < part["hop_ms"]["p50"] <= part["hop_ms"]["p99"]
+        assert part["broker_cpu_per_s"] > 0
     assert raw["produce_per_s"] > 0
     assert raw["consume_per_s"] > 0
     assert sustained["ticks"] == 600
@@ -182,6 +196,49 @@ def test_live_scenario_measures_on_real_servers() -> None:
     assert latency["broker_hop_ms"]["count"] == 600
     assert 0 < latency["broker_hop_ms"]["p50"] <= latency["broker_hop_ms"]["p99"]
     assert set(latency["rss_growth_kib"]) == {"pipeline"}
+    assert latency["broker_cpu_per_s"] > 0
+
+
+def test_live_table_shows_the_broker_floor_and_the_broker_cpu() -> None:
+    def hops(p50: float, p95: float, p99: float) -> dict[str, float]:
+        return {"count": 10, "p50": p50, "p95": p95, "p99": p99, "max": p99}
+
+    floor = {
+        "kind": "broker_floor",
+        "rate": 1000.0,
+        "seconds": 5.0,
+        "aged_batches": 5000,
+        "aging_seconds": 3.0,
+        "fresh": {"messages": 10, "hop_ms": hops(8.6, 15.0, 16.6), "broker_cpu_per_s": 0.23},
+        "aged": {"messages": 10, "hop_ms": hops(21.7, 30.0, 37.0), "broker_cpu_per_s": 1.02},
+    }
+    latency = {
+        "kind": "latency",
+        "mode": "all-in-one",
+        "rate": 1000.0,
+        "seconds": 20.0,
+        "tick_to_signal_ms": hops(7.8, 16.9, 89.8),
+        "tick_to_fill_ms": hops(7.9, 17.0, 74.1),
+        "broker_hop_ms": hops(7.8, 14.7, 17.4),
+        "broker_cpu_per_s": 0.61,
+        "rss_kib_end": {"pipeline": 102400},
+        "rss_growth_kib": {"pipeline": 1024},
+    }
+    old_latency = {key: value for key, value in latency.items() if key != "broker_cpu_per_s"}
+    console = Console(record=True, width=300)
+    console.print(live_table([floor, latency, old_latency]))
+    lines = [
+        line for line in console.export_text().splitlines() if "broker floor" in line or "latency" in line
+    ]
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines]
+    assert cells == [
+        ["broker floor", "fresh partition", "1,000", "-", "-", "-", "8.6 / 15.0 / 16.6", "0.23", "-"],
+        ["broker floor", "after 5,000 batches", "1,000", "-", "-", "-", "21.7 / 30.0 / 37.0", "1.02", "-"],
+        ["latency (20 s)", "all-in-one", "1,000", "-", "7.8 / 16.9 / 89.8", "7.9 / 17.0 / 74.1"]
+        + ["7.8 / 14.7 / 17.4", "0.61", "100 (+1.0)"],
+        ["latency (20 s)", "all-in-one", "1,000", "-", "7.8 / 16.9 / 89.8", "7.9 / 17.0 / 74.1"]
+        + ["7.8 / 14.7 / 17.4", "-", "100 (+1.0)"],
+    ]
 
 
 def test_command_writes_json(tmp_path: Path) -> None:

@@ -15,7 +15,14 @@ Measures, each on a fresh local stack (Tansu, Redis, PostgreSQL):
   pipeline's settings, in the bench process, follows ``market.ticks`` and
   times each tick's arrival against its Kafka create time. No pipeline can
   be faster than this hop, since its ticks take the same one;
-- RSS of every dataflow process at the start and end of each latency run.
+- RSS of every dataflow process at the start and end of each latency run,
+  and the broker's CPU time per second of the run;
+- the broker's floor: a plain producer pacing messages at the first offered
+  rate and a plain consumer timing their hop, on a fresh one-partition topic
+  and on one that already holds ``live_floor_batches`` record batches of one
+  message each (what a paced live feed leaves behind), with the broker's CPU
+  time per second of each. Tansu 0.6's in-memory storage pays per record
+  batch held, so this row shows how much of the live figures is the broker's.
 
 Every tick the bench produces itself (warm-up, sustained runs) is dated from
 the wall clock at the moment it is built, like the live feed's: the
@@ -26,6 +33,7 @@ start would send every later live tick to ``market.ticks.dlq``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -36,15 +44,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from alpha_panda import orchestration
 from alpha_panda.localstack import LocalStack
-from connectors.kafka.admin import list_topics
-from connectors.kafka.config import consumer_config
+from connectors.kafka.admin import create_topics, list_topics
+from connectors.kafka.config import consumer_config, producer_config
+from connectors.kafka.delivery import DeliveryReport, produce_message
 from connectors.kafka.offsets import log_end
 from connectors.kafka.records import consume_all, produce
-from connectors.localstack import StackUrls
+from connectors.localstack import KAFKA, StackUrls
 from connectors.postgres import ledger_counts
 from connectors.simulator import MarketSpec, simulate_lines
 from dataflows.settings import Settings
@@ -90,6 +99,18 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 class _Stack:
     """A throwaway local stack with the demo strategies, for one measurement."""
 
@@ -126,6 +147,11 @@ class _Stack:
             time.sleep(0.3)
         msg = f"flows {list(flows)} did not start consuming within {timeout_s:.0f} s"
         raise TimeoutError(msg)
+
+    def broker_cpu_s(self) -> float:
+        """CPU seconds the stack's broker has used so far (0 for an external one)."""
+        broker = self.stack.process(KAFKA)
+        return _cpu_s(broker.pid) if broker is not None else 0.0
 
     def rss(self, flows: Sequence[str]) -> dict[str, int]:
         return {n: _rss_kib(p.pid) for n in flows if (p := self.stack.process(n)) is not None}
@@ -217,6 +243,12 @@ class _HopProbe:
         self._thread.start()
         return self
 
+    def wait_for(self, count: int, timeout_s: float) -> None:
+        """Return once ``count`` messages were timed, or after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.hops_ms) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def stop(self) -> list[float]:
         """Stop polling, close the consumer; return the hops seen, in arrival order."""
         self._stop.set()
@@ -253,6 +285,7 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
         limit = int(rate * seconds)
         env = orchestration.simulated_feed_env(rate, INSTRUMENTS, limit)
         probe = _HopProbe(world.urls.kafka, MARKET_TICKS).start()
+        broker_cpu, started = world.broker_cpu_s(), time.monotonic()
         try:
             orchestration.start_dataflow(world.stack, "market_feed", world.urls, env=env, recovery=False)
             deadline = time.monotonic() + seconds + 120
@@ -263,6 +296,7 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
             time.sleep(2)
         finally:
             hops = probe.stop()  # before the stack goes down, whatever happened
+        broker_cpu_per_s = (world.broker_cpu_s() - broker_cpu) / (time.monotonic() - started)
         rss_end = world.rss(flows)
         produced: dict[str, int] = {}
         for record in consume_all(world.urls.kafka, MARKET_TICKS, 30):
@@ -291,12 +325,81 @@ def latency(mode: str, flows: Sequence[str], rate: float, seconds: float, log: L
             "seconds": seconds,
             "ticks": len(produced),
             **stats,
+            "broker_cpu_per_s": broker_cpu_per_s,
             "rss_kib_start": rss_start,
             "rss_kib_end": rss_end,
             "rss_growth_kib": {n: rss_end.get(n, 0) - rss_start.get(n, 0) for n in rss_start},
         }
     finally:
         world.close()
+
+
+FLOOR_TOPICS = ("bench.floor.fresh", "bench.floor.aged")
+"""The broker floor's topics (one partition each), made by the bench on its own throwaway stack."""
+
+
+def _paced_hops(world: _Stack, topic: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Hop percentiles and broker CPU/s of ``rate`` messages/s on ``topic`` for ``seconds``, alone."""
+    bootstrap = world.urls.kafka
+    producer = Producer(producer_config(bootstrap))
+    report = DeliveryReport()
+    produce_message(producer, topic, None, b"warm-up", report)  # the producer's id, before timing
+    producer.flush(30)
+    probe = _HopProbe(bootstrap, topic).start()
+    count = int(rate * seconds)
+    payload = b"x" * 200  # about a tick's size
+    try:
+        time.sleep(1)  # the probe's first fetch
+        cpu, start = world.broker_cpu_s(), time.perf_counter()
+        for i in range(count):
+            produce_message(producer, topic, None, payload, report)
+            producer.poll(0)
+            due = start + (i + 1) / rate
+            while (ahead := due - time.perf_counter()) > 0:
+                time.sleep(min(ahead, 0.001))
+        undelivered = producer.flush(30)
+        elapsed = time.perf_counter() - start
+        cpu_per_s = (world.broker_cpu_s() - cpu) / elapsed
+        probe.wait_for(count, 30)
+    finally:
+        hops = probe.stop()
+    report.raise_failures("bench broker floor", undelivered)
+    return {"messages": count, "hop_ms": _percentiles(hops), "broker_cpu_per_s": cpu_per_s}
+
+
+def broker_floor(rate: float, seconds: float, aged_batches: int, log: Log) -> dict[str, Any]:
+    """The broker hop alone, on a fresh partition and on one holding ``aged_batches`` one-message batches."""
+    world = _Stack()
+    try:
+        fresh, aged = FLOOR_TOPICS
+        create_topics(world.urls.kafka, list(FLOOR_TOPICS), partitions=1, retention_ms=3_600_000)
+        start = time.perf_counter()
+        # One message per record batch, as a feed pacing single ticks leaves them.
+        producer = Producer({**producer_config(world.urls.kafka), "linger.ms": 0, "batch.num.messages": 1})
+        report = DeliveryReport()
+        for _ in range(aged_batches):
+            produce_message(producer, aged, None, b"x" * 200, report)
+            producer.poll(0)
+        undelivered = producer.flush(120)
+        report.raise_failures("bench broker floor", undelivered)
+        aging_s = time.perf_counter() - start
+        row = {
+            "kind": "broker_floor",
+            "rate": rate,
+            "seconds": seconds,
+            "aged_batches": aged_batches,
+            "aging_seconds": aging_s,
+            "fresh": _paced_hops(world, fresh, rate, seconds),
+            "aged": _paced_hops(world, aged, rate, seconds),
+        }
+    finally:
+        world.close()
+    for name in ("fresh", "aged"):
+        part = row[name]
+        p99 = part["hop_ms"].get("p99", float("nan"))
+        cpu = part["broker_cpu_per_s"]
+        log(f"broker floor, {name} partition, {rate:,.0f} msgs/s: hop p99 {p99:.1f} ms, broker CPU {cpu:.2f}")
+    return row
 
 
 MODES = {
@@ -308,6 +411,8 @@ MODES = {
 def live_scenario(config: Any, log: Log) -> list[dict[str, Any]]:
     """Raw broker, sustained throughput and latency at fixed rates, per mode."""
     rows = [raw_broker(config.live_ticks)]
+    floor_seconds = min(config.live_seconds, 5.0)
+    rows.append(broker_floor(config.live_rates[0], floor_seconds, config.live_floor_batches, log))
     for mode in config.live_modes:
         flows = MODES[mode]
         rows.append(sustained(mode, flows, config.live_ticks, log))
