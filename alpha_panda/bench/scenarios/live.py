@@ -99,7 +99,7 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) process ``pid`` has used so far; 0 if it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -151,7 +151,7 @@ class _Stack:
     def broker_cpu_s(self) -> float:
         """CPU seconds the stack's broker has used so far (0 for an external one)."""
         broker = self.stack.process(KAFKA)
-        return _cpu_s(broker.pid) if broker is not None else 0.0
+        return cpu_seconds(broker.pid) if broker is not None else 0.0
 
     def rss(self, flows: Sequence[str]) -> dict[str, int]:
         return {n: _rss_kib(p.pid) for n in flows if (p := self.stack.process(n)) is not None}
@@ -235,10 +235,10 @@ class _HopProbe:
         self._thread = threading.Thread(target=self._run, name="hop-probe", daemon=True)
         self.hops_ms: list[float] = []
 
-    def start(self) -> _HopProbe:
-        """Assign every partition at its end, then start polling."""
+    def start(self, end_timeout_s: float = 10.0) -> _HopProbe:
+        """Assign every partition at its end (each read within ``end_timeout_s``), then start polling."""
         partitions = list_topics(self._bootstrap)[self._topic]
-        ends = [log_end(self._bootstrap, self._topic, p) for p in range(partitions)]
+        ends = [log_end(self._bootstrap, self._topic, p, end_timeout_s) for p in range(partitions)]
         self._consumer.assign([TopicPartition(self._topic, p, end) for p, end in enumerate(ends)])
         self._thread.start()
         return self
@@ -338,28 +338,57 @@ FLOOR_TOPICS = ("bench.floor.fresh", "bench.floor.aged")
 """The broker floor's topics (one partition each), made by the bench on its own throwaway stack."""
 
 
-def _paced_hops(world: _Stack, topic: str, rate: float, seconds: float) -> dict[str, Any]:
-    """Hop percentiles and broker CPU/s of ``rate`` messages/s on ``topic`` for ``seconds``, alone."""
-    bootstrap = world.urls.kafka
+PAYLOAD = b"x" * 200
+"""A message of about a tick's size."""
+
+
+def fill_topic(bootstrap: str, topic: str, count: int, *, one_per_batch: bool = True) -> None:
+    """Produce ``count`` tick-sized messages to ``topic``, one per record batch or in bulk.
+
+    One per batch is what a feed pacing single ticks leaves behind; bulk
+    writes a few large batches.
+    """
+    extra = {"linger.ms": 0, "batch.num.messages": 1} if one_per_batch else {"linger.ms": 50}
+    producer = Producer({**producer_config(bootstrap), **extra})
+    report = DeliveryReport()
+    for _ in range(count):
+        produce_message(producer, topic, None, PAYLOAD, report)
+        producer.poll(0)
+    report.raise_failures("bench broker floor", producer.flush(300))
+
+
+def paced_hops(
+    bootstrap: str,
+    topic: str,
+    rate: float,
+    seconds: float,
+    broker_cpu_s: Callable[[], float],
+    *,
+    end_timeout_s: float = 10.0,
+) -> dict[str, Any]:
+    """Hop percentiles and broker CPU/s of ``rate`` messages/s on ``topic`` for ``seconds``, alone.
+
+    ``broker_cpu_s``: the broker's CPU seconds so far; ``end_timeout_s``: how
+    long reading the partition's end may take (long on an aged partition).
+    """
     producer = Producer(producer_config(bootstrap))
     report = DeliveryReport()
     produce_message(producer, topic, None, b"warm-up", report)  # the producer's id, before timing
     producer.flush(30)
-    probe = _HopProbe(bootstrap, topic).start()
+    probe = _HopProbe(bootstrap, topic).start(end_timeout_s)
     count = int(rate * seconds)
-    payload = b"x" * 200  # about a tick's size
     try:
         time.sleep(1)  # the probe's first fetch
-        cpu, start = world.broker_cpu_s(), time.perf_counter()
+        cpu, start = broker_cpu_s(), time.perf_counter()
         for i in range(count):
-            produce_message(producer, topic, None, payload, report)
+            produce_message(producer, topic, None, PAYLOAD, report)
             producer.poll(0)
             due = start + (i + 1) / rate
             while (ahead := due - time.perf_counter()) > 0:
                 time.sleep(min(ahead, 0.001))
         undelivered = producer.flush(30)
         elapsed = time.perf_counter() - start
-        cpu_per_s = (world.broker_cpu_s() - cpu) / elapsed
+        cpu_per_s = (broker_cpu_s() - cpu) / elapsed
         probe.wait_for(count, 30)
     finally:
         hops = probe.stop()
@@ -371,26 +400,20 @@ def broker_floor(rate: float, seconds: float, aged_batches: int, log: Log) -> di
     """The broker hop alone, on a fresh partition and on one holding ``aged_batches`` one-message batches."""
     world = _Stack()
     try:
+        bootstrap = world.urls.kafka
         fresh, aged = FLOOR_TOPICS
-        create_topics(world.urls.kafka, list(FLOOR_TOPICS), partitions=1, retention_ms=3_600_000)
+        create_topics(bootstrap, list(FLOOR_TOPICS), partitions=1, retention_ms=3_600_000)
         start = time.perf_counter()
-        # One message per record batch, as a feed pacing single ticks leaves them.
-        producer = Producer({**producer_config(world.urls.kafka), "linger.ms": 0, "batch.num.messages": 1})
-        report = DeliveryReport()
-        for _ in range(aged_batches):
-            produce_message(producer, aged, None, b"x" * 200, report)
-            producer.poll(0)
-        undelivered = producer.flush(120)
-        report.raise_failures("bench broker floor", undelivered)
+        fill_topic(bootstrap, aged, aged_batches)
         aging_s = time.perf_counter() - start
-        row = {
+        row: dict[str, Any] = {
             "kind": "broker_floor",
             "rate": rate,
             "seconds": seconds,
             "aged_batches": aged_batches,
             "aging_seconds": aging_s,
-            "fresh": _paced_hops(world, fresh, rate, seconds),
-            "aged": _paced_hops(world, aged, rate, seconds),
+            "fresh": paced_hops(bootstrap, fresh, rate, seconds, world.broker_cpu_s),
+            "aged": paced_hops(bootstrap, aged, rate, seconds, world.broker_cpu_s),
         }
     finally:
         world.close()
