@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -34,7 +35,10 @@ from bytewax.testing import cluster_main, run_main
 import dataflows.pipeline as pipeline
 from connectors.simulator import MarketSpec, simulate_lines
 from dataflows.clock import event_time_clock
+from dataflows.params import PipelineParams
 from dataflows.runtime.collector import tune_collector
+from operators.portfolio import PortfolioConfig
+from operators.risk import RiskConfig
 from operators.strategy import StrategyConfig
 from schemas.codec import RawBatch, RawMessage, decode_tick
 from schemas.envelope import TickEnvelope
@@ -84,6 +88,28 @@ def market(instruments: int, ticks: int, seed: int = 7) -> Market:
     """Simulated ticks: ``ticks // instruments`` (at least 1) per instrument, round-robin."""
     spec = MarketSpec(instruments=instruments, ticks_per_instrument=max(1, ticks // instruments), seed=seed)
     return Market(spec, [line.rstrip(b"\n") for line in simulate_lines(spec)])
+
+
+TRADING_CASH: Final = Decimal(1_000_000_000)
+"""Every bench account's starting cash: with DESIGN's 1,000,000 the accounts run out within seconds."""
+
+TRADING: Final = PipelineParams(
+    risk=RiskConfig(
+        max_position_size=1_000_000_000,
+        max_daily_trades=1_000_000_000,
+        max_price_deviation=1.0,
+        starting_cash=TRADING_CASH,
+    ),
+    portfolio=PortfolioConfig(starting_cash=TRADING_CASH),
+)
+"""The bench's trading settings: both brokers, one shard, risk limits opened and :data:`TRADING_CASH`.
+
+With DESIGN's defaults (50 trades a day, 1,000,000 of cash) the bench market
+would hardly trade: at 100 instruments, 100 of each broker's 14,640 signals
+fill and the risk filter rejects the rest. Opened, a signal is rejected only
+by the rule itself (selling what the account does not hold), so about 90% of
+them fill and the fill path is what is measured. Every rule still runs.
+"""
 
 
 def bench_configs(tokens: Sequence[int]) -> list[StrategyConfig]:
@@ -198,7 +224,7 @@ def pipeline_flow(
     source: Sequence[RawBatch] | MemorySource,
     tokens: Sequence[int],
     sink: CountingSink,
-    params: pipeline.PipelineParams | None = None,
+    params: PipelineParams | None = None,
     configs: Sequence[StrategyConfig] | None = None,
     *,
     recoverable: bool = False,
@@ -206,7 +232,7 @@ def pipeline_flow(
     """The whole replay pipeline (event-time clock) from memory into ``sink``.
 
     ``configs`` default to :func:`bench_configs` over ``tokens``; ``params``
-    to :class:`dataflows.pipeline.PipelineParams` (both brokers, one shard).
+    to :data:`TRADING` (both brokers, one shard, risk limits opened).
     Like a replay, its steps skip state snapshots unless ``recoverable``
     (the memory scenario, which measures what recovery stores).
     """
@@ -216,7 +242,7 @@ def pipeline_flow(
     out = pipeline.build_pipeline(
         raw,
         list(configs) if configs is not None else bench_configs(tokens),
-        dataclasses.replace(params or pipeline.PipelineParams(), recoverable=recoverable),
+        dataclasses.replace(params or TRADING, recoverable=recoverable),
         clock=event_time_clock,
         dlq_clock=_epoch,
     )

@@ -28,16 +28,19 @@ def replay_table(rows: list[dict[str, Any]]) -> Table:
     """Pipeline and bare per-item flow, per instrument count."""
     table = _table(
         "Replay throughput, 1 worker (ticks/s)",
-        ("instruments", "ticks", "pipeline s", "pipeline ticks/s", "messages", "bare s", "bare ticks/s")
-        + ("pipeline/bare", "RSS MiB"),
+        ("instruments", "ticks", "pipeline s", "pipeline ticks/s", "messages", "signals", "fills")
+        + ("bare s", "bare ticks/s", "vs bare", "RSS MiB"),
     )
     for row in rows:
+        pipeline = row["pipeline"]
         table.add_row(
             f"{row['instruments']:,}",
             f"{row['ticks']:,}",
-            f"{row['pipeline']['seconds']:.2f}",
-            _rate(row["pipeline"]["ticks_per_s"]),
-            f"{row['pipeline']['outputs']:,}",
+            f"{pipeline['seconds']:.2f}",
+            _rate(pipeline["ticks_per_s"]),
+            f"{pipeline['outputs']:,}",
+            f"{pipeline['signals']:,}" if "signals" in pipeline else "-",
+            f"{pipeline['fills']:,}" if "fills" in pipeline else "-",
             f"{row['bare']['seconds']:.2f}",
             _rate(row["bare"]["ticks_per_s"]),
             f"{row['pipeline_over_bare']:.1%}",

@@ -9,21 +9,36 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
+import bytewax.operators as op
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, run_main
 from rich.console import Console
 from typer.testing import CliRunner
 
 from alpha_panda.bench.config import SCENARIO_NAMES, BenchConfig
-from alpha_panda.bench.harness import CountingSink, bare_flow, bench_configs, market, pipeline_flow, run_timed
+from alpha_panda.bench.harness import (
+    TRADING,
+    CountingSink,
+    MemorySource,
+    bare_flow,
+    bench_configs,
+    market,
+    pipeline_flow,
+    run_timed,
+)
 from alpha_panda.bench.peer_tape import write_peer_tape
-from alpha_panda.bench.report import live_table
+from alpha_panda.bench.report import live_table, replay_table
 from alpha_panda.bench.run import SCENARIOS, run_bench
 from alpha_panda.bench.scenarios.peers import run_replay_child
 from alpha_panda.cli import app
 from alpha_panda.replay import run_replay
-from dataflows.pipeline import PipelineParams
+from dataflows.clock import event_time_clock
+from dataflows.pipeline import PipelineParams, build_pipeline
+from schemas.envelope import Outbound
 
 TINY = BenchConfig(
     scenarios=("replay", "memory", "scaling", "peers"),
@@ -66,7 +81,12 @@ def test_replay_reports_pipeline_and_bare_rates(report: dict) -> None:
             assert row[run]["seconds"] > 0
             assert row[run]["ticks_per_s"] == pytest.approx(row["ticks"] / row[run]["seconds"])
         assert row["bare"]["outputs"] == row["ticks"]  # one keyed tick per tick
-        assert row["pipeline"]["outputs"] > 0
+        pipeline = row["pipeline"]
+        topics = pipeline["topics"]
+        assert sum(topics.values()) == pipeline["outputs"] > 0
+        assert pipeline["fills"] == topics["paper.orders.filled"] + topics["zerodha.orders.filled"] > 0
+        assert pipeline["signals"] == topics["paper.signals.raw"] + topics["zerodha.signals.raw"]
+        assert pipeline["signals"] == pipeline["fills"] + pipeline["rejected"]  # every validated signal fills
         assert row["pipeline_over_bare"] > 0
         assert row["rss_bytes"] > 0
 
@@ -76,7 +96,7 @@ def test_counting_sink_counts_what_replay_writes(tmp_path: Path) -> None:
     tick_file = tmp_path / "ticks.jsonl"
     tick_file.write_bytes(b"\n".join(ticks.lines) + b"\n")
     configs = bench_configs(ticks.spec.tokens())
-    summary = run_replay(tick_file, configs, tmp_path / "out", PipelineParams())
+    summary = run_replay(tick_file, configs, tmp_path / "out", TRADING)
     written = _line_counts(tmp_path / "out")
     assert summary.topic_counts == written  # the replay's own summary, kept while streaming
     assert summary.lines == ticks.ticks
@@ -88,6 +108,52 @@ def test_counting_sink_counts_what_replay_writes(tmp_path: Path) -> None:
     assert sink.total == sum(written.values())
     assert written["paper.orders.filled"] > 0
     assert written["zerodha.orders.filled"] > 0
+
+
+def _trading_messages(params: PipelineParams) -> list[Outbound]:
+    ticks = market(20, 4_000)
+    flow = Dataflow("bench_workload")
+    raw = op.input("ticks", flow, MemorySource(ticks.batches()))
+    out = build_pipeline(
+        raw,
+        bench_configs(ticks.spec.tokens()),
+        params,
+        clock=event_time_clock,
+        dlq_clock=lambda _msg: datetime(1970, 1, 1, tzinfo=UTC),
+    )
+    got: list[list[Outbound]] = []
+    op.output("out", out, TestingSink(got))
+    run_main(flow)
+    return [message for batch in got for message in batch]
+
+
+def _failed_rules(messages: list[Outbound]) -> Counter[str]:
+    return Counter(
+        rule
+        for m in messages
+        if m.topic.endswith(".signals.rejected")
+        for rule, passed in m.envelope.data.risk_checks.items()
+        if not passed
+    )
+
+
+def test_the_bench_workload_trades_and_only_the_rule_itself_rejects() -> None:
+    messages = _trading_messages(TRADING)
+    topics = Counter(m.topic for m in messages)
+    for broker in ("paper", "zerodha"):
+        validated = topics[f"{broker}.signals.validated"]
+        assert topics[f"{broker}.orders.submitted"] == topics[f"{broker}.orders.filled"] == validated
+        assert validated > topics[f"{broker}.signals.rejected"] > 0
+        assert validated + topics[f"{broker}.signals.rejected"] == topics[f"{broker}.signals.raw"]
+    # Opened limits: only selling what the account does not hold is refused, never a limit or the cash.
+    assert set(_failed_rules(messages)) == {"no_short_selling"}
+
+
+def test_with_design_defaults_the_bench_market_hits_the_limits() -> None:
+    messages = _trading_messages(PipelineParams())
+    rules = _failed_rules(messages)
+    assert rules["max_daily_trades"] > 0  # why the bench opens them: 50 trades a day
+    assert Counter(m.topic for m in messages)["paper.orders.filled"] <= 2 * 50  # two strategies
 
 
 def test_bare_flow_emits_one_keyed_item_per_tick() -> None:
@@ -199,6 +265,26 @@ def test_live_scenario_measures_on_real_servers() -> None:
     assert latency["broker_cpu_per_s"] > 0
 
 
+def test_replay_table_shows_signals_and_fills() -> None:
+    def row(pipeline_extra: dict) -> dict:
+        pipeline = {"seconds": 2.0, "ticks_per_s": 150_000.0, "outputs": 111_080, **pipeline_extra}
+        bare = {"seconds": 2.5, "ticks_per_s": 120_000.0}
+        return {"instruments": 100, "ticks": 300_000, "pipeline": pipeline, "bare": bare}
+
+    rows = [row({"signals": 29_280, "fills": 26_110}), row({})]  # the second from a report before the counts
+    for r in rows:
+        r.update(pipeline_over_bare=1.25, rss_bytes=200 * 2**20)
+    console = Console(record=True, width=200)
+    console.print(replay_table(rows))
+    lines = [line for line in console.export_text().splitlines() if "300,000" in line]
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines]
+    common = ["100", "300,000", "2.00", "150,000", "111,080"]
+    assert cells == [
+        [*common, "29,280", "26,110", "2.50", "120,000", "125.0%", "200"],
+        [*common, "-", "-", "2.50", "120,000", "125.0%", "200"],
+    ]
+
+
 def test_live_table_shows_the_broker_floor_and_the_broker_cpu() -> None:
     def hops(p50: float, p95: float, p99: float) -> dict[str, float]:
         return {"count": 10, "p50": p50, "p95": p95, "p99": p99, "max": p99}
@@ -246,7 +332,7 @@ def test_command_writes_json(tmp_path: Path) -> None:
     args = ["bench", "--quick", "--scenarios", "replay", "--instruments", "5", "--ticks", "500"]
     result = CliRunner().invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "pipeline/bare" in result.output
+    assert "vs bare" in result.output
     data = json.loads(out.read_text())
     assert data["config"]["instruments"] == [5]
     assert data["scenarios"]["replay"][0]["ticks"] == 500

@@ -2,9 +2,11 @@
 
 Per instrument count: ticks/s through :func:`dataflows.pipeline.build_pipeline`
 (decode, both strategies, risk, fills, portfolio, brokers ``paper`` and
-``zerodha``), and through the bare flow that only decodes and keys the same
-ticks one item per tick, the per-item engine ceiling (issue 14, goal 3:
-pipeline >= bare).
+``zerodha``, risk limits opened so that it trades:
+:data:`alpha_panda.bench.harness.TRADING`), and through the bare flow that
+only decodes and keys the same ticks one item per tick, the per-item
+engine ceiling (issue 14, goal 3: pipeline >= bare). The pipeline's row
+counts its fills and signals over both brokers.
 """
 
 from __future__ import annotations
@@ -24,21 +26,42 @@ from alpha_panda.bench.scenarios import Log
 def median_run(
     make: Callable[[], tuple[Dataflow, CountingSink]], repeat: int, workers: int = 1
 ) -> dict[str, Any]:
-    """Run a fresh flow ``repeat`` times; seconds of each run, the median, and the messages counted."""
+    """Run a fresh flow ``repeat`` times; seconds of each run, the median, and the messages counted.
+
+    With a sink that counts by topic, ``topics`` holds the last run's counts.
+    """
     seconds: list[float] = []
     outputs = 0
+    topics: dict[str, int] | None = None
     for _ in range(repeat):
         flow, sink = make()
         seconds.append(run_timed(flow, workers))
         outputs = sink.total
-    return {"seconds_runs": seconds, "seconds": statistics.median(seconds), "outputs": outputs}
+        topics = dict(sorted(sink.topics.items())) if sink.topics is not None else None
+    run: dict[str, Any] = {"seconds_runs": seconds, "seconds": statistics.median(seconds), "outputs": outputs}
+    if topics is not None:
+        run["topics"] = topics
+    return run
+
+
+def trading_counts(topics: dict[str, int]) -> dict[str, int]:
+    """Signals, fills and rejections over every broker, from messages counted by topic."""
+
+    def total(suffix: str) -> int:
+        return sum(count for topic, count in topics.items() if topic.endswith(suffix))
+
+    return {
+        "signals": total(".signals.raw"),
+        "fills": total(".orders.filled"),
+        "rejected": total(".signals.rejected"),
+    }
 
 
 def _rates(ticks: Market, repeat: int) -> tuple[dict[str, Any], dict[str, Any]]:
     batches, messages, tokens = ticks.batches(), ticks.messages(), ticks.spec.tokens()
 
     def make_pipeline() -> tuple[Dataflow, CountingSink]:
-        sink = CountingSink()
+        sink = CountingSink(by_topic=True)
         return pipeline_flow(batches, tokens, sink), sink
 
     def make_bare() -> tuple[Dataflow, CountingSink]:
@@ -58,6 +81,7 @@ def replay_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
         for run in (pipeline, bare):
             run["ticks_per_s"] = ticks.ticks / run["seconds"]
         pipeline["outputs_per_s"] = pipeline["outputs"] / pipeline["seconds"]
+        pipeline.update(trading_counts(pipeline["topics"]))
         rows.append(
             {
                 "instruments": instruments,

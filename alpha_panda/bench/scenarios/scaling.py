@@ -2,7 +2,7 @@
 
 The baseline is the default one-worker replay (one trading shard). The
 other layouts split the trading stage by instrument group
-(``PipelineParams(groups=GROUPS, shards=SHARDS)``,
+(:data:`alpha_panda.bench.harness.TRADING` with ``groups=GROUPS, shards=SHARDS``,
 :mod:`dataflows.instrument_groups`): one strategy's instruments spread over
 the workers, and accounts merge the groups' signals in one order. The
 two-process run starts two children of this module (``python -m
@@ -12,6 +12,7 @@ with one worker; every layout must count the same messages.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -25,9 +26,8 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main
 
-import dataflows.pipeline as pipeline
 from alpha_panda.bench.config import BenchConfig
-from alpha_panda.bench.harness import CountingSink, MemorySource, market, pipeline_flow
+from alpha_panda.bench.harness import TRADING, CountingSink, MemorySource, market, pipeline_flow
 from alpha_panda.bench.machine import rss
 from alpha_panda.bench.scenarios import Log
 from alpha_panda.bench.scenarios.replay import median_run
@@ -107,7 +107,7 @@ def cluster_child(job: dict[str, Any]) -> dict[str, Any]:
     ticks = market(job["instruments"], job["ticks"])
     sink = CountingSink()
     source = MemorySource(ticks.batches())
-    params = pipeline.PipelineParams(groups=job["groups"], shards=job["shards"])
+    params = dataclasses.replace(TRADING, groups=job["groups"], shards=job["shards"])
     flow = pipeline_flow(source, ticks.spec.tokens(), sink, params)
     gc.collect()
     start = time.perf_counter()
@@ -128,7 +128,7 @@ def scaling_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
 
         def make(groups: int = groups, shards: int = shards) -> tuple[Dataflow, CountingSink]:
             sink = CountingSink()
-            params = pipeline.PipelineParams(groups=groups, shards=shards)
+            params = dataclasses.replace(TRADING, groups=groups, shards=shards)
             return pipeline_flow(batches, tokens, sink, params), sink
 
         run = median_run(make, config.repeat, workers)
