@@ -34,6 +34,7 @@ from alpha_panda.bench.peer_tape import write_peer_tape
 from alpha_panda.bench.report import live_table, replay_table
 from alpha_panda.bench.run import SCENARIOS, run_bench
 from alpha_panda.bench.scenarios.peers import run_replay_child
+from alpha_panda.bench.scenarios.replay import Make, interleaved_runs, median_ratio
 from alpha_panda.cli import app
 from alpha_panda.replay import run_replay
 from dataflows.clock import event_time_clock
@@ -156,6 +157,27 @@ def test_with_design_defaults_the_bench_market_hits_the_limits() -> None:
     assert Counter(m.topic for m in messages)["paper.orders.filled"] <= 2 * 50  # two strategies
 
 
+def test_interleaved_runs_take_turns_and_ratios_pair_the_same_round() -> None:
+    ticks = market(2, 10)
+    order: list[str] = []
+
+    def maker(name: str, per_batch: int) -> Make:
+        def make() -> tuple[Dataflow, CountingSink]:
+            order.append(name)
+            sink = CountingSink()
+            return bare_flow(ticks.messages()[: 4 if name == "a" else 6], sink, per_batch=per_batch), sink
+
+        return make
+
+    a, b = interleaved_runs([(maker("a", 1), 1), (maker("b", 3), 2)], 3)
+    assert order == ["a", "b", "a", "b", "a", "b"]
+    assert (a["outputs"], b["outputs"]) == (4, 6)
+    assert len(a["seconds_runs"]) == len(b["seconds_runs"]) == 3
+    assert a["seconds"] == sorted(a["seconds_runs"])[1]
+    # Round by round, not medians of each: 2/1, 4/1, 6/3.
+    assert median_ratio([2.0, 4.0, 6.0], [1.0, 1.0, 3.0]) == 2.0
+
+
 def test_bare_flow_emits_one_keyed_item_per_tick() -> None:
     ticks = market(2, 10)
     sink = CountingSink()
@@ -184,6 +206,7 @@ def test_scaling_compares_worker_layouts(report: dict) -> None:
     layouts = [(row["workers"], row["groups"], row["shards"]) for row in rows]
     assert layouts == [(1, 1, 1), (1, 3, 2), (2, 3, 2)]
     assert rows[0]["speedup"] == pytest.approx(1.0)
+    assert [len(row["seconds_runs"]) for row in rows] == [TINY.repeat] * 3  # one run per layout a round
     assert len({row["outputs"] for row in rows}) == 1  # same messages whatever the layout
     assert rows[0]["outputs"] > 0
     for row in rows:

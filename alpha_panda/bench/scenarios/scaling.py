@@ -30,7 +30,7 @@ from alpha_panda.bench.config import BenchConfig
 from alpha_panda.bench.harness import TRADING, CountingSink, MemorySource, market, pipeline_flow
 from alpha_panda.bench.machine import rss
 from alpha_panda.bench.scenarios import Log
-from alpha_panda.bench.scenarios.replay import median_run
+from alpha_panda.bench.scenarios.replay import Make, interleaved_runs, median_ratio
 from alpha_panda.two_processes import free_ports
 from dataflows.runtime.collector import tune_collector
 
@@ -118,46 +118,66 @@ def cluster_child(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def scaling_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
-    """One worker vs two (threads of one process, and two processes), trading split by instrument group."""
+    """One worker vs two (threads of one process, and two processes), trading split by instrument group.
+
+    Every layout runs once per round (the two processes last), and each
+    row's ``speedup`` is the median over rounds of the one-worker seconds
+    over its own, so the machine's drift falls on every layout alike.
+    """
     ticks = market(config.scaling_instruments, config.scaling_ticks)
     batches, tokens = ticks.batches(), ticks.spec.tokens()
     size = f"{config.scaling_instruments:,} instruments, {ticks.ticks:,} ticks"
-    rows: list[dict[str, Any]] = []
-    for name, workers, processes, groups, shards in MODES:
-        log(f"scaling: {name} ({size})")
 
-        def make(groups: int = groups, shards: int = shards) -> tuple[Dataflow, CountingSink]:
+    def maker(groups: int, shards: int) -> Make:
+        params = dataclasses.replace(TRADING, groups=groups, shards=shards)
+
+        def make() -> tuple[Dataflow, CountingSink]:
             sink = CountingSink()
-            params = dataclasses.replace(TRADING, groups=groups, shards=shards)
             return pipeline_flow(batches, tokens, sink, params), sink
 
-        run = median_run(make, config.repeat, workers)
-        row = {"mode": name, "workers": workers, "processes": processes, "groups": groups, "shards": shards}
-        rows.append({**row, **run})
-    if config.processes:
-        log(f"scaling: 2 processes ({size})")
-        runs = [two_processes(config.scaling_instruments, config.scaling_ticks) for _ in range(config.repeat)]
-        seconds = [r["seconds"] for r in runs]
+        return make
+
+    makes = [(maker(groups, shards), workers) for _, workers, _, groups, shards in MODES]
+    rounds: list[list[dict[str, Any]]] = []
+    clusters: list[dict[str, Any]] = []
+    for round_ in range(1, config.repeat + 1):
+        log(f"scaling: round {round_} of {config.repeat}, every layout ({size})")
+        rounds.append(interleaved_runs(makes, 1))
+        if config.processes:
+            clusters.append(two_processes(config.scaling_instruments, config.scaling_ticks))
+    rows: list[dict[str, Any]] = [
+        {
+            "mode": name,
+            "workers": workers,
+            "processes": processes,
+            "groups": groups,
+            "shards": shards,
+            "seconds_runs": [runs[i]["seconds"] for runs in rounds],
+            "outputs": rounds[-1][i]["outputs"],
+        }
+        for i, (name, workers, processes, groups, shards) in enumerate(MODES)
+    ]
+    if clusters:
         rows.append(
             {
-                "seconds_with_startup": statistics.median(r["seconds_with_startup"] for r in runs),
                 "mode": "2 processes, 1 worker each",
                 "workers": 2,
                 "processes": 2,
                 "groups": GROUPS,
                 "shards": SHARDS,
-                "seconds_runs": seconds,
-                "seconds": statistics.median(seconds),
-                "outputs": runs[-1]["outputs"],
+                "seconds_runs": [r["seconds"] for r in clusters],
+                "seconds_with_startup": statistics.median(r["seconds_with_startup"] for r in clusters),
+                "outputs": clusters[-1]["outputs"],
             }
         )
-    base = rows[0]["seconds"]
+    base = rows[0]["seconds_runs"]
     for row in rows:
+        row["seconds"] = statistics.median(row["seconds_runs"])
         row.update(
             instruments=config.scaling_instruments,
             ticks=ticks.ticks,
             ticks_per_s=ticks.ticks / row["seconds"],
-            speedup=base / row["seconds"],
+            speedup=median_ratio(base, row["seconds_runs"]),
             **rss(),
         )
     return rows
