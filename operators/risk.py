@@ -41,6 +41,7 @@ RULES = (
     "no_short_selling",
 )
 _ALL_PASSED: Final = dict.fromkeys(RULES, True)
+_NO_AGE: Final = timedelta(0)
 """``risk_checks`` of a signal that passed every rule (copied per signal)."""
 """Rule names, in the order reasons list them."""
 
@@ -168,7 +169,7 @@ class RiskFilter:
         if at is None:
             return price
         age = signal.timestamp - at
-        return price if timedelta(0) <= age <= self.config.max_mark_age else signal.price
+        return price if _NO_AGE <= age <= self.config.max_mark_age else signal.price
 
     def on_signal(self, state: RiskState, signal: TradingSignal) -> ValidatedSignal | RejectedSignal:
         """Check ``signal`` against every rule.
