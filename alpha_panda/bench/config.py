@@ -41,6 +41,8 @@ class BenchConfig:
     live_seconds: float = 20.0
     live_modes: tuple[str, ...] = ("all-in-one", "per-stage")
     live_floor_batches: int = 5_000
+    speed_additions: int = 10_000_000
+    """The machine-speed loop's length (see :func:`alpha_panda.bench.machine.loop_seconds`)."""
 
 
 QUICK = BenchConfig(
@@ -55,5 +57,6 @@ QUICK = BenchConfig(
     live_rates=(500.0,),
     live_seconds=3.0,
     live_floor_batches=200,
+    speed_additions=1_000_000,
 )
 """Small sizes for a smoke run (seconds, not minutes)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -49,6 +50,23 @@ def hardware() -> dict[str, Any]:
         "memory_bytes": _proc_fields("/proc/meminfo", ("MemTotal",)).get("MemTotal"),
         "platform": platform.platform(),
     }
+
+
+def loop_seconds(additions: int, tries: int = 3) -> float:
+    """Seconds a plain Python loop of ``additions`` additions takes here (the best of ``tries``).
+
+    The machine's speed for pure Python at this moment: on a shared VM it
+    moves by 2x within minutes, so a report gives it at its start and end,
+    and figures of two reports compare only alongside it.
+    """
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for i in range(additions):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def software() -> dict[str, str]:

@@ -204,6 +204,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"{(hw['memory_bytes'] or 0) / 2**30:.1f} GiB; Python {sw['python']}, "
         f"bytewax {sw['bytewax']}, msgspec {sw['msgspec']}; {report['method']['statistic']}"
     )
+    speed = report.get("speed")
+    if speed is not None:
+        console.print(
+            f"machine speed: a Python loop of {speed['loop_additions']:,} additions took "
+            f"{speed['loop_s_before']:.2f} s before the scenarios and {speed['loop_s_after']:.2f} s after"
+        )
     for name, rows in report["scenarios"].items():
         if rows and name in TABLES:
             console.print(TABLES[name](rows))

@@ -31,7 +31,7 @@ from alpha_panda.bench.harness import (
     run_timed,
 )
 from alpha_panda.bench.peer_tape import write_peer_tape
-from alpha_panda.bench.report import live_table, replay_table
+from alpha_panda.bench.report import live_table, print_report, replay_table
 from alpha_panda.bench.run import SCENARIOS, run_bench
 from alpha_panda.bench.scenarios.peers import run_replay_child
 from alpha_panda.bench.scenarios.replay import Make, interleaved_runs, median_ratio
@@ -50,6 +50,7 @@ TINY = BenchConfig(
     processes=False,
     peer_instruments=(3,),
     peer_ticks=900,
+    speed_additions=10_000,
 )
 
 
@@ -68,6 +69,17 @@ def test_report_names_machine_and_versions(report: dict) -> None:
     assert {"python", "alpha-panda", "bytewax", "msgspec"} <= report["software"].keys()
     assert report["software"]["bytewax"] == "0.21.1"
     assert report["config"]["peer_instruments"] == [3]
+
+
+def test_report_gives_the_machine_speed_before_and_after() -> None:
+    config = BenchConfig(scenarios=(), speed_additions=20_000)
+    speed = run_bench(config)["speed"]
+    assert speed["loop_additions"] == 20_000
+    assert speed["loop_s_before"] > 0
+    assert speed["loop_s_after"] > 0
+    console = Console(record=True, width=200)
+    print_report(run_bench(config), console)
+    assert "machine speed: a Python loop of 20,000 additions took" in console.export_text()
 
 
 def test_every_scenario_name_runs_something() -> None:
