@@ -107,8 +107,9 @@ TRADING: Final = PipelineParams(
 With DESIGN's defaults (50 trades a day, 1,000,000 of cash) the bench market
 would hardly trade: at 100 instruments, 100 of each broker's 14,640 signals
 fill and the risk filter rejects the rest. Opened, a signal is rejected only
-by the rule itself (selling what the account does not hold), so about 90% of
-them fill and the fill path is what is measured. Every rule still runs.
+by the rule itself (selling what the account does not hold): 13,055 of 14,640
+fill at 100 instruments, 5,285 of 10,486 at 10,000 (300,000 ticks), and the
+fill path is measured. Every rule still runs.
 """
 
 
