@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from dataflows.runtime.batched_histogram import BatchedHistogram
 from schemas.envelope import (
     FailedEnvelope,
     FilledEnvelope,
@@ -36,6 +37,7 @@ from schemas.envelope import (
     messages_in,
 )
 from schemas.headers import HeaderError, tick_created_ms
+from schemas.topics import MARKET_TICKS
 
 DLQ_MESSAGES = Counter(
     "alpha_panda_dlq_messages",
@@ -68,13 +70,13 @@ ORDERS = Counter(
 FILLS = Counter(
     "alpha_panda_fills", "Filled orders, by broker and execution mode", ["broker", "execution_mode"]
 )
-EXCHANGE_LATENCY = Histogram(
+EXCHANGE_LATENCY = BatchedHistogram(
     "alpha_panda_stage_latency_seconds",
     "Creation of a published event minus the exchange time of its tick, by stage",
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
-CREATE_LATENCY = Histogram(
+CREATE_LATENCY = BatchedHistogram(
     "alpha_panda_stage_create_latency_seconds",
     "Creation of a published event minus the Kafka create time of the tick behind it "
     "(input: market.ticks), by stage",
@@ -151,50 +153,66 @@ def _child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-def _latency(stage: str, created: datetime, exchange: datetime) -> None:
-    _child(EXCHANGE_LATENCY, stage).observe(max(0.0, (created - exchange).total_seconds()))
+def _lag(created: datetime, exchange: datetime) -> float:
+    return max(0.0, (created - exchange).total_seconds())
 
 
 def observe_published(item: Published) -> None:
     """Count published messages (one, or a list): per topic, and by kind (signal, decision, order, fill).
 
     Counters move once per label set of the item (a batch of the hot path
-    is one item), histograms once per message. A message with headers
-    (per-stage flows) also has its latency from its tick's Kafka create
-    time observed, from ``ap-tick-created-ms``; the all-in-one flow does
-    that per batch (:func:`observe_batch_create_latency`).
+    is one item), and each stage's latencies go to the histogram in one
+    call (:class:`dataflows.runtime.batched_histogram.BatchedHistogram`),
+    one value per message. A message with headers (per-stage flows) also
+    has its latency from its tick's Kafka create time observed, from
+    ``ap-tick-created-ms``; the all-in-one flow does that per batch
+    (:func:`observe_batch_create_latency`).
     """
     counts: collections.Counter[tuple[Any, ...]] = collections.Counter()
+    lags: dict[str, list[float]] = {}
     for message in messages_in(item):
-        _observe_one(message, counts)
+        _observe_one(message, counts, lags)
     for (metric, *labels), count in counts.items():
         _child(metric, *labels).inc(count)
+    for stage, values in lags.items():
+        EXCHANGE_LATENCY.observe((stage,), values)
 
 
-def _observe_one(item: Outbound, counts: collections.Counter[tuple[Any, ...]]) -> None:
+def _observe_one(
+    item: Outbound, counts: collections.Counter[tuple[Any, ...]], lags: dict[str, list[float]]
+) -> None:
     counts[EVENTS_OUT, item.topic] += 1
     envelope = item.envelope
     broker = envelope.broker
+    timed: tuple[str, datetime] | None = None  # (stage, exchange time) of a stage whose latency is observed
     if isinstance(envelope, SignalEnvelope):
         counts[SIGNALS, broker, envelope.data.strategy_id] += 1
-        _latency("signal", envelope.ts, envelope.data.timestamp)
+        timed = "signal", envelope.data.timestamp
     elif isinstance(envelope, ValidatedEnvelope):
         counts[VALIDATED, broker] += 1
-        _latency("validated", envelope.ts, envelope.data.timestamp)
+        timed = "validated", envelope.data.timestamp
     elif isinstance(envelope, RejectedEnvelope):
         for rule, passed in envelope.data.risk_checks.items():
             if not passed:
                 counts[REJECTED, broker, rule] += 1
-        _latency("rejected", envelope.ts, envelope.data.timestamp)
+        timed = "rejected", envelope.data.timestamp
     elif isinstance(envelope, SubmittedEnvelope | FailedEnvelope):
-        stage = "submitted" if isinstance(envelope, SubmittedEnvelope) else "failed"
-        counts[ORDERS, broker, stage] += 1
+        kind = "submitted" if isinstance(envelope, SubmittedEnvelope) else "failed"
+        counts[ORDERS, broker, kind] += 1
     elif isinstance(envelope, FilledEnvelope):
         counts[ORDERS, broker, "filled"] += 1
         counts[FILLS, broker, envelope.data.execution_mode] += 1
-        _latency("filled", envelope.ts, envelope.data.timestamp)
+        timed = "filled", envelope.data.timestamp
     elif isinstance(envelope, PnlEnvelope):
-        _latency("pnl", envelope.ts, envelope.data.timestamp)
+        timed = "pnl", envelope.data.timestamp
+    if timed is not None:
+        stage, exchange = timed
+        lag = _lag(envelope.ts, exchange)
+        values = lags.get(stage)
+        if values is None:
+            lags[stage] = [lag]
+        else:
+            values.append(lag)
     if item.headers is not None:
         _observe_tick_created(item)
 
@@ -287,12 +305,15 @@ def observe_batch_create_latency(
     """
     if created is None or not out:
         return
+    by_stage: dict[str, list[float]] = {}
     for stage, seconds in batch_create_latencies(out, ticks, times, positions, created):
-        _tick_child(stage).observe(seconds)
-
-
-def _tick_child(stage: str) -> Any:
-    return _child(CREATE_LATENCY, stage, "market.ticks")
+        values = by_stage.get(stage)
+        if values is None:
+            by_stage[stage] = [seconds]
+        else:
+            values.append(seconds)
+    for stage, values in by_stage.items():
+        CREATE_LATENCY.observe((stage, MARKET_TICKS), values)
 
 
 def _observe_tick_created(item: Outbound) -> None:
@@ -306,7 +327,7 @@ def _observe_tick_created(item: Outbound) -> None:
         return
     if created_ms is not None:
         seconds = item.envelope.ts.timestamp() - created_ms / 1000
-        _tick_child(stage).observe(max(0.0, seconds))
+        CREATE_LATENCY.observe((stage, MARKET_TICKS), (max(0.0, seconds),))
 
 
 # --- snapshot durations -----------------------------------------------------------
