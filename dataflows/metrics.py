@@ -153,6 +153,10 @@ def _child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
+Lags = collections.defaultdict[str, list[float]]
+"""One published item's latencies in seconds, by stage."""
+
+
 def _lag(created: datetime, exchange: datetime) -> float:
     return max(0.0, (created - exchange).total_seconds())
 
@@ -169,7 +173,7 @@ def observe_published(item: Published) -> None:
     (:func:`observe_batch_create_latency`).
     """
     counts: collections.Counter[tuple[Any, ...]] = collections.Counter()
-    lags: dict[str, list[float]] = {}
+    lags: Lags = collections.defaultdict(list)
     for message in messages_in(item):
         _observe_one(message, counts, lags)
     for (metric, *labels), count in counts.items():
@@ -178,9 +182,7 @@ def observe_published(item: Published) -> None:
         EXCHANGE_LATENCY.observe((stage,), values)
 
 
-def _observe_one(
-    item: Outbound, counts: collections.Counter[tuple[Any, ...]], lags: dict[str, list[float]]
-) -> None:
+def _observe_one(item: Outbound, counts: collections.Counter[tuple[Any, ...]], lags: Lags) -> None:
     counts[EVENTS_OUT, item.topic] += 1
     envelope = item.envelope
     broker = envelope.broker
@@ -207,12 +209,7 @@ def _observe_one(
         timed = "pnl", envelope.data.timestamp
     if timed is not None:
         stage, exchange = timed
-        lag = _lag(envelope.ts, exchange)
-        values = lags.get(stage)
-        if values is None:
-            lags[stage] = [lag]
-        else:
-            values.append(lag)
+        lags[stage].append(_lag(envelope.ts, exchange))
     if item.headers is not None:
         _observe_tick_created(item)
 
@@ -305,13 +302,9 @@ def observe_batch_create_latency(
     """
     if created is None or not out:
         return
-    by_stage: dict[str, list[float]] = {}
+    by_stage: Lags = collections.defaultdict(list)
     for stage, seconds in batch_create_latencies(out, ticks, times, positions, created):
-        values = by_stage.get(stage)
-        if values is None:
-            by_stage[stage] = [seconds]
-        else:
-            values.append(seconds)
+        by_stage[stage].append(seconds)
     for stage, values in by_stage.items():
         CREATE_LATENCY.observe((stage, MARKET_TICKS), values)
 

@@ -41,9 +41,10 @@ RULES = (
     "no_short_selling",
 )
 _ALL_PASSED: Final = dict.fromkeys(RULES, True)
-_NO_AGE: Final = timedelta(0)
 """``risk_checks`` of a signal that passed every rule (copied per signal)."""
 """Rule names, in the order reasons list them."""
+_NO_AGE: Final = timedelta(0)
+"""The lowest mark age risk accepts: a mark from the signal's future never judges it."""
 
 
 def halted_rejection(signal: TradingSignal, reason: str) -> RejectedSignal:

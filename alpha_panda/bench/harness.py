@@ -224,13 +224,13 @@ def _epoch(_msg: Any) -> datetime:
 def pipeline_flow(
     source: Sequence[RawBatch] | MemorySource,
     tokens: Sequence[int],
-    sink: CountingSink,
+    sink: DynamicSink[Any],
     params: PipelineParams | None = None,
     configs: Sequence[StrategyConfig] | None = None,
     *,
     recoverable: bool = False,
 ) -> Dataflow:
-    """The whole replay pipeline (event-time clock) from memory into ``sink``.
+    """The whole replay pipeline (event-time clock) from memory into ``sink`` (a list of messages per batch).
 
     ``configs`` default to :func:`bench_configs` over ``tokens``; ``params``
     to :data:`TRADING` (both brokers, one shard, risk limits opened).

@@ -62,12 +62,10 @@ class BatchedHistogram:
         bounds = self._bounds
         counts = [0] * len(bounds)
         total = 0.0
-        seen = False
         for value in values:
             counts[bisect_left(bounds, value)] += 1
             total += value
-            seen = True
-        if not seen:
+        if not any(counts):
             return
         with self._lock:
             series = self._series.get(labels)

@@ -9,10 +9,8 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
-import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
@@ -23,7 +21,6 @@ from alpha_panda.bench.config import SCENARIO_NAMES, BenchConfig
 from alpha_panda.bench.harness import (
     TRADING,
     CountingSink,
-    MemorySource,
     bare_flow,
     bench_configs,
     market,
@@ -37,8 +34,7 @@ from alpha_panda.bench.scenarios.peers import run_replay_child
 from alpha_panda.bench.scenarios.replay import Make, interleaved_runs, median_ratio
 from alpha_panda.cli import app
 from alpha_panda.replay import run_replay
-from dataflows.clock import event_time_clock
-from dataflows.pipeline import PipelineParams, build_pipeline
+from dataflows.pipeline import PipelineParams
 from schemas.envelope import Outbound
 
 TINY = BenchConfig(
@@ -125,18 +121,8 @@ def test_counting_sink_counts_what_replay_writes(tmp_path: Path) -> None:
 
 def _trading_messages(params: PipelineParams) -> list[Outbound]:
     ticks = market(20, 4_000)
-    flow = Dataflow("bench_workload")
-    raw = op.input("ticks", flow, MemorySource(ticks.batches()))
-    out = build_pipeline(
-        raw,
-        bench_configs(ticks.spec.tokens()),
-        params,
-        clock=event_time_clock,
-        dlq_clock=lambda _msg: datetime(1970, 1, 1, tzinfo=UTC),
-    )
     got: list[list[Outbound]] = []
-    op.output("out", out, TestingSink(got))
-    run_main(flow)
+    run_main(pipeline_flow(ticks.batches(), ticks.spec.tokens(), TestingSink(got), params))
     return [message for batch in got for message in batch]
 
 
