@@ -209,7 +209,10 @@ def test_scaling_compares_worker_layouts(report: dict) -> None:
     assert rows[0]["outputs"] > 0
     for row in rows:
         assert row["ticks"] == 600
-        assert row["ticks_per_s"] > 0
+        assert row["ticks_per_s"] == pytest.approx(600 / row["seconds"])
+        assert row["seconds_with_startup"] >= row["seconds"] > 0
+        assert row["processes"] == 1
+        assert 0 < row["peak_rss_bytes"]
 
 
 def test_peers_replay_fills_equal_the_reference_rule(report: dict) -> None:
