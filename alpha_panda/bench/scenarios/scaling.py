@@ -6,7 +6,8 @@ other layouts split the trading stage by instrument group
 :mod:`dataflows.instrument_groups`): one strategy's instruments spread over
 the workers, and accounts merge the groups' signals in one order. Every
 layout runs in fresh processes, children of this module (``python -m
-alpha_panda.bench.scenarios.scaling JOB``), each a ``cluster_main`` process:
+alpha_panda.bench.scenarios.scaling JOB``), each a ``cluster_main`` process
+(``run_main`` for one worker, as ``alpha-panda replay`` runs it):
 a replay is a fresh process too, and a flow run after others in the same
 process runs 5 to 10% slower (allocator and cache state), which would
 favour whichever layout ran fresh. Every layout must count the same messages.
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bytewax.testing import cluster_main
+from bytewax.testing import cluster_main, run_main
 
 from alpha_panda.bench.config import BenchConfig
 from alpha_panda.bench.harness import TRADING, CountingSink, MemorySource, market, pipeline_flow
@@ -127,7 +128,13 @@ def layout_child(job: dict[str, Any]) -> dict[str, Any]:
     gc.collect()
     start = time.perf_counter()
     tune_collector()
-    cluster_main(flow, job["addresses"], job["proc_id"], worker_count_per_proc=job["workers_per_process"])
+    if job["workers_per_process"] == 1 and not job["addresses"]:
+        # As `alpha-panda replay --processes 1` runs: the worker on the main thread. cluster_main
+        # would run it on a thread of its own while the main thread takes the GIL every millisecond
+        # to check for signals, about 5% slower.
+        run_main(flow)
+    else:
+        cluster_main(flow, job["addresses"], job["proc_id"], worker_count_per_proc=job["workers_per_process"])
     end = time.perf_counter()
     return {
         "start": start,
