@@ -51,7 +51,7 @@ def bench_command(
         int | None, typer.Option(min=1, help="Ticks of each peers' tape (default 1000000).")
     ] = None,
     live_ticks: Annotated[
-        int | None, typer.Option(min=100, help="Ticks of the live throughput runs (default 60000).")
+        int | None, typer.Option(min=100, help="Ticks of the live throughput runs (default 300000).")
     ] = None,
     live_rates: Annotated[
         str | None, typer.Option(help="Offered ticks/s of the live latency runs (default 1000,5000).")
