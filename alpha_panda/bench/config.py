@@ -19,7 +19,8 @@ class BenchConfig:
     ``ticks``: ticks per replay/memory run (split evenly over the instruments).
     ``repeat``: runs per timed figure (the median is reported).
     ``scaling_instruments`` / ``scaling_ticks``: size of the scaling runs.
-    ``processes``: also run two processes in the scaling scenario.
+    ``processes``: also run two processes in the scaling scenario, and
+    compare a peers' replay on two processes with one on one.
     ``peer_instruments`` / ``peer_ticks``: sizes of the peers' tape (one
     tape per instrument count, ``peer_ticks`` ticks in total each).
     ``live_*``: the live scenario (ticks of the throughput runs, offered
@@ -36,6 +37,8 @@ class BenchConfig:
     processes: bool = True
     peer_instruments: tuple[int, ...] = (100, 10_000)
     peer_ticks: int = 1_000_000
+    peer_processes: int | None = None
+    """The peers' replay's ``--processes`` (None: the replay's default, two for these tapes)."""
     live_ticks: int = 300_000
     """Ticks of the raw-broker and sustained runs: 60,000 (the default until 2026-12-04) made a
     sustained all-in-one run of 1.7 s, mostly its start (0.21x the raw consume rate, against 0.38x

@@ -94,16 +94,18 @@ def peers_table(rows: list[dict[str, Any]]) -> Table:
     """``alpha-panda replay`` on the peers' tape against the reference rule."""
     table = _table(
         "Peers' tape: alpha-panda replay (whole process, paper, one momentum strategy) vs the reference rule",
-        ("instruments", "ticks", "replay s", "replay ticks/s", "peak RSS MiB", "BUY / SELL fills")
-        + ("reference BUY / SELL", "equal", "reference ticks/s"),
+        ("instruments", "ticks", "replay s", "replay ticks/s", "1 process s", "2 vs 1", "peak RSS MiB")
+        + ("BUY / SELL fills", "reference BUY / SELL", "equal", "reference ticks/s"),
     )
     for row in rows:
-        replay, reference = row["replay"], row["reference"]
+        replay, reference, one = row["replay"], row["reference"], row.get("one_process")
         table.add_row(
             f"{row['instruments']:,}",
             f"{row['ticks']:,}",
             f"{replay['seconds']:.2f}",
             _rate(replay["ticks_per_s"]),
+            f"{one['seconds']:.2f}" if one else "-",
+            f"{one['two_process_speedup']:.2f}x" if one else "-",
             _mb(replay["peak_rss_bytes"]),
             f"{replay['buys']:,} / {replay['sells']:,}",
             f"{reference['buys']:,} / {reference['sells']:,}",

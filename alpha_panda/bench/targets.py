@@ -31,6 +31,9 @@ TARGETS: dict[str, Target] = {
     "pipeline_over_bare": Target(1.0, ">=", "issue 14 goal 3: at least the per-item bare flow"),
     "two_process_speedup": Target(1.6, ">=", "issue 14 goal 4: at 10,000 instruments"),
     "peer_peak_rss_mib": Target(175, "<=", "issue 14 goal 2: on the 1M-tick peer tape"),
+    "peer_two_process_speedup": Target(
+        1.6, ">=", "issue 14 goal 4: replay --processes 2 vs 1 on the peer tape (goal: at 10,000)"
+    ),
     "state_bytes_per_strategy_instrument": Target(2048, "<=", "issue 6"),
     "live_all_in_one_over_raw_consume": Target(0.6, ">=", "issue 14 goal 5: of the raw consume rate"),
     "live_all_in_one_tick_to_fill_p99_ms_at_1000": Target(10.0, "<=", "issue 14 goal 5"),
@@ -81,6 +84,8 @@ def check_targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, An
         size = f"{row['instruments']:,} instruments, {row['ticks']:,} ticks"
         check("peer_fills_equal_reference", row["replay"]["fills"], size, threshold=row["reference"]["fills"])
         check("peer_peak_rss_mib", row["replay"]["peak_rss_bytes"] / 2**20, size)
+        if row.get("one_process"):
+            check("peer_two_process_speedup", row["one_process"]["two_process_speedup"], size)
     _live_checks(results.get("live", []), check)
     return checks
 

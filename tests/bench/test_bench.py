@@ -229,6 +229,24 @@ def test_peers_replay_fills_equal_the_reference_rule(report: dict) -> None:
     assert replay["ticks_per_s"] == pytest.approx(900 / replay["seconds"])
 
 
+def test_peers_replay_on_two_processes_is_compared_with_one(report: dict) -> None:
+    assert report["scenarios"]["peers"][0]["one_process"] is None  # processes=False: no comparison
+    config = BenchConfig(
+        scenarios=("peers",), peer_instruments=(3,), peer_ticks=900, peer_processes=2, repeat=2
+    )
+    bench = run_bench(config)
+    (row,) = bench["scenarios"]["peers"]
+    replay, one = row["replay"], row["one_process"]
+    assert replay["processes"] == 2
+    assert len(replay["seconds_runs"]) == len(one["seconds_runs"]) == 2  # one of each per round
+    assert one["fills"] == replay["fills"] == row["reference"]["fills"]
+    ratios = [a / b for a, b in zip(one["seconds_runs"], replay["seconds_runs"], strict=True)]
+    assert one["two_process_speedup"] == pytest.approx(sum(ratios) / 2)  # the median of two
+    (check,) = [c for c in bench["targets"] if c["target"].startswith("peer_two_process_speedup")]
+    assert check["measured"] == one["two_process_speedup"]
+    assert check["threshold"] == 1.6
+
+
 def test_targets_are_checked_for_what_ran(report: dict) -> None:
     checks = {check["target"].split(" (")[0]: check for check in report["targets"]}
     assert {"pipeline_over_bare", "state_bytes_per_strategy_instrument", "peer_peak_rss_mib"} <= checks.keys()

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from alpha_panda.bench.config import BenchConfig
 from alpha_panda.bench.peer_tape import PeerTape, write_peer_tape
 from alpha_panda.bench.reference import LOOKBACK, THRESHOLD, read_csv_ticks, reference_fills
 from alpha_panda.bench.scenarios import Log
+from alpha_panda.bench.scenarios.replay import median_ratio
 
 OPEN_LIMITS = {
     "MAX_DAILY_TRADES": "1000000000",
@@ -133,8 +135,12 @@ def count_fills(path: Path) -> tuple[int, int]:
     return buys, sells
 
 
-def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[str, Any]:
+def run_replay_child(
+    tape: PeerTape, work: Path, timeout: float = 3600, processes: int | None = None
+) -> dict[str, Any]:
     """Run ``alpha-panda replay`` over ``tape`` in a child process; seconds, peak RSS and fills.
+
+    ``processes``: its ``--processes`` (None: the replay's default, two from 8 MiB).
 
     Raises:
         RuntimeError: the replay exited non-zero (its last output lines are in the message).
@@ -145,6 +151,8 @@ def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[
     out, log, result = work / "out", work / "replay.log", work / "replay.json"
     replay = [sys.executable, "-m", "alpha_panda.cli", "replay", "--quiet"]
     replay += ["--ticks", str(tape.jsonl), "--strategies", str(strategies), "--out", str(out)]
+    if processes is not None:
+        replay += ["--processes", str(processes)]
     command = [sys.executable, "-c", LAUNCHER, str(result), *replay]
     with log.open("wb") as output:
         launcher = subprocess.Popen(
@@ -186,24 +194,68 @@ def run_replay_child(tape: PeerTape, work: Path, timeout: float = 3600) -> dict[
     }
 
 
-def peer_run(instruments: int, ticks: int, log: Log) -> dict[str, Any]:
-    """One tape: generate it, run the reference and the replay, compare the fills."""
+def _fresh_run(tape: PeerTape, work: Path, name: str, processes: int | None) -> dict[str, Any]:
+    """:func:`run_replay_child` in a directory of its own, removed afterwards (a replay writes ~200 MB)."""
+    where = work / name
+    where.mkdir()
+    try:
+        return run_replay_child(tape, where, processes=processes)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def peer_run(
+    instruments: int,
+    ticks: int,
+    log: Log,
+    *,
+    repeat: int = 1,
+    processes: int | None = None,
+    compare: bool = True,
+) -> dict[str, Any]:
+    """One tape: generate it, run the reference and the replay, compare the fills.
+
+    The replay runs ``repeat`` times (``--processes processes``; None: its
+    default). When it runs on two processes and ``compare`` is set, each
+    run is followed by one with ``--processes 1``, and
+    ``two_process_speedup`` is the median over these rounds of the one
+    process's seconds over the two processes' (issue 14, goal 4).
+    """
     work = Path(tempfile.mkdtemp(prefix="alpha-panda-peers-"))
+    runs: list[dict[str, Any]] = []
+    singles: list[dict[str, Any]] = []
     try:
         start = time.perf_counter()
         tape = write_peer_tape(instruments, ticks, work / "tape")
         generated = time.perf_counter() - start
         reference = reference_fills(read_csv_ticks(tape.csv))
         log(f"peers: {instruments:,} instruments, {ticks:,} ticks; reference {reference.fills:,} fills")
-        replay = run_replay_child(tape, work)
-        log(f"peers: replay {replay['fills']:,} fills in {replay['seconds']:.1f} s")
+        for round_ in range(repeat):
+            runs.append(_fresh_run(tape, work, f"replay-{round_}", processes))
+            log(f"peers: replay {runs[-1]['fills']:,} fills in {runs[-1]['seconds']:.1f} s")
+            if compare and runs[-1]["processes"] == 2:
+                singles.append(_fresh_run(tape, work, f"one-process-{round_}", 1))
+                log(f"peers: replay on one process in {singles[-1]['seconds']:.1f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    seconds = [run["seconds"] for run in runs]
+    replay = {**runs[-1], "seconds_runs": seconds, "seconds": statistics.median(seconds)}
+    one_process = None
+    if singles:
+        one = [run["seconds"] for run in singles]
+        one_process = {
+            "seconds_runs": one,
+            "seconds": statistics.median(one),
+            "ticks_per_s": ticks / statistics.median(one),
+            "fills": singles[-1]["fills"],
+            "two_process_speedup": median_ratio(one, seconds),
+        }
     return {
         "instruments": instruments,
         "ticks": ticks,
         "tape_seconds": generated,
         "replay": {**replay, "ticks_per_s": ticks / replay["seconds"]},
+        "one_process": one_process,
         "reference": {
             "buys": reference.buys,
             "sells": reference.sells,
@@ -217,4 +269,14 @@ def peer_run(instruments: int, ticks: int, log: Log) -> dict[str, Any]:
 
 def peers_scenario(config: BenchConfig, log: Log) -> list[dict[str, Any]]:
     """The peers' workload at every ``peer_instruments`` size, ``peer_ticks`` ticks each."""
-    return [peer_run(instruments, config.peer_ticks, log) for instruments in config.peer_instruments]
+    return [
+        peer_run(
+            instruments,
+            config.peer_ticks,
+            log,
+            repeat=config.repeat,
+            processes=config.peer_processes,
+            compare=config.processes,
+        )
+        for instruments in config.peer_instruments
+    ]
