@@ -44,7 +44,8 @@ def bench_command(
         int | None, typer.Option(min=1, help="Instruments in the scaling runs (default 10000).")
     ] = None,
     processes: Annotated[
-        bool, typer.Option(help="Include the two-process run in scaling, and the peers replayed on one process to compare.")
+        bool,
+        typer.Option(help="Include the two-process run in scaling, and the peers replayed on one process."),
     ] = True,
     peer_instruments: Annotated[
         str | None, typer.Option(help="Instrument counts of the peers' tape (default 100,10000).")
