@@ -13,7 +13,8 @@ the peers' script times it; peak RSS is the child's (the sum of both
 processes' when it runs on two). Fills
 are counted in ``paper.orders.filled.jsonl`` and compared with the
 plain-Python reference rule (:mod:`alpha_panda.bench.reference`) over the
-same tape's CSV: they must be equal.
+same tape's CSV: they must be equal. A replay on two processes is followed,
+each round, by one with ``--processes 1``: issue 14's goal 4 on this tape.
 
 The peers themselves (NautilusTrader, backtrader) are not run here: compare
 with ``../shared/peers/run_all.sh`` on the same machine, in the same run.
