@@ -98,7 +98,7 @@ def peers_table(rows: list[dict[str, Any]]) -> Table:
         + ("BUY / SELL fills", "reference BUY / SELL", "equal", "reference ticks/s"),
     )
     for row in rows:
-        replay, reference, one = row["replay"], row["reference"], row.get("one_process")
+        replay, reference, one = row["replay"], row["reference"], row["one_process"]
         table.add_row(
             f"{row['instruments']:,}",
             f"{row['ticks']:,}",

@@ -244,10 +244,11 @@ def peer_run(
     one_process = None
     if singles:
         one = [run["seconds"] for run in singles]
+        median = statistics.median(one)
         one_process = {
             "seconds_runs": one,
-            "seconds": statistics.median(one),
-            "ticks_per_s": ticks / statistics.median(one),
+            "seconds": median,
+            "ticks_per_s": ticks / median,
             "fills": singles[-1]["fills"],
             "two_process_speedup": median_ratio(one, seconds),
         }

@@ -65,11 +65,11 @@ def run_layout(layout: Layout, instruments: int, ticks: int, timeout: float = 60
     """Run the pipeline in ``layout`` on fresh processes; seconds and messages counted.
 
     Each process builds the same ticks, then reports ``time.perf_counter``
-    (CLOCK_MONOTONIC on Linux, shared by processes) around its
-    ``cluster_main``, and when its source read the first batch. ``seconds``
-    runs from the first input batch (the processes are connected) until
-    every process is done; ``seconds_with_startup`` from when the last had
-    called ``cluster_main``, so it includes connecting them.
+    (CLOCK_MONOTONIC on Linux, shared by processes) around its run
+    (``run_main`` or ``cluster_main``), and when its source read the first
+    batch. ``seconds`` runs from the first input batch (the processes are
+    connected) until every process is done; ``seconds_with_startup`` from
+    when the last had started its run, so it includes connecting them.
     ``peak_rss_bytes``: the largest process's peak.
     """
     addresses = [f"127.0.0.1:{port}" for port in free_ports(layout.processes)] if layout.processes > 1 else []
