@@ -38,13 +38,14 @@ OrderEnvelope = SubmittedEnvelope | FilledEnvelope | FailedEnvelope
 
 
 # One JSON array of row arrays per table (orjson, in C) rather than a typed array per column,
+# read as jsonb (parsed once; json would re-scan its text for every field: 1.5x the server time),
 # whose per-element dumping in Python cost more than the round trip to the server.
 _ORDERS_INSERT: Final = (
     "INSERT INTO orders (broker, order_id, strategy_id, instrument_token, side, quantity,"
     " price, status, is_terminal, execution_mode, error_message, event_id, order_ts)"
     " SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, (r->>5)::bigint, (r->>6)::float8,"
     " r->>7, (r->>8)::bool, r->>9, r->>10, r->>11, (r->>12)::timestamptz"
-    " FROM json_array_elements(%s::json) AS r"
+    " FROM jsonb_array_elements(%s::jsonb) AS r"
     " ON CONFLICT (broker, order_id) DO UPDATE SET"
     " status = EXCLUDED.status, is_terminal = true,"
     " price = coalesce(EXCLUDED.price, orders.price), error_message = EXCLUDED.error_message,"
@@ -56,7 +57,7 @@ _FILLS_INSERT: Final = (
     " fill_price, fees, execution_mode, event_id, filled_at)"
     " SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, r->>4, (r->>5)::bigint, (r->>6)::float8,"
     " (r->>7)::float8, r->>8, r->>9, (r->>10)::timestamptz"
-    " FROM json_array_elements(%s::json) AS r"
+    " FROM jsonb_array_elements(%s::jsonb) AS r"
     " ON CONFLICT (broker, order_id) DO NOTHING"
 )
 
@@ -171,7 +172,7 @@ class LedgerSink(DynamicSink[Published]):
 
     In: ``Outbound`` items with an ``order_submitted``, ``order_filled`` or
     ``order_failed`` envelope, or lists of them. Out: per batch one transaction with one
-    ``INSERT ... SELECT FROM json_array_elements(...)`` into ``orders`` and one into
+    ``INSERT ... SELECT FROM jsonb_array_elements(...)`` into ``orders`` and one into
     ``fills``. Idempotent: replaying a batch adds no row (unique on
     ``(broker, order_id)``); a terminal status is never moved back.
     Without ``resilience``, a batch is retried for ``retry_s`` s while
