@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
 from connectors.dlq import Resilience
 from connectors.equity import EquityHistorySink
+from connectors.fan_out import FanOutSink, Route, only
 from connectors.kafka.sink import kafka_sink
 from connectors.postgres import LedgerSink
 from connectors.redis_portfolio import RedisPortfolioSink
@@ -22,11 +21,9 @@ from schemas.codec import RawMessage
 from schemas.envelope import (
     FailedEnvelope,
     FilledEnvelope,
-    Outbound,
     PnlEnvelope,
     Published,
     SubmittedEnvelope,
-    messages_in,
 )
 
 
@@ -60,36 +57,28 @@ def attach_sinks(
     With ``redis``, every snapshot is also appended to the Postgres
     ``equity_history`` table (the dashboard's equity curves).
 
+    All of it is one output step (:class:`connectors.fan_out.FanOutSink`):
+    the Postgres tables are written on threads of their own while Kafka and
+    Redis are written, and a batch is done when every destination has it.
+
     Redis and ledger writes retry per ``settings`` (``RETRY_*``); when that
     gives up, the batch goes to the DLQ of each message's topic and the flow
     goes on (see :mod:`connectors.dlq`).
     """
     settings = settings or get_settings()
     timeout = {"delivery.timeout.ms": settings.kafka_delivery_timeout_ms}
-    op.inspect("metrics", published, lambda _step, item: observe_published(item))
-    op.output("kafka", published, kafka_sink(servers.kafka, timeout))
+    routes = [Route("kafka", kafka_sink(servers.kafka, timeout))]
     if redis:
-        snapshots = op.filter_map("pnl_for_redis", published, _only(PnlEnvelope))
-        sink = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
-        op.output("redis_portfolios", snapshots, sink)
+        snapshots = only(PnlEnvelope)
+        portfolios = RedisPortfolioSink(servers.redis, resilience=resilience(servers, settings))
         history = EquityHistorySink(servers.postgres, resilience=resilience(servers, settings))
-        op.output("equity_history", snapshots, history)
+        routes.append(Route("redis_portfolios", portfolios, snapshots))
+        routes.append(Route("equity_history", history, snapshots, background=True))
     if ledger:
-        orders = op.filter_map(
-            "orders_for_ledger", published, _only(SubmittedEnvelope, FilledEnvelope, FailedEnvelope)
-        )
-        op.output(
-            "postgres_ledger", orders, LedgerSink(servers.postgres, resilience=resilience(servers, settings))
-        )
-
-
-def _only(*kinds: type[Any]) -> Callable[[Published], list[Outbound] | None]:
-    """The messages of an item whose envelope is one of ``kinds``, as one list; None when there are none."""
-
-    def pick(item: Published) -> list[Outbound] | None:
-        return [m for m in messages_in(item) if isinstance(m.envelope, kinds)] or None
-
-    return pick
+        orders = only(SubmittedEnvelope, FilledEnvelope, FailedEnvelope)
+        book = LedgerSink(servers.postgres, resilience=resilience(servers, settings))
+        routes.append(Route("postgres_ledger", book, orders, background=True))
+    op.output("outputs", published, FanOutSink(routes, observe=observe_published))
 
 
 def live_dlq_clock(_message: RawMessage) -> datetime:
