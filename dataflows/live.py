@@ -21,8 +21,8 @@ from connectors.kafka.config import use_client_security
 from dataflows.metrics import report_input_lag, serve_metrics
 from dataflows.params import PipelineParams
 from dataflows.runtime.collector import tune_collector
-from dataflows.runtime.inputs import broker_events, kafka_batches, kafka_input
-from dataflows.runtime.reload import config_updates, initial_configs, parse_configs
+from dataflows.runtime.inputs import broker_events, kafka_batches, kafka_input, kafka_input_with
+from dataflows.runtime.reload import config_source, config_updates, initial_configs, parse_configs
 from dataflows.runtime.servers import Servers, await_servers, resolve_servers, wait_for
 from dataflows.runtime.sinks import attach_sinks, live_dlq_clock, resilience
 from dataflows.settings import Settings
@@ -33,10 +33,12 @@ __all__ = [
     "await_servers",
     "begin",
     "broker_events",
+    "config_source",
     "config_updates",
     "initial_configs",
     "kafka_batches",
     "kafka_input",
+    "kafka_input_with",
     "lazy_flow",
     "live_dlq_clock",
     "marks_from_ticks",
@@ -77,7 +79,14 @@ def marks_from_ticks(
     from dataflows.signals import context_for, strategy_stage
     from schemas.topics import MARKET_TICKS
 
-    raw = kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
+    raw, rows = kafka_input_with(
+        flow,
+        "market_ticks",
+        servers,
+        [MARKET_TICKS],
+        config_source(servers, settings),
+        tail=settings.kafka_tail,
+    )
     ticks, _dropped = decode_ticks(
         "ticks_in", raw, service=params.service, dlq_clock=live_dlq_clock, derive_ids=False
     )
@@ -90,7 +99,7 @@ def marks_from_ticks(
         emit_signals=False,
         idle_mark_after=params.idle_mark_after,
     )
-    reloads = config_updates(flow, servers, settings)
+    reloads = config_updates(rows)
     updates = op.map("contexts", reloads, context.with_configs) if reloads is not None else None
     return strategy_stage("marks", ticks, context, updates=updates)
 

@@ -450,7 +450,12 @@ def live_flow(settings: Any) -> Dataflow:
     from dataflows.clock import wall_clock
 
     servers, params, flow = live.begin(settings, "pipeline", redis=True)
-    raw = live.kafka_batches(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
+    configs = live.config_source(
+        servers, settings
+    )  # polled in the tick input step: see connectors.merged_source
+    raw, rows = live.kafka_batches(
+        flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail, also=configs
+    )
     updates = dead_updates = None
     if params.zerodha_route is not None and params.zerodha_route.mode == "live":
         # Live Kite orders fill (or fail) later: their updates come back from dataflows.zerodha_updates.
@@ -463,7 +468,7 @@ def live_flow(settings: Any) -> Dataflow:
         params,
         clock=wall_clock,
         dlq_clock=live.live_dlq_clock,
-        config_updates=live.config_updates(flow, servers, settings),
+        config_updates=live.config_updates(rows),
         order_updates=updates,
     )
     published: Stream[Published] = batches  # each batch one item, all the way to the sinks

@@ -25,7 +25,10 @@ from schemas.topics import MARKET_TICKS
 def build(settings: Any) -> Dataflow:
     """Build the strategy runner for ``settings``."""
     servers, params, flow = live.begin(settings, "strategy_runner")
-    raw = live.kafka_input(flow, "market_ticks", servers, [MARKET_TICKS], tail=settings.kafka_tail)
+    configs = live.config_source(servers, settings)
+    raw, rows = live.kafka_input_with(
+        flow, "market_ticks", servers, [MARKET_TICKS], configs, tail=settings.kafka_tail
+    )
     ticks, dead = decode_ticks(
         "ingest",
         raw,
@@ -42,7 +45,7 @@ def build(settings: Any) -> Dataflow:
         service=params.service,
         shards=params.shards,
     )
-    reloads = live.config_updates(flow, servers, settings)
+    reloads = live.config_updates(rows)
     updates = op.map("contexts", reloads, context.with_configs) if reloads is not None else None
     routed = strategy_stage("strategies", ticks, context, updates=updates)
     signals = op.filter_map(

@@ -12,9 +12,11 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import FixedPartitionedSource
 
 from connectors.kafka.offsets import raise_if_offset_lost
 from connectors.kafka.source import kafka_source, raw_message
+from connectors.merged_source import Also, MergedSource
 from dataflows.ingest import decode_events
 from dataflows.metrics import INPUT_POSITIONS, MESSAGES_IN, input_counter
 from dataflows.params import PipelineParams
@@ -36,7 +38,25 @@ def kafka_input(
     :class:`connectors.errors.OffsetOutOfRangeError`, never a silent jump.
     ``tail=False`` ends the input at the current end of every partition.
     """
-    messages = op.input(step_id, flow, kafka_source(servers.kafka, list(topics), tail=tail))
+    messages, _also = kafka_input_with(flow, step_id, servers, topics, None, tail=tail)
+    return messages
+
+
+def kafka_input_with(
+    flow: Dataflow,
+    step_id: str,
+    servers: Servers,
+    topics: Iterable[str],
+    also: FixedPartitionedSource[Any, Any] | None,
+    *,
+    tail: bool = True,
+) -> tuple[Stream[RawMessage], Stream[Any] | None]:
+    """:func:`kafka_input`, and ``also``'s items (or None): both read in one input step.
+
+    One step, so that the epochs of ``also`` (the strategy table's poll) and
+    of the Kafka partitions close together (see :mod:`connectors.merged_source`).
+    """
+    messages, others = input_step(flow, step_id, kafka_source(servers.kafka, list(topics), tail=tail), also)
     counted: dict[str, Callable[[], None]] = {}
 
     def keep(message: Any) -> RawMessage | None:
@@ -52,7 +72,29 @@ def kafka_input(
         log.warning("Kafka consumer error in %s: %s", step_id, message)
         return None
 
-    return op.filter_map(f"{step_id}_raw", messages, keep)
+    return op.filter_map(f"{step_id}_raw", messages, keep), others
+
+
+def input_step(
+    flow: Dataflow,
+    step_id: str,
+    source: FixedPartitionedSource[Any, Any],
+    also: FixedPartitionedSource[Any, Any] | None,
+) -> tuple[Stream[Any], Stream[Any] | None]:
+    """``source``'s items, and ``also``'s (or None), from one input step."""
+    if also is None:
+        return op.input(step_id, flow, source), None
+    items = op.input(step_id, flow, MergedSource(source, also))
+    split = op.branch(f"{step_id}_also", items, _is_also)
+    return split.falses, op.map(f"{step_id}_also_items", split.trues, _unwrapped)
+
+
+def _is_also(item: Any) -> bool:
+    return isinstance(item, Also)
+
+
+def _unwrapped(item: Also) -> Any:
+    return item.item
 
 
 LIVE_BATCH = 4096
@@ -66,17 +108,23 @@ the hot path's engine overhead is paid per 4,096 ticks, not per 1,000
 
 
 def kafka_batches(
-    flow: Dataflow, step_id: str, servers: Servers, topics: Iterable[str], *, tail: bool = True
-) -> Stream[RawBatch]:
+    flow: Dataflow,
+    step_id: str,
+    servers: Servers,
+    topics: Iterable[str],
+    *,
+    tail: bool = True,
+    also: FixedPartitionedSource[Any, Any] | None = None,
+) -> tuple[Stream[RawBatch], Stream[Any] | None]:
     """Read ``topics`` as one :class:`RawBatch` per poll of a partition (at most :data:`LIVE_BATCH`).
 
-    Consumer errors are logged.
-
-    Counts messages in (``alpha_panda_messages_in``) and records read
-    positions for the lag gauge, once per batch.
+    Consumer errors are logged. Counts messages in (``alpha_panda_messages_in``)
+    and records read positions for the lag gauge, once per batch. ``also``'s
+    items (or None) come second, read in the same input step, as in
+    :func:`kafka_input_with`.
     """
     source = kafka_source(servers.kafka, list(topics), tail=tail, batched=True, batch_size=LIVE_BATCH)
-    batches = op.input(step_id, flow, source)
+    batches, others = input_step(flow, step_id, source, also)
     counters: dict[str, Any] = {}
 
     def count(batch: RawBatch) -> RawBatch:
@@ -88,7 +136,7 @@ def kafka_batches(
             INPUT_POSITIONS[(batch.topic, batch.partition or 0)] = batch.offsets[-1]
         return batch
 
-    return op.map(f"{step_id}_counted", batches, count)
+    return op.map(f"{step_id}_counted", batches, count), others
 
 
 def broker_events(

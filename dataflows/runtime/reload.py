@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Stream
 
 from connectors.postgres import StrategyConfigSource, load_strategies
 from dataflows.runtime.servers import Servers
@@ -34,16 +34,21 @@ def initial_configs(servers: Servers) -> list[StrategyConfig]:
     return parse_configs(load_strategies(servers.postgres))
 
 
-def config_updates(
-    flow: Dataflow, servers: Servers, settings: Settings
-) -> Stream[list[StrategyConfig]] | None:
-    """New strategy sets whenever ``strategy_configurations`` changes (polled).
+def config_source(servers: Servers, settings: Settings) -> StrategyConfigSource | None:
+    """The poll of ``strategy_configurations`` for hot reload; ``None`` when the flow does not tail Kafka.
 
-    ``None`` when the flow does not tail Kafka: a finite run keeps its start set.
+    A finite run keeps its start set. Read it in the flow's tick input step
+    (``also`` of :func:`dataflows.runtime.inputs.kafka_input_with` and
+    :func:`~dataflows.runtime.inputs.kafka_batches`), never in an input step
+    of its own: see :mod:`connectors.merged_source`.
     """
     if not settings.kafka_tail:
         return None
-    rows = op.input(
-        "strategy_configurations", flow, StrategyConfigSource(servers.postgres, settings.strategy_reload_s)
-    )
+    return StrategyConfigSource(servers.postgres, settings.strategy_reload_s)
+
+
+def config_updates(rows: Stream[list[dict[str, Any]]] | None) -> Stream[list[StrategyConfig]] | None:
+    """New strategy sets from the rows :func:`config_source` emits whenever the table changes (or None)."""
+    if rows is None:
+        return None
     return op.map("parse_configurations", rows, parse_configs)
