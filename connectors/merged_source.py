@@ -31,23 +31,34 @@ class Also(NamedTuple):
     item: Any
 
 
-class _AlsoPartition(StatefulSourcePartition[Any, Any]):
-    """A partition of the second source, its items wrapped in :class:`Also`."""
+class WrappedPartition(StatefulSourcePartition[Any, Any]):
+    """A source partition that hands everything to ``inner``; subclasses change ``next_batch``."""
 
     def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
         self._inner = inner
 
-    def next_batch(self) -> list[Any]:
-        return [Also(item) for item in self._inner.next_batch()]
+    def next_batch(self) -> Any:
+        """``inner``'s next batch."""
+        return self._inner.next_batch()
 
     def next_awake(self) -> datetime | None:
+        """When ``inner`` wants its next poll."""
         return self._inner.next_awake()
 
     def snapshot(self) -> Any:
+        """``inner``'s resume state."""
         return self._inner.snapshot()
 
     def close(self) -> None:
+        """Close ``inner``."""
         self._inner.close()
+
+
+class _AlsoPartition(WrappedPartition):
+    """A partition of the second source, its items wrapped in :class:`Also`."""
+
+    def next_batch(self) -> list[Any]:
+        return [Also(item) for item in self._inner.next_batch()]
 
 
 class MergedSource(FixedPartitionedSource[Any, Any]):

@@ -10,13 +10,13 @@ here, so that the replay can say what went wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.merged_source import WrappedPartition
 from dataflows.delegating import Delegating
 
 T = TypeVar("T")
@@ -74,10 +74,7 @@ def noting(build: Any) -> Any:
     return built
 
 
-class _NotingSourcePartition(StatefulSourcePartition[Any, Any]):
-    def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
-        self._inner = inner
-
+class _NotingSourcePartition(WrappedPartition):
     def next_batch(self) -> Iterable[Any]:
         try:
             return self._inner.next_batch()
@@ -86,15 +83,6 @@ class _NotingSourcePartition(StatefulSourcePartition[Any, Any]):
         except BaseException as err:
             note_failure(err)
             raise
-
-    def next_awake(self) -> datetime | None:
-        return self._inner.next_awake()
-
-    def snapshot(self) -> Any:
-        return self._inner.snapshot()
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 class NotingSource(FixedPartitionedSource[Any, Any]):
