@@ -53,7 +53,10 @@ class _StrategyConfigPartition(StatefulSourcePartition[list[dict[str, Any]], Non
         # Wake at least every EPOCH_WAKE even between polls: a sleeping input
         # cannot close its epoch, and Bytewax holds every input (the whole
         # flow) until the epoch closes. Sleeping until the next poll (2 s)
-        # capped a live flow at ~1.6k ticks/s with 1 s epochs.
+        # capped a live flow at ~1.6k ticks/s with 1 s epochs. The live flows
+        # read this source in their tick input step (connectors.merged_source),
+        # whose activations close its epochs with the ticks'; as a step of its
+        # own it closed each one up to EPOCH_WAKE late, later every epoch.
         return min(self._next_poll, datetime.now(UTC) + EPOCH_WAKE)
 
     def snapshot(self) -> None:
